@@ -1,0 +1,35 @@
+/* Shared pieces of the qvet command line (CLI.md): the command table, exit codes, help. */
+#ifndef QVET_CLI_H
+#define QVET_CLI_H
+
+#include "qvet/status.h"
+
+enum { QV_EXIT_OK = 0, QV_EXIT_FAIL = 1, QV_EXIT_USAGE = 2, QV_EXIT_INTERNAL = 3 };
+
+typedef int (*qv_cmd_fn)(int argc, char **argv);
+
+typedef struct {
+    const char *name;
+    const char *usage;   /* synopsis after "qvet " */
+    const char *summary; /* one line */
+    qv_cmd_fn fn;        /* NULL: not implemented yet (answers exit 2, never a fake result) */
+} qv_command;
+
+extern const qv_command qv_commands[];
+const qv_command *qv_find_command(const char *name);
+
+/* Prints "qvet: <last error>" on stderr and returns the exit code of `st`. */
+int qv_cli_report(qv_status st);
+/* Prints "qvet <cmd>: <message>" on stderr and returns QV_EXIT_USAGE. */
+int qv_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints the command's usage (its table entry) to stdout. */
+void qv_cli_print_help(const qv_command *c);
+/* 1 if argv has -h or --help */
+int qv_cli_wants_help(int argc, char **argv);
+
+/* Implemented commands (one file each: cmd_<name>.c). */
+int qv_cmd_info(int argc, char **argv);
+int qv_cmd_synth(int argc, char **argv);
+int qv_cmd_tokenize(int argc, char **argv);
+
+#endif

@@ -1,0 +1,51 @@
+/* The command table: every command of CLI.md is registered; those with fn == NULL answer
+ * "not implemented yet" (exit 2). One line per command: edit only your command's line. */
+#include <string.h>
+
+#include "cli.h"
+
+#define QV_NYI NULL
+
+const qv_command qv_commands[] = {
+    {"info", "info (--model DIR | --quantized CKPT) [--json PATH]",
+     "print a model's config, parameter count, tensors and tokenizer, or a checkpoint's metadata; checks the files", QV_NYI},
+    {"synth", "synth --out DIR [--preset tiny|small|llama3-8b-shape] [--seed N]",
+     "write the built-in synthetic Llama as a Hugging Face folder", QV_NYI},
+    {"tokenize", "tokenize [--model DIR] [--text STR | < stdin] [--bos] [--decode]",
+     "print token ids as a JSON array (no BOS unless --bos); --decode goes the other way", QV_NYI},
+    {"logits", "logits [--model DIR] --engine E (--ids 1,2,3 | --ids-file F.json) [--last N] --out F.json",
+     "run a forward pass and write the logits of the last N positions", QV_NYI},
+    {"quantize", "quantize --model DIR --calib TEXT --out CKPT [--format w4a8-g128|w4a8-chn|w8a8] [--kv 4|16] [--no-smooth-attn] [--no-rotate] [--no-smooth] [--no-clip] [--samples N] [--seqlen L]",
+     "QoQ calibration -> quantized checkpoint", QV_NYI},
+    {"ppl", "ppl [--model DIR] --engine E --text FILE [--ctx 2048] [--max-tokens N] [--no-bos]",
+     "perplexity with its confidence interval", QV_NYI},
+    {"compare", "compare [--model DIR] --ref E1 --cand E2 --text FILE [--ctx N] [--max-tokens N] | compare --ref-logits R --cand-logits C [--ids IDS]",
+     "perplexity of both, KL-divergence statistics, top-1 agreement, delta-p", QV_NYI},
+    {"dump-ids", "dump-ids [--model DIR] --text FILE [--ctx N] [--max-tokens N] --out IDS",
+     "write the exact token chunks an eval scores", QV_NYI},
+    {"niah", "niah [--model DIR] --ref E1 --cand E2 [--haystack FILE] [--lengths ...] [--depths ...]",
+     "needle-in-a-haystack / passkey grid for both engines", QV_NYI},
+    {"longbench", "longbench [--model DIR] --ref E1 --cand E2 (--data DIR --longbench-config DIR | --synthetic CORPUS) [--tasks ...] [--max-length N] | longbench --score PRED_DIR [--json F]",
+     "LongBench tasks, metrics and per-task deltas; or score existing predictions", QV_NYI},
+    {"trace", "trace [--model DIR] --ref E1 --cand E2 --text FILE [--ctx N] [--positions A-B] [--ablate kv|w:LAYERS|a:LAYERS] --report DIR",
+     "error attribution by layer, head, token position and context length", QV_NYI},
+    {"validate", "validate [--model DIR] [--quantized CKPT] --text FILE [--haystack FILE] [--thresholds F.json] [--longbench DIR --longbench-config DIR] --report DIR",
+     "go/no-go report for a calibration", QV_NYI},
+    {"kernels", "kernels [--filter RE] [--seed N] [--cases matrix.json] | kernels --check DIR",
+     "differential tests of every kernel over the case matrix", QV_NYI},
+    {"bench", "bench [--filter RE] --json F", "kernel benchmarks with baselines measured in the same run", QV_NYI},
+    {"fuzz", "fuzz overflow [--time S] [--corpus DIR] | fuzz replay [--corpus DIR]",
+     "overflow fuzzing of kernels vs reference / replay the corpus", QV_NYI},
+    {"gate", "gate [--config gate.json] [--junit F.xml] [--json F] [--baseline OLD.json] [--self-test]",
+     "the CI gate: kernels + corpus replay + golden check + model-level checks", QV_NYI},
+    {"golden", "golden check|update [--only NAME] [--dir golden/]", "verify or regenerate stored expected outputs", QV_NYI},
+    {"merge", "merge OUT.json SHARD.json...", "join the JSON results of --shard i/n runs", QV_NYI},
+    {NULL, NULL, NULL, NULL},
+};
+
+const qv_command *qv_find_command(const char *name)
+{
+    for (const qv_command *c = qv_commands; c->name; c++)
+        if (strcmp(c->name, name) == 0) return c;
+    return NULL;
+}
