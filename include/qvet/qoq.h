@@ -121,12 +121,14 @@ qv_status qv_gemm_acc_s8s8(const int8_t *q, const int8_t *w, int M, int N, int K
 /* ---- Epilogues (FP32, in exactly the written order; FP16 output with saturation reported) ----
  * per channel: y = fp16(s_a[m] * (s_w[n]*(float)acc - sz[n]*rowsum[m]));
  *   compat (QServe): y = fp16(((float)acc*s_w[n])*s_a[m] - sz[n]*rowsum[m]), overflow -> Inf.
- * g128 / W8A8: y = fp16((s_a[m]*s[n]) * (float)acc). */
+ * g128 / W8A8: y = fp16((s_a[m]*s[n]) * (float)acc).
+ * V (may be NULL) receives the pre-rounding FP32 values: overflow findings and bit-exact FP32
+ * comparisons are made on them. */
 qv_status qv_epilogue_w4a8_pc(const int32_t *acc, int M, int N, const float *s_a,
                               const float *rowsum, const qv_fp16 *s_w, const qv_fp16 *sz,
-                              int compat, qv_fp16 *Y, qv_fp16_report *rep);
+                              int compat, qv_fp16 *Y, float *V, qv_fp16_report *rep);
 qv_status qv_epilogue_scaled(const int32_t *acc, int M, int N, const float *s_a, const qv_fp16 *s,
-                             int compat, qv_fp16 *Y, qv_fp16_report *rep);
+                             int compat, qv_fp16 *Y, float *V, qv_fp16_report *rep);
 
 /* ---- Whole GEMMs (the kernels' contracts). acc_out (debug entry: the INT32 accumulators) and
  * rep may be NULL. Returns QV_ERR_CHECK when an output overflows FP16 or is NaN/Inf (Y is still

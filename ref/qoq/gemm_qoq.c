@@ -6,7 +6,7 @@
 
 qv_status qv_epilogue_w4a8_pc(const int32_t *acc, int M, int N, const float *s_a,
                               const float *rowsum, const qv_fp16 *s_w, const qv_fp16 *sz,
-                              int compat, qv_fp16 *Y, qv_fp16_report *rep)
+                              int compat, qv_fp16 *Y, float *V, qv_fp16_report *rep)
 {
     QV_TRY(qv_qoq_check_dims("epilogue_w4a8_pc", M, N, 1, NULL, NULL, NULL));
     qv_fp16_report local;
@@ -29,13 +29,14 @@ qv_status qv_epilogue_w4a8_pc(const int32_t *acc, int M, int N, const float *s_a
                 float d = t - c;
                 v = s_a[m] * d;
             }
+            if (V) V[i] = v;
             Y[i] = qv_qoq_out_fp16(v, (long)i, compat, rep);
         }
     return qv_qoq_report_status("epilogue_w4a8_pc", rep, N);
 }
 
 qv_status qv_epilogue_scaled(const int32_t *acc, int M, int N, const float *s_a, const qv_fp16 *s,
-                             int compat, qv_fp16 *Y, qv_fp16_report *rep)
+                             int compat, qv_fp16 *Y, float *V, qv_fp16_report *rep)
 {
     QV_TRY(qv_qoq_check_dims("epilogue_scaled", M, N, 1, NULL, NULL, NULL));
     qv_fp16_report local;
@@ -48,6 +49,7 @@ qv_status qv_epilogue_scaled(const int32_t *acc, int M, int N, const float *s_a,
              * product since FP multiplication commutes */
             float sc = s_a[m] * qv_fp16_to_fp32(s[n]);
             float v = sc * (float)acc[i];
+            if (V) V[i] = v;
             Y[i] = qv_qoq_out_fp16(v, (long)i, compat, rep);
         }
     return qv_qoq_report_status("epilogue_scaled", rep, N);
@@ -71,7 +73,7 @@ qv_status qv_ref_w4a8_pc_gemm(const int8_t *q, const float *s_a, const float *ro
     int32_t *acc;
     QV_TRY(with_acc(M, N, acc_out, &acc));
     qv_status st = qv_gemm_acc_s8u4(q, u, M, N, K, acc, impl);
-    if (st == QV_OK) st = qv_epilogue_w4a8_pc(acc, M, N, s_a, rowsum, s_w, sz, compat, Y, rep);
+    if (st == QV_OK) st = qv_epilogue_w4a8_pc(acc, M, N, s_a, rowsum, s_w, sz, compat, Y, NULL, rep);
     if (acc != acc_out) free(acc);
     return st;
 }
@@ -95,7 +97,7 @@ qv_status qv_ref_w4a8_g128_gemm(const int8_t *q, const float *s_a, const uint8_t
     qv_status st = qv_w4g128_dequant_ref(u, s1, sz1, N, K, w8p);
     if (st == QV_OK) st = with_acc(M, N, acc_out, &acc);
     if (st == QV_OK) st = qv_gemm_acc_s8s8(q, w8p, M, N, K, QV_QOQ_G128_KMAX, acc, impl);
-    if (st == QV_OK) st = qv_epilogue_scaled(acc, M, N, s_a, s0, compat, Y, rep);
+    if (st == QV_OK) st = qv_epilogue_scaled(acc, M, N, s_a, s0, compat, Y, NULL, rep);
     if (acc != acc_out) free(acc);
     free(w8p);
     return st;
@@ -111,7 +113,7 @@ qv_status qv_ref_w8a8_gemm(const int8_t *q, const float *s_a, const int8_t *w8, 
     int32_t *acc;
     QV_TRY(with_acc(M, N, acc_out, &acc));
     qv_status st = qv_gemm_acc_s8s8(q, w8, M, N, K, QV_QOQ_W8_KMAX, acc, impl);
-    if (st == QV_OK) st = qv_epilogue_scaled(acc, M, N, s_a, s_w, compat, Y, rep);
+    if (st == QV_OK) st = qv_epilogue_scaled(acc, M, N, s_a, s_w, compat, Y, NULL, rep);
     if (acc != acc_out) free(acc);
     return st;
 }
