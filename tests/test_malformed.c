@@ -114,6 +114,13 @@ START_TEST(broken_safetensors_files_exit_2_naming_file_and_problem)
     expect_fail("empty file", dir, WANT(T, "empty file (0 bytes)"));
     write_text(dir, "model.safetensors", "\x10\0\0", 3);
     expect_fail("shorter than 8 bytes", dir, WANT(T, "file of 3 bytes is too short"));
+    /* the same container checks guard --quantized */
+    char args[8400], *out, *err;
+    snprintf(args, sizeof args, "info --quantized '%s/model.safetensors'", dir);
+    ck_assert_int_eq(qv_test_run_qvet(args, &out, &err), 2);
+    ck_assert_msg(strstr(err, "model.safetensors: file of 3 bytes is too short"), "%s", err);
+    free(out);
+    free(err);
     mm_rm_rf(dir);
     free(dir);
 }

@@ -2,6 +2,7 @@
  * embeddings, bias detection, and the library-level errors (missing / misshapen / non-finite). */
 #include <math.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "qv_test_minimodel.h"
 #include "qvet/model.h"
@@ -117,6 +118,54 @@ START_TEST(folder_model_matches_buffer_model)
 }
 END_TEST
 
+/* info --quantized prints a checkpoint's metadata and tensors and writes the same as JSON. */
+START_TEST(info_quantized_prints_metadata_and_tensors)
+{
+    char *dir = qv_test_tmpdir();
+    char *ck = qv_path_join(dir, "ckpt.safetensors"), *json = qv_path_join(dir, "info.json");
+    qv_st_writer *w = qv_st_writer_new();
+    int64_t shape[2] = {4, 8};
+    unsigned char codes[32] = {7};
+    ck_assert_int_eq(qv_st_writer_add(w, "model.layers.0.mlp.up_proj.qweight", QV_U8, 2, shape, codes), QV_OK);
+    ck_assert_int_eq(qv_st_writer_meta(w, "qvet.format", "w4a8-g128"), QV_OK);
+    ck_assert_int_eq(qv_st_writer_write(w, ck), QV_OK);
+    qv_st_writer_free(w);
+    char args[8400];
+    snprintf(args, sizeof args, "info --quantized '%s' --json '%s'", ck, json);
+    char *out, *err;
+    int rc = qv_test_run_qvet(args, &out, &err);
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
+    ck_assert_ptr_nonnull(strstr(out, "  qvet.format = w4a8-g128\n"));
+    ck_assert_ptr_nonnull(strstr(out, "model.layers.0.mlp.up_proj.qweight"));
+    ck_assert_ptr_nonnull(strstr(out, "U8    [4, 8]"));
+    char *text;
+    ck_assert_int_eq(qv_read_file(json, 1 << 20, &text, NULL), QV_OK);
+    ck_assert_ptr_nonnull(strstr(text, "\"qvet.format\":\t\"w4a8-g128\""));
+    ck_assert_ptr_nonnull(strstr(text, "\"n_tensors\":\t1"));
+    free(text);
+    free(out);
+    free(err);
+    /* without --model: the built-in model is not there yet -> exit 2, said plainly */
+    rc = qv_test_run_qvet("info", &out, &err);
+    ck_assert_int_eq(rc, 2);
+    ck_assert_ptr_nonnull(strstr(err, "built-in synthetic model not available yet"));
+    free(out);
+    free(err);
+    /* both sources at once is a usage error */
+    rc = qv_test_run_qvet("info --model a --quantized b", &out, &err);
+    ck_assert_int_eq(rc, 2);
+    ck_assert_ptr_nonnull(strstr(err, "not both"));
+    free(out);
+    free(err);
+    unlink(ck);
+    unlink(json);
+    rmdir(dir);
+    free(ck);
+    free(json);
+    free(dir);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("model");
@@ -126,6 +175,7 @@ int main(void)
     tcase_add_test(tc, qwen2_and_stored_biases_are_detected);
     tcase_add_test(tc, model_errors_name_tensor_and_shape);
     tcase_add_test(tc, folder_model_matches_buffer_model);
+    tcase_add_test(tc, info_quantized_prints_metadata_and_tensors);
     suite_add_tcase(s, tc);
     return qv_test_main(s);
 }
