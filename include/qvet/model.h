@@ -58,6 +58,13 @@ typedef struct {
     struct qv_tokenizer *tok;  /* NULL if the folder has no tokenizer.json */
     void *owned;               /* buffers owned by the model (synthetic) */
     long long n_params;        /* unique parameters (tied lm_head counted once) */
+    /* Where the tokenizer comes from (the tokenizer loader reads one of them): tokenizer.json
+     * text handed to qv_model_open_buffers (owned), or the folder's tokenizer.json path
+     * (owned). Both NULL: the model has no tokenizer. */
+    char *tokenizer_json;
+    char *tokenizer_path;
+    char *config_path;         /* for messages: DIR/config.json or LABEL/config.json */
+    int n_used_tensors;        /* tensors bound above (tied lm_head counted once) */
 } qv_model;
 
 /* Opens a HF folder. */

@@ -32,6 +32,10 @@ qv_status qv_st_open(const char *path, qv_st_file **out);
 /* Same over a caller-owned buffer that must outlive the file object. */
 qv_status qv_st_open_buffer(const void *buf, size_t size, const char *label, qv_st_file **out);
 void qv_st_close(qv_st_file *f);
+/* Views are aligned for their dtype: a tensor stored at a misaligned address (an unpadded
+ * header from an old writer) is copied once into an aligned buffer owned by the file. Returns
+ * how many tensors of f were copied that way (0 for files qvet or the reference writes). */
+int qv_st_misaligned_copies(const qv_st_file *f);
 const qv_st_entry *qv_st_find(const qv_st_file *f, const char *name);
 const char *qv_st_meta(const qv_st_file *f, const char *key); /* NULL if absent */
 
@@ -42,11 +46,15 @@ typedef struct {
 qv_status qv_st_set_open_dir(const char *dir, qv_st_set **out);
 void qv_st_set_close(qv_st_set *s);
 /* Finds a tensor across the set; *file_out (optional) receives the file's path for messages. */
+/* Wraps one opened file into a set (takes ownership of f, also on failure). */
+qv_status qv_st_set_from_file(qv_st_file *f, qv_st_set **out);
 const qv_st_entry *qv_st_set_find(const qv_st_set *s, const char *name, const char **file_out);
 
-/* Writer: add tensors (data copied or referenced until finish), optional metadata, then write
- * atomically to a path or into a malloc'd buffer. Tensors are written in name order, aligned
- * to 8 bytes (header padded with spaces as the reference implementation does). */
+/* Writer: add tensors (data copied), optional metadata, then write atomically to a path or into
+ * a malloc'd buffer. The header is padded with spaces so the data starts on an 8-byte boundary;
+ * tensors are stored back to back (the reference reader rejects gaps) ordered by decreasing
+ * dtype size, then name, so every tensor is aligned for its dtype. Same tensors -> same bytes,
+ * whatever the order of the add calls. */
 typedef struct qv_st_writer qv_st_writer;
 qv_st_writer *qv_st_writer_new(void);
 qv_status qv_st_writer_add(qv_st_writer *w, const char *name, qv_dtype dt, int ndim,

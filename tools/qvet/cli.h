@@ -2,6 +2,7 @@
 #ifndef QVET_CLI_H
 #define QVET_CLI_H
 
+#include "qvet/model.h"
 #include "qvet/status.h"
 
 enum { QV_EXIT_OK = 0, QV_EXIT_FAIL = 1, QV_EXIT_USAGE = 2, QV_EXIT_INTERNAL = 3 };
@@ -26,6 +27,9 @@ int qv_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((for
 void qv_cli_print_help(const qv_command *c);
 /* 1 if argv has -h or --help */
 int qv_cli_wants_help(int argc, char **argv);
+
+/* The built-in synthetic model every --model defaults to (tools/qvet/default_model_*.c). */
+qv_status qv_cli_default_model(qv_model **out);
 
 /* Implemented commands (one file each: cmd_<name>.c). */
 int qv_cmd_info(int argc, char **argv);

@@ -7,8 +7,8 @@
 #define QV_NYI NULL
 
 const qv_command qv_commands[] = {
-    {"info", "info (--model DIR | --quantized CKPT) [--json PATH]",
-     "print a model's config, parameter count, tensors and tokenizer, or a checkpoint's metadata; checks the files", QV_NYI},
+    {"info", "info [--model DIR | --quantized CKPT] [--tensors] [--json PATH]",
+     "print a model's config, parameter count, tensors and tokenizer, or a checkpoint's metadata; checks the files", qv_cmd_info},
     {"synth", "synth --out DIR [--preset tiny|small|llama3-8b-shape] [--seed N]",
      "write the built-in synthetic Llama as a Hugging Face folder", QV_NYI},
     {"tokenize", "tokenize [--model DIR] [--text STR | < stdin] [--bos] [--decode]",
