@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The README's first command: install dependencies, build, and run the main job on the built-in
-# synthetic model. The main job grows as commands land (see README "Status").
+# synthetic model. The main job grows as commands land (README "Status").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
-./build/qvet --version
-./build/qvet --help
+out=build/main-job
+rm -rf "$out" && mkdir -p "$out"
+./build/qvet synth --out "$out/synthetic-tiny"
+./build/qvet info --model "$out/synthetic-tiny" --json "$out/info.json"
+echo "main job: OK (outputs in $out)"

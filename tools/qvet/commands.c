@@ -10,7 +10,7 @@ const qv_command qv_commands[] = {
     {"info", "info [--model DIR | --quantized CKPT] [--tensors] [--json PATH]",
      "print a model's config, parameter count, tensors and tokenizer, or a checkpoint's metadata; checks the files", qv_cmd_info},
     {"synth", "synth --out DIR [--preset tiny|small|llama3-8b-shape] [--seed N]",
-     "write the built-in synthetic Llama as a Hugging Face folder", QV_NYI},
+     "write the built-in synthetic Llama as a Hugging Face folder", qv_cmd_synth},
     {"tokenize", "tokenize [--model DIR] [--text STR | < stdin] [--bos] [--decode]",
      "print token ids as a JSON array (no BOS unless --bos); --decode goes the other way", QV_NYI},
     {"logits", "logits [--model DIR] --engine E (--ids 1,2,3 | --ids-file F.json) [--last N] --out F.json",
