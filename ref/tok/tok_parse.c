@@ -54,7 +54,7 @@ qv_status qv_tok_compile(const qv_tok *t, const char *pattern, size_t len, int l
 {
     int err;
     PCRE2_SIZE erroff;
-    uint32_t opts = PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0);
+    uint32_t opts = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP); /* UCP is not allowed with LITERAL */
     *re = pcre2_compile((PCRE2_SPTR)pattern, len, opts, &err, &erroff, NULL);
     if (!*re) {
         PCRE2_UCHAR msg[256];
