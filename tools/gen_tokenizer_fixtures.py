@@ -20,6 +20,7 @@ import datetime
 import hashlib
 import json
 import os
+import random
 import struct
 import sys
 
@@ -102,6 +103,19 @@ TRICKY = [
     ("repeated", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
     ("mixed_script", "qvet测试test테스트тест"),
 ]
+
+
+POOL = ["a", "e", "the", "The", " ", "  ", "\t", "\n", "\r\n", "\u00a0", "'s", "'T", "'re", "0", "42", "12345",
+        ".", ",", "!?", "(", ")", "{", "}", "_", "-", "==", "é", "e\u0301", "ß", "İ", "Ω", "я", "中", "文", "日本",
+        "한", "ع", "ש", "न", "ก", "😀", "👍🏽", "👨‍👩‍👧", "🇫🇷", "\u200b", "\ufffd", "\U00010348", "<", ">", "|", "<0x41>",
+        "qvet", "token", "word", "x"]
+
+
+def random_texts(seed, specials, n=40):
+    """Seeded random mixtures of fragments (scripts, whitespace, digits, specials) for each tokenizer."""
+    rng = random.Random(seed)
+    pool = POOL + specials
+    return [("random_%02d" % i, "".join(rng.choice(pool) for _ in range(rng.randint(1, 30)))) for i in range(n)]
 
 
 def sha256_file(path):
@@ -249,7 +263,8 @@ def main():
         tok, s = reload(d)
         with open(os.path.join(OUT, name + ".tokenizer.json"), "w", encoding="utf-8") as f:
             f.write(s)
-        texts = TRICKY + extra
+        specials = [a["content"] for a in d.get("added_tokens", [])]
+        texts = TRICKY + extra + random_texts(name, specials)
         write(name, {"provenance": dict(prov, built=name), "tokenizer": {"fixture": name + ".tokenizer.json"},
                      "cases": cases_for(tok, texts), "bos": bos_cases(tok, texts[:4] + extra[:2])})
         return tok
@@ -264,7 +279,7 @@ def main():
                     ("special_partial", "<|begin_of_text <|end_of_text|>\n"),
                     ("special_spaced", "a <|end_of_text|> b"),
                     ("sp_tokens_literal", "x<s>y</s> <unk>")]
-        texts = TRICKY + specials
+        texts = TRICKY + specials + random_texts("qvet_tiny_llama", ["<|begin_of_text|>", "<|end_of_text|>"])
         slices = []
         for fname, spans in [("data/eval.txt", [(0, 2000), (123457, 4000), (700001, 3000), (-2500, None)]),
                              ("data/long.txt", [(0, 3000), (55555, 5000)])]:
@@ -303,6 +318,7 @@ def main():
         ("l3_mask_lstrip", "hello   <mask> world<mask>"),
         ("l3_pad_rstrip", "a<pad>   b <pad>\n\nc"),
         ("l3_single_word", "[tool] call x[tool]y [tool]_ ([tool])"),
+        ("l3_single_word_unicode", "é[tool] 中[tool] 😀[tool] ²[tool] Ⅻ[tool] ١[tool] e\u0301[tool] [tool]\u200d [tool]\u00a0 ①[tool]"),
         ("l3_specials", "<|begin_of_text|>hi<|end_of_text|>")])
     for name, split in [
         ("split_removed", {"type": "Split", "pattern": {"Regex": "\\s+"}, "behavior": "Removed", "invert": False}),

@@ -15,12 +15,19 @@ static int is_ws(uint32_t c)
            c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f || c == 0x3000;
 }
 
-/* Word characters for single_word: ASCII letters, digits and '_'. A non-ASCII neighbour is
- * reported as unknown (-1) so the caller can refuse instead of guessing Unicode classes. */
-static int word_char(uint32_t c)
+/* Is the character at s[i] a word character (single_word)? */
+static int word_at(const qv_tok *t, const char *s, size_t i)
 {
-    if (c >= 0x80) return -1;
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+    size_t l = (size_t)qv_utf8_len((unsigned char)s[i]);
+    int rc = pcre2_match(t->word_re, (PCRE2_SPTR)(s + i), l, 0, PCRE2_ANCHORED | PCRE2_NO_UTF_CHECK, t->word_md, NULL);
+    return rc >= 0;
+}
+
+static size_t prev_start(const char *s, size_t end)
+{
+    size_t i = end;
+    while (i > 0 && ((unsigned char)s[i - 1] & 0xc0) == 0x80) i--;
+    return i > 0 ? i - 1 : 0;
 }
 
 static uint32_t last_cp(const char *s, size_t end)
@@ -68,22 +75,11 @@ static qv_status split_added(const qv_tok *t, const char *s, size_t len, int nor
         if (!best) break;
         size_t a = pos, b = pos + best->len;
         pos = b;
-        if (best->single_word) {
-            int l;
-            int before = a == 0 ? 0 : word_char(last_cp(s, a));
-            int after = b == len ? 0 : word_char(qv_utf8_decode((const unsigned char *)s + b, &l));
-            if (before < 0 || after < 0)
-                return qv_fail(QV_ERR_UNSUPPORTED, "%s: added token '%s' is single_word and sits next to a non-ASCII "
-                               "character: word boundaries beyond ASCII are not implemented", t->label, best->content);
-            if (before || after) continue;
-        }
+        if (best->single_word && ((a > 0 && word_at(t, s, prev_start(s, a))) || (b < len && word_at(t, s, b))))
+            continue;
         if (a < start_off) continue; /* inside whitespace an earlier rstrip took */
         if (best->lstrip)
-            while (a > start_off && is_ws(last_cp(s, a))) {
-                size_t i = a;
-                while (i > 0 && ((unsigned char)s[i - 1] & 0xc0) == 0x80) i--;
-                a = i - 1;
-            }
+            while (a > start_off && is_ws(last_cp(s, a))) a = prev_start(s, a);
         if (best->rstrip) {
             int l;
             while (b < len && is_ws(qv_utf8_decode((const unsigned char *)s + b, &l))) b += (size_t)l;

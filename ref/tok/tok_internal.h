@@ -89,6 +89,8 @@ struct qv_tok {
     int32_t byte_tok[256];       /* id of "<0xXX>" or -1 */
     uint8_t *is_byte_tok;        /* per id: 1 + byte value if the token is "<0xXX>" */
     qv_added_tok *added; int n_added;
+    pcre2_code *word_re;         /* single_word boundaries: a Unicode word character (as regex \w) */
+    pcre2_match_data *word_md;
     uint8_t added_first[256];    /* bit 1 / 2: some normalized=false / true added token starts with this byte */
     qv_norm_step *norm; int n_norm;
     qv_pre_step *pre; int n_pre;

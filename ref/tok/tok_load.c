@@ -238,6 +238,14 @@ static qv_status load(qv_tok *t, const char *text, size_t len)
         at->content = b.p;
         at->len = b.n;
     }
+    /* single_word checks the characters around a match against Unicode's word class, as the
+     * library's regex \w: Alphabetic, marks, decimal digits, connector punctuation, ZWNJ/ZWJ */
+    for (int i = 0; i < t->n_added && st == QV_OK && !t->word_re; i++)
+        if (t->added[i].single_word) {
+            static const char word_class[] = "[\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\x{200C}\\x{200D}]";
+            st = qv_tok_compile(t, word_class, sizeof word_class - 1, 0, &t->word_re, &t->word_md);
+        }
+    if (st != QV_OK) goto out;
     for (int i = 0; i < t->n_added; i++)
         t->added_first[(unsigned char)t->added[i].content[0]] |= (uint8_t)(t->added[i].normalized ? 2 : 1);
     if (t->eos < 0)
@@ -302,6 +310,8 @@ void qv_tok_free(qv_tok *t)
         pcre2_code_free(t->pre[i].re);
     }
     free(t->pre);
+    pcre2_match_data_free(t->word_md);
+    pcre2_code_free(t->word_re);
     for (int i = 0; i < t->n_dec; i++) {
         free(t->dec[i].a);
         free(t->dec[i].b);
