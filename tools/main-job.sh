@@ -8,4 +8,6 @@ out=build/main-job
 rm -rf "$out" && mkdir -p "$out"
 ./build/qvet synth --out "$out/synthetic-tiny"
 ./build/qvet info --model "$out/synthetic-tiny" --json "$out/info.json"
+./build/qvet tokenize --model "$out/synthetic-tiny" --text "The gate exits with zero when every case passes." > "$out/ids.json"
+./build/qvet tokenize --model "$out/synthetic-tiny" --decode < "$out/ids.json"
 echo "main job: OK (outputs in $out)"

@@ -45,7 +45,7 @@ typedef struct {
     qv_tensor input_norm, post_norm; /* [hidden] */
 } qv_layer_weights;
 
-struct qv_tokenizer; /* include/qvet/tokenizer.h */
+struct qv_tok; /* include/qvet/tokenizer.h */
 
 typedef struct {
     char *dir;                 /* folder it was loaded from, or "<synthetic:PRESET:SEED>" */
@@ -55,7 +55,7 @@ typedef struct {
     qv_tensor lm_head;         /* [vocab, hidden]; the embed view when tied */
     qv_layer_weights *layers;  /* cfg.num_layers */
     qv_st_set *weights;
-    struct qv_tokenizer *tok;  /* NULL if the folder has no tokenizer.json */
+    struct qv_tok *tok;        /* NULL if the folder has no tokenizer.json; owned */
     void *owned;               /* buffers owned by the model (synthetic) */
     long long n_params;        /* unique parameters (tied lm_head counted once) */
     /* Where the tokenizer comes from (the tokenizer loader reads one of them): tokenizer.json

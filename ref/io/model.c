@@ -3,6 +3,8 @@
  * values. Weights stay in the memory-mapped files in their stored dtype. */
 #include "qvet/model.h"
 
+#include "qvet/tokenizer.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +17,7 @@ typedef struct {
 void qv_model_close(qv_model *m)
 {
     if (!m) return;
-    /* m->tok belongs to the tokenizer module; whoever sets it frees it before calling this */
+    qv_tok_free(m->tok);
     free(m->layers);
     qv_st_set_close(m->weights);
     model_owned *o = m->owned;
@@ -163,6 +165,29 @@ static char *weights_where(const qv_model *m)
     return qv_path_join(m->dir, "model.safetensors.index.json");
 }
 
+/* The tokenizer is part of the model: a broken tokenizer.json fails the open, and a tokenizer
+ * with more ids than the embedding has rows could index past it. */
+static qv_status load_tokenizer(qv_model *m)
+{
+    qv_status st = QV_OK;
+    const char *label = m->tokenizer_path;
+    if (m->tokenizer_json) {
+        char *l = qv_path_join(m->dir, "tokenizer.json");
+        if (!l) return QV_ERR_NOMEM;
+        st = qv_tok_load_json(m->tokenizer_json, strlen(m->tokenizer_json), l, &m->tok);
+        free(l);
+    } else if (m->tokenizer_path) {
+        st = qv_tok_load_file(m->tokenizer_path, &m->tok);
+    } else {
+        return QV_OK;
+    }
+    if (st != QV_OK) return st;
+    if (qv_tok_vocab_size(m->tok) > m->cfg.vocab_size)
+        return qv_fail(QV_ERR_INPUT, "%s: tokenizer has %d ids but config.json vocab_size is %d",
+                       label ? label : m->dir, qv_tok_vocab_size(m->tok), m->cfg.vocab_size);
+    return QV_OK;
+}
+
 static qv_status finish(qv_model *m, qv_model **out)
 {
     char *where = weights_where(m);
@@ -172,6 +197,7 @@ static qv_status finish(qv_model *m, qv_model **out)
     }
     qv_status st = bind_all(m, where);
     free(where);
+    if (st == QV_OK) st = load_tokenizer(m);
     if (st != QV_OK) {
         qv_model_close(m);
         return st;

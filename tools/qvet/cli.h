@@ -4,6 +4,7 @@
 
 #include "qvet/model.h"
 #include "qvet/status.h"
+#include "qvet/tokenizer.h"
 
 enum { QV_EXIT_OK = 0, QV_EXIT_FAIL = 1, QV_EXIT_USAGE = 2, QV_EXIT_INTERNAL = 3 };
 
@@ -35,5 +36,8 @@ qv_status qv_cli_default_model(qv_model **out);
 int qv_cmd_info(int argc, char **argv);
 int qv_cmd_synth(int argc, char **argv);
 int qv_cmd_tokenize(int argc, char **argv);
+
+/* The tokenizer of the built-in synthetic model (used when no --model is given). */
+qv_status qv_cli_default_tokenizer(qv_tok **tok);
 
 #endif

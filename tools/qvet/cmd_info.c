@@ -8,6 +8,7 @@
 #include <cJSON.h>
 
 #include "cli.h"
+#include "qvet/tokenizer.h"
 #include "qvet/fileio.h"
 #include "qvet/model.h"
 #include "qvet/safetensors.h"
@@ -150,7 +151,11 @@ static int info_model(qv_model *m, int list, const char *json)
     for (int i = 0; i < m->weights->n_files; i++)
         printf("  %s (%s bytes)\n", m->weights->files[i]->path,
                thousands((long long)m->weights->files[i]->size, a, sizeof a));
-    printf("tokenizer: %s\n", m->tokenizer_path ? m->tokenizer_path : m->tokenizer_json ? "(in memory)" : "none");
+    printf("tokenizer: %s", m->tokenizer_path ? m->tokenizer_path : m->tokenizer_json ? "(in memory)" : "none");
+    if (m->tok)
+        printf(" (%d ids, bos %d, eos %d)", (int)qv_tok_vocab_size(m->tok), (int)qv_tok_bos_id(m->tok),
+               (int)qv_tok_eos_id(m->tok));
+    printf("\n");
     if (list) {
         printf("tensor list (name dtype shape%s):\n", m->weights->n_files > 1 ? " file" : "");
         for (int i = 0; i < m->weights->n_files; i++) print_tensors(m->weights->files[i], m->weights->n_files > 1);
@@ -198,6 +203,7 @@ static int info_model(qv_model *m, int list, const char *json)
     }
     if (m->tokenizer_path) cJSON_AddStringToObject(root, "tokenizer", m->tokenizer_path);
     else cJSON_AddNullToObject(root, "tokenizer");
+    if (m->tok) cJSON_AddNumberToObject(root, "tokenizer_ids", qv_tok_vocab_size(m->tok));
     cJSON *arr = cJSON_AddArrayToObject(root, "tensors");
     for (int i = 0; i < m->weights->n_files; i++) json_tensors(m->weights->files[i], arr);
     qv_status st = write_json(json, root);
