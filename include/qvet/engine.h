@@ -132,8 +132,10 @@ void qv_engine_set_capture(qv_engine *e, qv_capture_fn fn, void *user, uint32_t 
 
 /* Time accounting since open (the benchmark reads it). */
 typedef struct {
-    double gemm_seconds;   /* wall time inside the GEMM library */
-    double gemm_flops;     /* 2*M*N*K summed */
+    double gemm_seconds;   /* wall time in the linear layers' GEMMs */
+    double gemm_flops;     /* their 2*M*N*K summed */
+    double attn_seconds;   /* wall time in attention (its two GEMMs and the softmax) */
+    double attn_flops;     /* 4 * new tokens * context * head_dim per head (causal half included) */
     double forward_seconds;/* wall time inside prefill/decode */
     int64_t tokens;        /* tokens processed */
 } qv_engine_stats;

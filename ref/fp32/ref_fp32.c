@@ -258,55 +258,59 @@ static void rope(float *x, const int *pos, int T, int n_heads, int hd, const flo
     }
 }
 
-/* Causal GQA attention of each new token over its sequence's cache (which already holds this
- * batch's K/V): query head h reads KV head h / (nh / nkv). Scores in FP32 scaled as HF does
- * (dot, then * head_dim^-0.5), softmax with the maximum subtracted, probabilities normalized,
- * then the weighted sum of V. One (token, head) per iteration: deterministic for any thread count. */
-static qv_status attention(ref_fp32 *e, int layer, const qv_engine_batch *b, const int *row_seq,
-                           const int *row_pos, int T, const float *q, float *out, int max_ctx)
+/* Causal GQA attention of each sequence's new tokens over its cache (which already holds this
+ * batch's K/V); query head h reads KV head h / (nh / nkv). Per sequence and head, as HF's eager
+ * attention does it: S = (Q K^T) * head_dim^-0.5 (one sgemm, then the scale), softmax over
+ * positions 0..pos of each row in FP32 with the row maximum subtracted (columns beyond pos,
+ * the future, get probability 0), then O = P V (one sgemm). Rows of S are independent:
+ * deterministic for a given thread count. */
+static qv_status attention(ref_fp32 *e, int layer, const qv_engine_batch *b, int T, const float *q, float *out)
 {
-    int nh = e->nh, hd = e->hd, group = e->nh / e->nkv, Dkv = e->nkv * e->hd;
+    int nh = e->nh, hd = e->hd, group = e->nh / e->nkv, Dq = nh * hd, Dkv = e->nkv * e->hd;
     float scale = (float)pow((double)hd, -0.5);
-    int failed = 0;
-#pragma omp parallel
-    {
-        float *p = malloc(sizeof(float) * (size_t)max_ctx);
-        if (!p) {
-#pragma omp atomic write
-            failed = 1;
+    int max_ctx = 0;
+    for (int i = 0; i < b->n_seqs; i++)
+        if (b->start[i] + b->n_tokens[i] > max_ctx) max_ctx = b->start[i] + b->n_tokens[i];
+    size_t n_s;
+    float *S = NULL;
+    if (!qv_mul_size((size_t)T, (size_t)max_ctx, &n_s) && !qv_mul_size(n_s, sizeof(float), &n_s)) S = malloc(n_s);
+    if (!S) return qv_fail(QV_ERR_NOMEM, "ref-fp32: no memory for %d x %d attention scores", T, max_ctx);
+    double t0 = now_s();
+    int row0 = 0;
+    for (int i = 0; i < b->n_seqs; i++) {
+        const kv_cache *kv = &e->kv[b->seqs[i]];
+        int n = b->n_tokens[i], ctx = b->start[i] + n;
+        for (int h = 0; h < nh; h++) {
+            int kvh = h / group;
+            const float *Q = q + (size_t)row0 * Dq + (size_t)h * hd;     /* [n, hd], row stride Dq */
+            const float *K = kv->k[layer] + (size_t)kvh * hd;              /* [ctx, hd], stride Dkv */
+            const float *Vv = kv->v[layer] + (size_t)kvh * hd;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, ctx, hd, 1.0f, Q, Dq, K, Dkv, 0.0f, S, ctx);
+#pragma omp parallel for schedule(static)
+            for (int r = 0; r < n; r++) {
+                float *p = S + (size_t)r * ctx;
+                int len = b->start[i] + r + 1; /* causal: positions 0..pos */
+                float mx = -INFINITY, sum = 0.0f;
+                for (int j = 0; j < len; j++) {
+                    p[j] = p[j] * scale;
+                    if (p[j] > mx) mx = p[j];
+                }
+                for (int j = 0; j < len; j++) {
+                    p[j] = expf(p[j] - mx);
+                    sum += p[j];
+                }
+                for (int j = 0; j < len; j++) p[j] = p[j] / sum;
+                for (int j = len; j < ctx; j++) p[j] = 0.0f;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, ctx, 1.0f, S, ctx, Vv, Dkv, 0.0f,
+                        out + (size_t)row0 * Dq + (size_t)h * hd, Dq);
+            e->base.stats.attn_flops += 4.0 * n * (double)ctx * hd;
         }
-#pragma omp for schedule(static)
-        for (long it = 0; it < (long)T * nh; it++) {
-            if (!p) continue;
-            int t = (int)(it / nh), h = (int)(it % nh), kvh = h / group;
-            const kv_cache *kv = &e->kv[b->seqs[row_seq[t]]];
-            const float *qv = q + (size_t)t * nh * hd + (size_t)h * hd;
-            int n = row_pos[t] + 1; /* causal: positions 0..pos */
-            float mx = -INFINITY;
-            for (int j = 0; j < n; j++) {
-                const float *kj = kv->k[layer] + (size_t)j * Dkv + (size_t)kvh * hd;
-                float s = 0.0f;
-                for (int d = 0; d < hd; d++) s += qv[d] * kj[d];
-                p[j] = s * scale;
-                if (p[j] > mx) mx = p[j];
-            }
-            float sum = 0.0f;
-            for (int j = 0; j < n; j++) {
-                p[j] = expf(p[j] - mx);
-                sum += p[j];
-            }
-            for (int j = 0; j < n; j++) p[j] = p[j] / sum;
-            float *o = out + (size_t)t * nh * hd + (size_t)h * hd;
-            for (int d = 0; d < hd; d++) o[d] = 0.0f;
-            for (int j = 0; j < n; j++) {
-                const float *vj = kv->v[layer] + (size_t)j * Dkv + (size_t)kvh * hd;
-                for (int d = 0; d < hd; d++) o[d] += p[j] * vj[d];
-            }
-        }
-        free(p);
+        row0 += n;
     }
-    (void)layer;
-    return failed ? qv_fail(QV_ERR_NOMEM, "ref-fp32: no memory for attention scores") : QV_OK;
+    e->base.stats.attn_seconds += now_s() - t0;
+    free(S);
+    return QV_OK;
 }
 
 /* SwiGLU: g <- silu(g) * u, silu(x) = x / (1 + exp(-x)) as torch computes it. */
@@ -362,9 +366,6 @@ static qv_status forward_rows(ref_fp32 *e, const qv_engine_batch *b, int T, cons
     float *x = buf, *xn = x + (size_t)T * H, *q = xn + (size_t)T * H, *k = q + (size_t)T * Dq,
           *v = k + (size_t)T * Dkv, *att = v + (size_t)T * Dkv, *tmp = att + (size_t)T * Dq,
           *g = tmp + (size_t)T * H, *u = g + (size_t)T * I;
-    int max_ctx = 0;
-    for (int t = 0; t < T; t++) max_ctx = row_pos[t] + 1 > max_ctx ? row_pos[t] + 1 : max_ctx;
-
     /* token embeddings */
     int t0 = 0;
     for (int i = 0; i < b->n_seqs; i++)
@@ -393,7 +394,7 @@ static qv_status forward_rows(ref_fp32 *e, const qv_engine_batch *b, int T, cons
             memcpy(kv->k[l] + (size_t)row_pos[t] * Dkv, k + (size_t)t * Dkv, sizeof(float) * (size_t)Dkv);
             memcpy(kv->v[l] + (size_t)row_pos[t] * Dkv, v + (size_t)t * Dkv, sizeof(float) * (size_t)Dkv);
         }
-        QV_TRY(attention(e, l, b, row_seq, row_pos, T, q, att, max_ctx));
+        QV_TRY(attention(e, l, b, T, q, att));
         CHECK(att, Dq, l, "attn_heads");
         emit(e, b, QV_CAP_ATTN_HEADS, l, att, nh, hd);
         linear(e, att, T, Dq, w->wo, H, w->bo, tmp);
