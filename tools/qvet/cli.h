@@ -31,5 +31,6 @@ int qv_cli_wants_help(int argc, char **argv);
 int qv_cmd_info(int argc, char **argv);
 int qv_cmd_synth(int argc, char **argv);
 int qv_cmd_tokenize(int argc, char **argv);
+int qv_cmd_bench(int argc, char **argv);
 
 #endif
