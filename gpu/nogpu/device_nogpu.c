@@ -1,4 +1,4 @@
-/* Built instead of gpu/*.cu when nvcc is absent: no kernels, 0 devices. */
+/* Built instead of the gpu/ CUDA sources when nvcc is absent: no kernels, 0 devices. */
 #include "qvet/gpu.h"
 
 int qv_gpu_built(void) { return 0; }
