@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "qvet/qoq.h"
 #include "qvet/status.h"
 
 enum { QV_GEMM_W8A8 = 0, QV_GEMM_W4A8_CHN = 1, QV_GEMM_W4A8_G128 = 2 };
@@ -15,10 +16,10 @@ static inline const char *qv_gemm_kind_name(int kind)
     return kind == QV_GEMM_W8A8 ? "w8a8" : kind == QV_GEMM_W4A8_CHN ? "w4a8_chn" : "w4a8_g128";
 }
 
-/* Largest K for which every |acc| < 2^31 (NUMERICS.md): 127*127*K, 127*15*K, 128*127*K. */
+/* Largest K for which every |acc| < 2^31: ref/qoq's bounds (qvet/qoq.h). */
 static inline long qv_gemm_max_k(int kind)
 {
-    return kind == QV_GEMM_W8A8 ? 133144L : kind == QV_GEMM_W4A8_CHN ? 1127371L : 132104L;
+    return kind == QV_GEMM_W8A8 ? QV_QOQ_W8_KMAX : kind == QV_GEMM_W4A8_CHN ? QV_QOQ_PC_KMAX : QV_QOQ_G128_KMAX;
 }
 
 static inline qv_status qv_gemm_check_shape(int kind, int M, int N, int K, int group)
@@ -26,6 +27,8 @@ static inline qv_status qv_gemm_check_shape(int kind, int M, int N, int K, int g
     const char *k = qv_gemm_kind_name(kind);
     if (M < 1) return qv_fail(QV_ERR_USAGE, "%s gemm: M=%d, need M >= 1", k, M);
     if (N < 8 || N % 8 != 0) return qv_fail(QV_ERR_USAGE, "%s gemm: N=%d, need N >= 8 and N %% 8 == 0", k, N);
+    if (kind != QV_GEMM_W8A8 && N % 32 != 0)
+        return qv_fail(QV_ERR_USAGE, "%s gemm: N=%d, the packed W4 layout needs N %% 32 == 0", k, N);
     if (K < 32 || K % 32 != 0) return qv_fail(QV_ERR_USAGE, "%s gemm: K=%d, need K >= 32 and K %% 32 == 0", k, K);
     if ((long)K > qv_gemm_max_k(kind))
         return qv_fail(QV_ERR_USAGE, "%s gemm: K=%d exceeds %ld, where the INT32 accumulator could overflow", k, K,

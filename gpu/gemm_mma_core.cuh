@@ -104,8 +104,11 @@ template <int BM_, int BN_, int BK_, int WM_, int WN_, int WKS_, int STAGES_> st
 
 template <class C, class P> struct Smem {
     static constexpr int A_ROW = C::BK + 16;                        // bytes, padded
-    static constexpr int B_ROW = C::BK * P::kBytesNum / 2 + 16;     // bytes, padded
-    static constexpr int A_STAGE = C::BM * A_ROW, B_STAGE = C::BN * B_ROW;
+    static constexpr int B_ROW = C::BK * P::kBytesNum / 2 + 16;     // bytes, padded (W8A8)
+    // packed W4 (docs/layout.md): [BN/32 channel blocks][BK/32 k tiles][512 bytes], unpadded:
+    // lane t reads bytes 16t..16t+15 of a tile, consecutive lanes consecutive chunks.
+    static constexpr int A_STAGE = C::BM * A_ROW;
+    static constexpr int B_STAGE = P::kPacked ? C::BN * C::BK / 2 : C::BN * B_ROW;
     static constexpr int STAGE = A_STAGE + B_STAGE;
     static constexpr int PIPE = C::STAGES * STAGE;
     static constexpr int RED = (C::WKS - 1) * C::WM * C::WN * C::MI * C::NI * 4 * 32 * 4;
@@ -129,13 +132,27 @@ __device__ __forceinline__ void load_stage(const Params &p, uint8_t *sa_, uint8_
         const int8_t *src = v ? p.x + (long)gm * p.K + gk : p.x;
         cp_async16(sa_ + r * S::A_ROW + cc * 16, src, v);
     }
+    if constexpr (P::kPacked) {
+        // the BK/32 tiles of one 32-channel block are contiguous in global memory (16*BK bytes)
+        constexpr int TCH = C::BK / 32 * 32; // 16-byte chunks per channel block per stage
+        const int kt32 = p.K / 32, nb32 = p.N / 32;
 #pragma unroll
-    for (int c = threadIdx.x; c < C::BN * BCH; c += C::THREADS) {
-        int r = c / BCH, cc = c % BCH;
-        int gn = n0 + r, gkb = kb0 + cc * 16;
-        bool v = gn < p.N && gkb < wrow;
-        const uint8_t *src = v ? p.w + (long)gn * wrow + gkb : p.w;
-        cp_async16(sb_ + r * S::B_ROW + cc * 16, src, v);
+        for (int c = threadIdx.x; c < C::BN / 32 * TCH; c += C::THREADS) {
+            int j = c / TCH, cc = c % TCH;
+            int nb = n0 / 32 + j, ktile = kt * (C::BK / 32) + cc / 32;
+            bool v = nb < nb32 && ktile < kt32;
+            const uint8_t *src = v ? p.w + ((long)nb * kt32 + ktile) * 512 + (cc % 32) * 16 : p.w;
+            cp_async16(sb_ + c * 16, src, v);
+        }
+    } else {
+#pragma unroll
+        for (int c = threadIdx.x; c < C::BN * BCH; c += C::THREADS) {
+            int r = c / BCH, cc = c % BCH;
+            int gn = n0 + r, gkb = kb0 + cc * 16;
+            bool v = gn < p.N && gkb < wrow;
+            const uint8_t *src = v ? p.w + (long)gn * wrow + gkb : p.w;
+            cp_async16(sb_ + r * S::B_ROW + cc * 16, src, v);
+        }
     }
 }
 

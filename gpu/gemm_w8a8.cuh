@@ -17,6 +17,7 @@ namespace qvg {
 
 struct PolicyW8A8 {
     static constexpr int kBytesNum = 2; // weight bytes per k = kBytesNum / 2
+    static constexpr bool kPacked = false;
     template <class C> struct Frag {
         static_assert(C::NI % 2 == 0, "W8A8 loads n8 tiles in pairs");
         __device__ __forceinline__ void stage_begin(const Params &, int, int, int) {}

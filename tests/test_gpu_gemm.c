@@ -17,7 +17,7 @@
 #include "qvet/gpu.h"
 #include "qvet/gpu_gemm.h"
 #include "qvet/gpu_mem.h"
-#include "qvet/qoq_pack_mma.h"
+#include "qvet/qoq.h"
 
 enum { K_W8A8, K_CHN, K_G128 };
 enum { V_RANDOM, V_MAXPOS, V_MAXNEG, V_ALTERNATE, V_BIGSCALE, V_NMODES };
@@ -33,32 +33,14 @@ typedef struct {
     uint8_t *u;       /* UINT4 codes [N,K] */
     uint8_t *pk;      /* packed [N,K/2] */
     qv_fp16 *sw, *sz; /* sw: s_w or s0 */
-    uint8_t *s1, *sz1;
+    uint8_t *s1, *sz1;       /* logical [N][K/128] */
+    uint8_t *s1p, *sz1p;     /* packed [K/128][N] (qv_w4g128_pack_groupbytes) */
     int32_t *acc;     /* reference accumulators */
     qv_fp16 *y;       /* reference outputs */
     long nsat;
 } gemm_case;
 
 static float f16r(float v) { return qv_round_fp16(v); }
-
-/* NUMERICS.md level-2 quantizer of one group of INT8 values (the reference's definition). */
-static void level2_quantize(const int8_t *w8, int g, uint8_t *u, uint8_t *s1o, uint8_t *sz1o)
-{
-    int lo = 0, hi = 0;
-    for (int i = 0; i < g; i++) {
-        if (w8[i] < lo) lo = w8[i];
-        if (w8[i] > hi) hi = w8[i];
-    }
-    int s1 = (hi - lo + 14) / 15;
-    if (s1 < 1) s1 = 1;
-    int z = (int)rintf((float)-lo / (float)s1);
-    for (int i = 0; i < g; i++) {
-        int q = (int)rintf((float)w8[i] / (float)s1) + z;
-        u[i] = (uint8_t)(q < 0 ? 0 : q > 15 ? 15 : q);
-    }
-    *s1o = (uint8_t)s1;
-    *sz1o = (uint8_t)(z * s1);
-}
 
 static void make_case(gemm_case *c, int kind, int mode, int M, int N, int K, uint64_t seed)
 {
@@ -76,6 +58,8 @@ static void make_case(gemm_case *c, int kind, int mode, int M, int N, int K, uin
     c->sz = malloc(N * sizeof(qv_fp16));
     c->s1 = malloc(G ? N * G : 1);
     c->sz1 = malloc(G ? N * G : 1);
+    c->s1p = malloc(G ? N * G : 1);
+    c->sz1p = malloc(G ? N * G : 1);
     c->acc = malloc(MN * sizeof(int32_t));
     c->y = malloc(MN * sizeof(qv_fp16));
     for (long i = 0; i < MK; i++) {
@@ -113,7 +97,9 @@ static void make_case(gemm_case *c, int kind, int mode, int M, int N, int K, uin
                     int8_t w[128];
                     for (int i = 0; i < 128; i++) w[i] = (int8_t)((int)(qv_test_next(&r) % (a + b + 1)) - a);
                     if (gi % 3 == 0) { w[0] = -119; w[1] = 119; } /* full protective range */
-                    level2_quantize(w, 128, c->u + o, &c->s1[n * G + gi], &c->sz1[n * G + gi]);
+                    uint8_t z;
+                    ck_assert_int_eq(qv_quant_w4g128_group_ref(w, 128, c->u + o, &c->s1[n * G + gi], &z,
+                                                               &c->sz1[n * G + gi]), QV_OK);
                 } else {
                     /* extreme codes with s1 = 16, z = 8: u*s1 - sz1 spans [-128, 112] */
                     c->s1[n * G + gi] = 16;
@@ -123,39 +109,45 @@ static void make_case(gemm_case *c, int kind, int mode, int M, int N, int K, uin
                     c->w8[o + i] = (int8_t)((int)c->u[o + i] * c->s1[n * G + gi] - c->sz1[n * G + gi]);
             }
     }
-    if (kind != K_W8A8) ck_assert_int_eq(qv_qoq_pack_w4_mma(c->u, N, K, c->pk), QV_OK);
+    if (kind != K_W8A8) ck_assert_msg(qv_w4_pack(c->u, N, K, c->pk) == QV_OK, "%s", qv_last_error());
+    if (kind == K_G128) {
+        ck_assert_int_eq(qv_w4g128_pack_groupbytes(c->s1, N, K, c->s1p), QV_OK);
+        ck_assert_int_eq(qv_w4g128_pack_groupbytes(c->sz1, N, K, c->sz1p), QV_OK);
+        /* the reference's own dequantization (must agree with the formula used above) */
+        int8_t *w8p = malloc(NK);
+        ck_assert_msg(qv_w4g128_dequant_ref(c->u, c->s1, c->sz1, N, K, w8p) == QV_OK, "%s", qv_last_error());
+        ck_assert_mem_eq(w8p, c->w8, NK);
+        free(w8p);
+    }
 
-    /* reference integer GEMM (int64, then checked to fit INT32) and epilogue, NUMERICS.md order */
-    c->nsat = 0;
-    for (int m = 0; m < M; m++)
-        for (int n = 0; n < N; n++) {
-            long long s = 0;
-            const int8_t *xr = c->x + (long)m * K;
-            for (int k = 0; k < K; k++) {
-                int b = kind == K_CHN ? c->u[(long)n * K + k] : c->w8[(long)n * K + k];
-                s += (long long)xr[k] * b;
-            }
-            ck_assert(s >= INT32_MIN && s <= INT32_MAX);
-            int32_t a = (int32_t)s;
-            c->acc[(long)m * N + n] = a;
-            float v;
-            float sw = qv_fp16_to_fp32(c->sw[n]);
-            if (kind == K_CHN) {
-                float t1 = sw * (float)a;
-                float t2 = qv_fp16_to_fp32(c->sz[n]) * (float)c->rowsum[m];
-                v = c->sa[m] * (t1 - t2);
-            } else {
-                v = (c->sa[m] * sw) * (float)a;
-            }
-            if (fabsf(v) > 65504.0f) c->nsat++;
-            c->y[(long)m * N + n] = qv_fp32_to_fp16_sat(v);
-        }
+    /* reference: ref/qoq's integer GEMM emulation and epilogues (compat 0, NUMERICS.md) */
+    qv_status st;
+    if (kind == K_CHN)
+        st = qv_gemm_acc_s8u4(c->x, c->u, M, N, K, c->acc, QV_GEMM_LOOP);
+    else
+        st = qv_gemm_acc_s8s8(c->x, c->w8, M, N, K, kind == K_W8A8 ? QV_QOQ_W8_KMAX : QV_QOQ_G128_KMAX, c->acc,
+                              QV_GEMM_LOOP);
+    ck_assert_msg(st == QV_OK, "%s", qv_last_error());
+    qv_fp16_report rep;
+    memset(&rep, 0, sizeof rep);
+    if (kind == K_CHN) {
+        float *rsf = malloc(M * sizeof(float));
+        for (int m = 0; m < M; m++) rsf[m] = (float)c->rowsum[m];
+        st = qv_epilogue_w4a8_pc(c->acc, M, N, c->sa, rsf, c->sw, c->sz, 0, c->y, NULL, &rep);
+        free(rsf);
+    } else {
+        st = qv_epilogue_scaled(c->acc, M, N, c->sa, c->sw, 0, c->y, NULL, &rep);
+    }
+    /* an overflow is reported as QV_ERR_CHECK (a finding); the saturated Y is still written */
+    ck_assert_msg(st == QV_OK || (st == QV_ERR_CHECK && rep.count > 0), "%s", qv_last_error());
+    ck_assert_int_eq(rep.nonfinite, 0);
+    c->nsat = rep.count;
 }
 
 static void free_case(gemm_case *c)
 {
     free(c->x); free(c->sa); free(c->rowsum); free(c->w8); free(c->u); free(c->pk); free(c->sw);
-    free(c->sz); free(c->s1); free(c->sz1); free(c->acc); free(c->y);
+    free(c->sz); free(c->s1); free(c->sz1); free(c->s1p); free(c->sz1p); free(c->acc); free(c->y);
 }
 
 static long n_exact, n_failed;
@@ -165,6 +157,7 @@ static long n_exact, n_failed;
 /* Runs one case on the GPU (both entries) and compares. Returns 1 if bit-exact. */
 static int run_case(int kind, int mode, int M, int N, int K, uint64_t seed)
 {
+    if (kind != K_W8A8) N = (N + 31) / 32 * 32; /* the packed W4 layout's tile (still a partial last block tile) */
     gemm_case c;
     make_case(&c, kind, mode, M, N, K, seed);
     long MK = (long)M * K, NK = (long)N * K, MN = (long)M * N, G = K / 128;
@@ -187,8 +180,8 @@ static int run_case(int kind, int mode, int M, int N, int K, uint64_t seed)
     GPU_OK(qv_gpu_upload(dsw, c.sw, N * 2));
     GPU_OK(qv_gpu_upload(dsz, c.sz, N * 2));
     if (G) {
-        GPU_OK(qv_gpu_upload(ds1, c.s1, N * G));
-        GPU_OK(qv_gpu_upload(dsz1, c.sz1, N * G));
+        GPU_OK(qv_gpu_upload(ds1, c.s1p, N * G));
+        GPU_OK(qv_gpu_upload(dsz1, c.sz1p, N * G));
     }
     GPU_OK(qv_gpu_memset(dacc, 0xA5, MN * 4)); /* poison */
     GPU_OK(qv_gpu_memset(dy, 0xFF, MN * 2));   /* poison: FP16 NaN */

@@ -7,20 +7,20 @@
  *   sa     [M]    fp32   per-token activation scale s_a
  *   rowsum [M]    int32  sum_k x[m, k] (per-channel W4 only: the zero-point correction)
  *   w8     [N, K] int8   W8A8 weights
- *   w4     [N, K/2] u8   UINT4 codes in the "mma" packed layout (qvet/qoq_pack_mma.h):
- *                        for each 32-wide K block, byte j holds code k=j (low nibble) and code
- *                        k=j+16 (high nibble), j = 0..15
+ *   w4     N*K/2 u8      UINT4 codes packed by qv_w4_pack (qvet/qoq.h, docs/layout.md:
+ *                        QServe's compute-aware reorder, 32x32 tiles of 512 bytes)
  *   sw, sz [N]    fp16   per-channel scale and scaled zero (sz = fp16(s_w * z)); W8A8: sw only
  *   s0     [N]    fp16   g128 level-1 scale
- *   s1,sz1 [N, K/128] u8 g128 level-2 scale (1..16) and scaled zero z*s1 (<= 240)
+ *   s1,sz1 [K/128, N] u8 g128 level-2 scale (1..16) and scaled zero z*s1 (<= 240), packed by
+ *                        qv_w4g128_pack_groupbytes (group-major, 32-channel blocks reordered)
  *   y      [M, N] fp16   output (raw IEEE bits)
  *   acc    [M, N] int32  debug entries (_acc): the integer accumulators, no epilogue
  *   d_sat  one device unsigned int: each call ADDS the number of outputs whose pre-rounding
  *          FP32 value had |v| > 65504 (written as +-65504); the caller zeroes and reads it.
  * Shape contract (checked at entry, QV_ERR_USAGE naming the violated rule): M >= 1; N >= 8 and
- * N % 8 == 0; K >= 32 and K % 32 == 0 (W8A8, per-channel: so K tails inside a tile exist);
+ * N % 8 == 0 (W4 kernels: N % 32 == 0, the packed layout's tile); K >= 32 and K % 32 == 0 (W8A8, per-channel: so K tails inside a tile exist);
  * g128: group == 128 and K % 128 == 0. K is bounded so the INT32 accumulator cannot overflow
- * (W8A8: K <= 133144; per-channel: K <= 1127371; g128: K <= 132104, NUMERICS.md).
+ * (QV_QOQ_W8_KMAX, QV_QOQ_PC_KMAX, QV_QOQ_G128_KMAX of qvet/qoq.h).
  * `stream` is a cudaStream_t (NULL: the default stream). The calls are asynchronous: launch
  * errors are reported here, execution errors at the caller's next synchronization.
  * Without CUDA in the build every entry returns QV_ERR_UNSUPPORTED (after the shape check). */
