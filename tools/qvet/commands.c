@@ -33,7 +33,7 @@ const qv_command qv_commands[] = {
      "go/no-go report for a calibration", QV_NYI},
     {"kernels", "kernels [--filter RE] [--seed N] [--cases matrix.json] | kernels --check DIR",
      "differential tests of every kernel over the case matrix", QV_NYI},
-    {"bench", "bench [--filter RE] --json F", "kernel benchmarks with baselines measured in the same run", QV_NYI},
+    {"bench", "bench [--filter RE] --json F", "kernel benchmarks with baselines measured in the same run", qv_cmd_bench},
     {"fuzz", "fuzz overflow [--time S] [--corpus DIR] | fuzz replay [--corpus DIR]",
      "overflow fuzzing of kernels vs reference / replay the corpus", QV_NYI},
     {"gate", "gate [--config gate.json] [--junit F.xml] [--json F] [--baseline OLD.json] [--self-test]",

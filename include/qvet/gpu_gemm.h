@@ -1,0 +1,67 @@
+/* qvet's GPU GEMM kernels (issue 7): W8A8, W4A8 per-channel and W4A8 progressive g128, on INT8
+ * tensor cores (mma.sync m16n8k32, sm_80+), INT32 accumulation, FP32 epilogues in exactly the
+ * order NUMERICS.md writes them, FP16 output with counted saturation.
+ *
+ * All pointers are DEVICE pointers (cudaMalloc'd; x and w 16-byte aligned). Row-major shapes:
+ *   x      [M, K] int8   activations, per-token symmetric codes in [-127, 127]
+ *   sa     [M]    fp32   per-token activation scale s_a
+ *   rowsum [M]    int32  sum_k x[m, k] (per-channel W4 only: the zero-point correction)
+ *   w8     [N, K] int8   W8A8 weights
+ *   w4     N*K/2 u8      UINT4 codes packed by qv_w4_pack (qvet/qoq.h, docs/layout.md:
+ *                        QServe's compute-aware reorder, 32x32 tiles of 512 bytes)
+ *   sw, sz [N]    fp16   per-channel scale and scaled zero (sz = fp16(s_w * z)); W8A8: sw only
+ *   s0     [N]    fp16   g128 level-1 scale
+ *   s1,sz1 [K/128, N] u8 g128 level-2 scale (1..16) and scaled zero z*s1 (<= 240), packed by
+ *                        qv_w4g128_pack_groupbytes (group-major, 32-channel blocks reordered)
+ *   y      [M, N] fp16   output (raw IEEE bits)
+ *   acc    [M, N] int32  debug entries (_acc): the integer accumulators, no epilogue
+ *   d_sat  one device unsigned int: each call ADDS the number of outputs whose pre-rounding
+ *          FP32 value had |v| > 65504 (written as +-65504); the caller zeroes and reads it.
+ * Shape contract (checked at entry, QV_ERR_USAGE naming the violated rule): M >= 1; N >= 8 and
+ * N % 8 == 0 (W4 kernels: N % 32 == 0, the packed layout's tile); K >= 32 and K % 32 == 0 (W8A8, per-channel: so K tails inside a tile exist);
+ * g128: group == 128 and K % 128 == 0. K is bounded so the INT32 accumulator cannot overflow
+ * (QV_QOQ_W8_KMAX, QV_QOQ_PC_KMAX, QV_QOQ_G128_KMAX of qvet/qoq.h).
+ * `stream` is a cudaStream_t (NULL: the default stream). The calls are asynchronous: launch
+ * errors are reported here, execution errors at the caller's next synchronization.
+ * Without CUDA in the build every entry returns QV_ERR_UNSUPPORTED (after the shape check). */
+#ifndef QVET_GPU_GEMM_H
+#define QVET_GPU_GEMM_H
+
+#include <stdint.h>
+
+#include "qvet/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+qv_status qv_gpu_w8a8_gemm(const int8_t *x, const float *sa, const int8_t *w8, const uint16_t *sw,
+                           uint16_t *y, unsigned int *d_sat, int M, int N, int K, void *stream);
+qv_status qv_gpu_w8a8_gemm_acc(const int8_t *x, const int8_t *w8, int32_t *acc, int M, int N, int K,
+                               void *stream);
+
+qv_status qv_gpu_w4a8_chn_gemm(const int8_t *x, const float *sa, const int32_t *rowsum,
+                               const uint8_t *w4, const uint16_t *sw, const uint16_t *sz, uint16_t *y,
+                               unsigned int *d_sat, int M, int N, int K, void *stream);
+qv_status qv_gpu_w4a8_chn_gemm_acc(const int8_t *x, const uint8_t *w4, int32_t *acc, int M, int N, int K,
+                                   void *stream);
+
+qv_status qv_gpu_w4a8_g128_gemm(const int8_t *x, const float *sa, const uint8_t *w4, const uint16_t *s0,
+                                const uint8_t *s1, const uint8_t *sz1, uint16_t *y, unsigned int *d_sat,
+                                int M, int N, int K, int group, void *stream);
+qv_status qv_gpu_w4a8_g128_gemm_acc(const int8_t *x, const uint8_t *w4, const uint8_t *s1,
+                                    const uint8_t *sz1, int32_t *acc, int M, int N, int K, int group,
+                                    void *stream);
+
+/* Benchmarks (issue 7): every Llama-3-8B layer shape x M in {1,16,64,256,1024,4096,8192}: the
+ * three kernels above vs cuBLAS FP16 (cublasGemmEx) and cuBLASLt INT8, plus a device-to-device
+ * copy, weights rotated through enough buffers to exceed L2. Cases whose "kernel layer M=..."
+ * name does not contain `filter` (NULL: all) are skipped. Prints a table to stdout and writes
+ * JSON to json_path. */
+qv_status qv_bench_gemm(const char *json_path, const char *filter);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
