@@ -34,6 +34,7 @@ qv_status qv_cli_default_model(qv_model **out);
 
 /* Implemented commands (one file each: cmd_<name>.c). */
 int qv_cmd_info(int argc, char **argv);
+int qv_cmd_kernels(int argc, char **argv);
 int qv_cmd_synth(int argc, char **argv);
 int qv_cmd_tokenize(int argc, char **argv);
 int qv_cmd_bench(int argc, char **argv);

@@ -1,0 +1,79 @@
+/* The CPU emulation of the GEMM kernels' data path (include/qvet/kcases.h): weights are read
+ * from the packed layout 16 bytes per lane, exactly as a warp loads a 32x32 tile, split into
+ * nibbles and (g128) dequantized by the 4-lanes-per-register emulation with the scale bytes read
+ * from their packed group-major arrays; the INT32 GEMM runs on BLAS dgemm (exact); the
+ * epilogue uses the kernel's operands (INT32 row sums converted to FP32). A bug in the packing,
+ * the nibble order, the scale reorder or the level-2 arithmetic shows up here without a GPU. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kcase_internal.h"
+#include "qvet/qoq.h"
+
+/* Rebuilds the INT8 weight operand [N][K] the kernel feeds its tensor cores. g128: dequantized
+ * w8'; per channel: the raw codes (s1 = 1, sz1 = 0 makes the emulation an identity on codes). */
+static void emulate_operand(const qv_kdata *d, int g128, int8_t *wop)
+{
+    const int N = d->N, K = d->K;
+    static const uint8_t ones[4] = {1, 1, 1, 1}, zeros[4] = {0, 0, 0, 0};
+    for (int n0 = 0; n0 < N / 32; n0++)
+        for (int k0 = 0; k0 < K / 32; k0++) {
+            const uint8_t *tile = d->pk + ((size_t)n0 * (K / 32) + k0) * 512;
+            for (int t = 0; t < 32; t++) {
+                int c = t / 4, e = t % 4;
+                const uint8_t *s1x4 = ones, *sz1x4 = zeros;
+                if (g128) {
+                    size_t g = (size_t)(k0 * 32) / 128;
+                    s1x4 = d->s1p + g * N + (size_t)n0 * 32 + 4 * c;
+                    sz1x4 = d->sz1p + g * N + (size_t)n0 * 32 + 4 * c;
+                }
+                uint32_t out[8];
+                qv_w4g128_dequant_simd_emul(tile + 16 * t, s1x4, sz1x4, out);
+                for (int j = 0; j < 8; j++) {
+                    int n = n0 * 32 + c + 8 * (j / 2);
+                    int kb = k0 * 32 + 16 * (j % 2) + 4 * e;
+                    for (int f = 0; f < 4; f++) wop[(size_t)n * K + kb + f] = (int8_t)((out[j] >> (8 * f)) & 0xffu);
+                }
+            }
+        }
+}
+
+qv_status qv_kcase_run_cpu_emul(const qv_kcase *c, const qv_kdata *d, qv_kresult *r)
+{
+    const int M = d->M, N = d->N, K = d->K;
+    const long NK = (long)N * K, MN = (long)M * N;
+    int8_t *wop = malloc((size_t)NK);
+    int32_t *acc = malloc((size_t)MN * sizeof(int32_t));
+    qv_fp16 *y = malloc((size_t)MN * sizeof(qv_fp16));
+    float *rs = malloc((size_t)M * sizeof(float));
+    if (!wop || !acc || !y || !rs) {
+        free(wop); free(acc); free(y); free(rs);
+        return qv_fail(QV_ERR_NOMEM, "out of memory");
+    }
+    qv_status st;
+    if (c->kernel == QV_KK_W8A8) {
+        memcpy(wop, d->w8, (size_t)NK);
+        st = qv_gemm_acc_s8s8(d->x, wop, M, N, K, QV_QOQ_W8_KMAX, acc, QV_GEMM_BLAS);
+    } else {
+        int g128 = c->kernel == QV_KK_W4A8_G128;
+        emulate_operand(d, g128, wop);
+        /* the operand itself against the definition (codes for chn, w8' for g128) */
+        for (long i = 0; i < NK; i++)
+            if (wop[i] != (g128 ? d->w8[i] : (int8_t)d->u[i])) r->w_mismatch++;
+        st = qv_gemm_acc_s8s8(d->x, wop, M, N, K, g128 ? QV_QOQ_G128_KMAX : QV_QOQ_PC_KMAX, acc, QV_GEMM_BLAS);
+    }
+    qv_fp16_report rep;
+    memset(&rep, 0, sizeof rep);
+    if (st == QV_OK) {
+        if (c->kernel == QV_KK_W4A8_CHN) {
+            for (int m = 0; m < M; m++) rs[m] = (float)d->rowsum[m]; /* __int2float_rn of the INT32 sum */
+            st = qv_epilogue_w4a8_pc(acc, M, N, d->sa, rs, d->sw, d->sz, 0, y, NULL, &rep);
+        } else {
+            st = qv_epilogue_scaled(acc, M, N, d->sa, d->sw, 0, y, NULL, &rep);
+        }
+        if (st == QV_ERR_CHECK && rep.count > 0 && rep.nonfinite == 0) st = QV_OK;
+    }
+    if (st == QV_OK) qv_kdata_compare(d, acc, y, rep.count, r);
+    free(wop); free(acc); free(y); free(rs);
+    return st;
+}

@@ -1,0 +1,33 @@
+/* Inputs and reference outputs of one GEMM kernel case (evals/kernels/). */
+#ifndef QV_KCASE_INTERNAL_H
+#define QV_KCASE_INTERNAL_H
+
+#include "qvet/fp16.h"
+#include "qvet/kcases.h"
+
+typedef struct {
+    int M, N, K, G;
+    int8_t *x;          /* [M,K] activation codes */
+    float *sa;          /* [M] */
+    int32_t *rowsum;    /* [M] INT32 (what a fused producer emits) */
+    int8_t *w8;         /* [N,K] W8A8 weights, or g128's w8' by the definition */
+    uint8_t *u;         /* [N,K] UINT4 codes */
+    uint8_t *pk;        /* packed [N*K/2] */
+    qv_fp16 *sw, *sz;   /* [N] s_w (or s0) and scaled zero */
+    uint8_t *s1, *sz1;  /* logical [N][G] */
+    uint8_t *s1p, *sz1p;/* packed [G][N] */
+    int32_t *acc;       /* reference accumulators [M,N] */
+    qv_fp16 *y;         /* reference outputs [M,N] */
+    long nsat;          /* reference overflow count */
+} qv_kdata;
+
+/* Draws inputs for case c from seed and computes the reference (plain loops, NUMERICS.md). */
+qv_status qv_kdata_make(const qv_kcase *c, uint64_t seed, qv_kdata *d);
+void qv_kdata_free(qv_kdata *d);
+/* Fills r's mismatch fields comparing (acc, y, sat) with the reference. */
+void qv_kdata_compare(const qv_kdata *d, const int32_t *acc, const qv_fp16 *y, long sat, qv_kresult *r);
+
+qv_status qv_kcase_run_cpu_emul(const qv_kcase *c, const qv_kdata *d, qv_kresult *r);
+qv_status qv_kcase_run_gpu(const qv_kcase *c, const qv_kdata *d, qv_kresult *r);
+
+#endif

@@ -1,0 +1,79 @@
+/* The kernel case matrix and its runner (include/qvet/kcases.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kcase_internal.h"
+#include "qvet/gpu.h"
+
+static const char *kernel_names[QV_KK_COUNT] = {"w8a8", "w4a8_chn", "w4a8_g128"};
+static const char *value_names[QV_KV_COUNT] = {"random", "x=+127,codes=15", "x=-127,codes=0",
+                                               "x=+-127,codes=0/15", "max-scales"};
+
+const char *qv_kkernel_name(qv_kkernel k) { return (unsigned)k < QV_KK_COUNT ? kernel_names[k] : "?"; }
+const char *qv_kvalues_name(qv_kvalues v) { return (unsigned)v < QV_KV_COUNT ? value_names[v] : "?"; }
+
+void qv_kcase_name(const qv_kcase *c, char *buf, int n)
+{
+    snprintf(buf, (size_t)n, "%s M=%d N=%d K=%d %s", qv_kkernel_name(c->kernel), c->M, c->N, c->K,
+             qv_kvalues_name(c->values));
+}
+
+/* Shapes valid for every kernel (K % 128 == 0; N a multiple of 32 for the packed W4 tile).
+ * M crosses each tile configuration's boundary (16/17, 64/65, 256/257) and is odd. */
+static const int shapes_all[][3] = {
+    {1, 64, 128},   {3, 160, 256},   {16, 512, 512},  {17, 96, 384},    {33, 224, 256}, {64, 128, 1024},
+    {65, 288, 512}, {127, 160, 256}, {256, 256, 640}, {257, 416, 384},  {300, 1056, 1152},
+};
+/* K tails: K % 32 == 0 but not a multiple of 128 (W8A8 and per-channel only) */
+static const int shapes_tail[][3] = {{1, 64, 32}, {5, 64, 96}, {17, 160, 160}, {64, 96, 288}, {200, 224, 416}, {1, 4096, 4000}};
+/* Llama-3-8B layer shapes (qkv, o, gate_up, down) at M = 1 and a small odd M */
+static const int shapes_llama[][2] = {{6144, 4096}, {4096, 4096}, {28672, 4096}, {4096, 14336}};
+/* small shapes for the adversarial value modes */
+static const int shapes_adv[][3] = {{1, 64, 256}, {17, 160, 384}, {130, 96, 512}};
+
+qv_status qv_kcase_matrix(int quick, qv_kcase **cases, int *n)
+{
+    int cap = 512, k = 0;
+    qv_kcase *c = malloc((size_t)cap * sizeof *c);
+    if (!c) return qv_fail(QV_ERR_NOMEM, "out of memory");
+#define ADD(KER, VAL, MM, NN, KK) do { c[k].kernel = (KER); c[k].values = (VAL); c[k].M = (MM); c[k].N = (NN); c[k].K = (KK); k++; } while (0)
+    for (int ker = 0; ker < QV_KK_COUNT; ker++) {
+        for (size_t i = 0; i < sizeof shapes_all / sizeof *shapes_all; i++)
+            if (!quick || shapes_all[i][0] * shapes_all[i][1] <= 64 * 1024)
+                ADD(ker, QV_KV_RANDOM, shapes_all[i][0], shapes_all[i][1], shapes_all[i][2]);
+        if (ker != QV_KK_W4A8_G128)
+            for (size_t i = 0; i < sizeof shapes_tail / sizeof *shapes_tail; i++)
+                if (!quick || shapes_tail[i][1] < 1024)
+                    ADD(ker, QV_KV_RANDOM, shapes_tail[i][0], shapes_tail[i][1], shapes_tail[i][2]);
+        if (!quick)
+            for (size_t i = 0; i < sizeof shapes_llama / sizeof *shapes_llama; i++) {
+                ADD(ker, QV_KV_RANDOM, 1, shapes_llama[i][0], shapes_llama[i][1]);
+                ADD(ker, QV_KV_RANDOM, 3, shapes_llama[i][0], shapes_llama[i][1]);
+            }
+        for (int v = 1; v < QV_KV_COUNT; v++)
+            for (size_t i = 0; i < sizeof shapes_adv / sizeof *shapes_adv; i++)
+                ADD(ker, v, shapes_adv[i][0], shapes_adv[i][1], shapes_adv[i][2]);
+    }
+#undef ADD
+    *cases = c;
+    *n = k;
+    return QV_OK;
+}
+
+qv_status qv_kcase_run(const qv_kcase *c, qv_kbackend b, uint64_t seed, qv_kresult *r)
+{
+    memset(r, 0, sizeof *r);
+    r->first = -1;
+    if (b == QV_KB_GPU) {
+        if (qv_gpu_device_count() == 0) {
+            r->skipped = 1;
+            return QV_OK;
+        }
+    }
+    qv_kdata d;
+    QV_TRY(qv_kdata_make(c, seed, &d));
+    qv_status st = b == QV_KB_GPU ? qv_kcase_run_gpu(c, &d, r) : qv_kcase_run_cpu_emul(c, &d, r);
+    qv_kdata_free(&d);
+    return st;
+}

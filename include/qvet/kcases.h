@@ -1,0 +1,66 @@
+/* The kernel case matrix (`qvet kernels`, the gate, tests): kernel x value mode x shape, each case
+ * a seeded input set run through the reference definition (ref/qoq, plain loops) and through an
+ * implementation under test, compared bit for bit where the contract is integer or fixed-order
+ * FP32 (NUMERICS.md), ggml's test-backend-ops style.
+ *
+ * Backends:
+ *   QV_KB_CPU_EMUL  the CPU emulation of the kernels' own data path: weights read from the packed
+ *                   layout lane by lane as a warp loads them, level-2 dequantization by the
+ *                   4-lanes-per-register emulation (u*s1 then per-byte subtraction), INT32
+ *                   accumulation on BLAS dgemm (exact), the epilogue from those accumulators.
+ *                   Runs everywhere: this is what the gate checks without a GPU.
+ *   QV_KB_GPU       the CUDA kernels (gpu/), INT32 accumulators via their debug entries; skipped
+ *                   (visibly) where no device exists. */
+#ifndef QVET_KCASES_H
+#define QVET_KCASES_H
+
+#include <stdint.h>
+
+#include "qvet/status.h"
+
+typedef enum { QV_KK_W8A8 = 0, QV_KK_W4A8_CHN, QV_KK_W4A8_G128, QV_KK_COUNT } qv_kkernel;
+typedef enum {
+    QV_KV_RANDOM = 0, /* random codes and scales */
+    QV_KV_MAXPOS,     /* x = +127, codes 15 (g128: s1 16, sz1 128) */
+    QV_KV_MAXNEG,     /* x = -127, codes 0 */
+    QV_KV_ALTERNATE,  /* x = +-127, codes 0/15 alternating along k */
+    QV_KV_BIGSCALE,   /* maximal scales: outputs overflow FP16 and must be reported */
+    QV_KV_COUNT
+} qv_kvalues;
+typedef enum { QV_KB_CPU_EMUL = 0, QV_KB_GPU } qv_kbackend;
+
+typedef struct {
+    qv_kkernel kernel;
+    qv_kvalues values;
+    int M, N, K;
+} qv_kcase;
+
+typedef struct {
+    int skipped;          /* backend unavailable (no GPU) */
+    long acc_mismatch;    /* INT32 accumulators that differ */
+    long out_mismatch;    /* FP16 outputs whose bits differ */
+    long w_mismatch;      /* CPU emulation: dequantized INT8 weights that differ from the definition */
+    long first;           /* flat m*N+n of the first mismatch, -1 if none */
+    int32_t first_acc_ref, first_acc_got;
+    uint16_t first_out_ref, first_out_got;
+    long sat_ref, sat_got; /* outputs whose pre-rounding |v| > 65504: reference / implementation */
+    int ok;
+} qv_kresult;
+
+const char *qv_kkernel_name(qv_kkernel k);
+const char *qv_kvalues_name(qv_kvalues v);
+/* One line naming the case: "w4a8_g128 M=1 N=4096 K=4096 random" (used by --filter). */
+void qv_kcase_name(const qv_kcase *c, char *buf, int n);
+
+/* The default matrix: M = 1, odd M, M across tile boundaries; K tails (K % 32 == 0, not a stage
+ * multiple) for W8A8 and per-channel; last N tile partial; several g128 groups; the Llama-3-8B
+ * layer shapes (qkv 6144x4096, o 4096x4096, gate_up 28672x4096, down 4096x14336) at small M;
+ * adversarial value modes on small shapes. `quick` keeps the small shapes only. Returns a
+ * malloc'd array. */
+qv_status qv_kcase_matrix(int quick, qv_kcase **cases, int *n);
+
+/* Runs one case on a backend with inputs drawn from `seed`. QV_OK when the comparison ran
+ * (r->ok says whether it matched); an error status when it could not run. */
+qv_status qv_kcase_run(const qv_kcase *c, qv_kbackend b, uint64_t seed, qv_kresult *r);
+
+#endif

@@ -1,0 +1,209 @@
+/* qvet kernels [--filter RE] [--seed N] [--cases matrix.json] [--quick] [--backend cpu|gpu|all]
+ *              [--json F]
+ * Differential tests of every kernel over the case matrix, one line per case and backend
+ * (include/qvet/kcases.h). A case's inputs are drawn from seed ^ hash(case name), so a case
+ * reproduces alone with the printed --filter/--seed command. */
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <cJSON.h>
+#include <getopt.h>
+#include <pcre2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "qvet/fileio.h"
+#include "qvet/gpu.h"
+#include "qvet/kcases.h"
+
+static uint64_t name_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static int parse_kernel(const char *s, qv_kkernel *k)
+{
+    for (int i = 0; i < QV_KK_COUNT; i++)
+        if (strcmp(s, qv_kkernel_name((qv_kkernel)i)) == 0) return *k = (qv_kkernel)i, 0;
+    return -1;
+}
+
+static int parse_values(const char *s, qv_kvalues *v)
+{
+    for (int i = 0; i < QV_KV_COUNT; i++)
+        if (strcmp(s, qv_kvalues_name((qv_kvalues)i)) == 0) return *v = (qv_kvalues)i, 0;
+    return -1;
+}
+
+/* [{"kernel": "w4a8_g128", "M": 1, "N": 4096, "K": 4096, "values": "random"}, ...] */
+static qv_status load_cases(const char *path, qv_kcase **out, int *n)
+{
+    char *text;
+    QV_TRY(qv_read_file(path, 16u << 20, &text, NULL));
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    if (!cJSON_IsArray(root)) {
+        cJSON_Delete(root);
+        return qv_fail(QV_ERR_INPUT, "%s: expected a JSON array of cases", path);
+    }
+    int cnt = cJSON_GetArraySize(root), i = 0;
+    qv_kcase *c = calloc((size_t)(cnt ? cnt : 1), sizeof *c);
+    if (!c) {
+        cJSON_Delete(root);
+        return qv_fail(QV_ERR_NOMEM, "out of memory");
+    }
+    for (cJSON *e = root->child; e; e = e->next, i++) {
+        cJSON *k = cJSON_GetObjectItemCaseSensitive(e, "kernel"), *v = cJSON_GetObjectItemCaseSensitive(e, "values");
+        cJSON *M = cJSON_GetObjectItemCaseSensitive(e, "M"), *N = cJSON_GetObjectItemCaseSensitive(e, "N"),
+              *K = cJSON_GetObjectItemCaseSensitive(e, "K");
+        c[i].values = QV_KV_RANDOM;
+        if (!cJSON_IsString(k) || parse_kernel(k->valuestring, &c[i].kernel) != 0 || !cJSON_IsNumber(M) ||
+            !cJSON_IsNumber(N) || !cJSON_IsNumber(K) || M->valuedouble < 1 || N->valuedouble < 1 ||
+            K->valuedouble < 1 || M->valuedouble > 65536 || N->valuedouble > 262144 || K->valuedouble > 262144 ||
+            (v && (!cJSON_IsString(v) || parse_values(v->valuestring, &c[i].values) != 0))) {
+            free(c);
+            cJSON_Delete(root);
+            return qv_fail(QV_ERR_INPUT, "%s: case %d: needs \"kernel\" (w8a8|w4a8_chn|w4a8_g128), integer "
+                           "\"M\" (1..65536), \"N\", \"K\" (1..262144), optional \"values\"", path, i);
+        }
+        c[i].M = M->valueint, c[i].N = N->valueint, c[i].K = K->valueint;
+    }
+    cJSON_Delete(root);
+    *out = c;
+    *n = cnt;
+    return QV_OK;
+}
+
+int qv_cmd_kernels(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"filter", required_argument, 0, 'f'}, {"seed", required_argument, 0, 's'},
+        {"cases", required_argument, 0, 'c'},  {"quick", no_argument, 0, 'q'},
+        {"backend", required_argument, 0, 'b'}, {"json", required_argument, 0, 'j'},
+        {"check", required_argument, 0, 'k'},  {0, 0, 0, 0},
+    };
+    const char *filter = NULL, *cases_path = NULL, *json_path = NULL, *backend = "all";
+    unsigned long long seed = 1;
+    int quick = 0, c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'f': filter = optarg; break;
+        case 's': {
+            char *end;
+            seed = strtoull(optarg, &end, 10);
+            if (!*optarg || *end || *optarg == '-') return qv_cli_usage_error("kernels", "--seed wants a non-negative integer");
+            break;
+        }
+        case 'c': cases_path = optarg; break;
+        case 'q': quick = 1; break;
+        case 'b': backend = optarg; break;
+        case 'j': json_path = optarg; break;
+        case 'k':
+            fprintf(stderr, "qvet kernels --check: not implemented yet\n");
+            return QV_EXIT_USAGE;
+        default: return qv_cli_usage_error("kernels", "unknown or incomplete option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return qv_cli_usage_error("kernels", "unexpected argument '%s'", argv[optind]);
+    int use_cpu = strcmp(backend, "cpu") == 0 || strcmp(backend, "all") == 0;
+    int use_gpu = strcmp(backend, "gpu") == 0 || strcmp(backend, "all") == 0;
+    if (!use_cpu && !use_gpu) return qv_cli_usage_error("kernels", "--backend is cpu, gpu or all, not '%s'", backend);
+    pcre2_code *re = NULL;
+    if (filter) {
+        int err;
+        PCRE2_SIZE off;
+        re = pcre2_compile((PCRE2_SPTR)filter, PCRE2_ZERO_TERMINATED, PCRE2_UTF, &err, &off, NULL);
+        if (!re) {
+            PCRE2_UCHAR msg[256];
+            pcre2_get_error_message(err, msg, sizeof msg);
+            return qv_cli_usage_error("kernels", "--filter: bad regular expression at offset %zu: %s", (size_t)off, msg);
+        }
+    }
+    qv_kcase *cases;
+    int n;
+    qv_status st = cases_path ? load_cases(cases_path, &cases, &n) : qv_kcase_matrix(quick, &cases, &n);
+    if (st != QV_OK) {
+        pcre2_code_free(re);
+        return qv_cli_report(st);
+    }
+    int gpu = use_gpu && qv_gpu_device_count() > 0;
+    printf("qvet kernels: %d cases in the matrix, seed %llu; cpu-emul: %s; gpu: %s\n", n, seed,
+           use_cpu ? "on" : "off", use_gpu ? qv_gpu_describe() : "off");
+    pcre2_match_data *md = re ? pcre2_match_data_create_from_pattern(re, NULL) : NULL;
+    cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "cases");
+    cJSON_AddStringToObject(root, "schema", "qvet.kernels/1");
+    cJSON_AddNumberToObject(root, "seed", (double)seed);
+    long passed = 0, failed = 0, skipped = 0, errors = 0, run = 0;
+    char first_fail[512] = "";
+    for (int i = 0; i < n; i++) {
+        char name[160];
+        qv_kcase_name(&cases[i], name, sizeof name);
+        if (re && pcre2_match(re, (PCRE2_SPTR)name, PCRE2_ZERO_TERMINATED, 0, 0, md, NULL) < 0) continue;
+        uint64_t cseed = (uint64_t)seed ^ name_hash(name);
+        for (int b = 0; b < 2; b++) {
+            if ((b == 0 && !use_cpu) || (b == 1 && !use_gpu)) continue;
+            const char *bn = b == 0 ? "cpu-emul" : "gpu";
+            cJSON *jc = cJSON_CreateObject();
+            cJSON_AddStringToObject(jc, "case", name);
+            cJSON_AddStringToObject(jc, "backend", bn);
+            if (b == 1 && !gpu) {
+                printf("%-44s %-8s SKIP gpu: no device\n", name, bn);
+                cJSON_AddStringToObject(jc, "result", "skip");
+                cJSON_AddItemToArray(arr, jc);
+                skipped++;
+                continue;
+            }
+            qv_kresult r;
+            run++;
+            st = qv_kcase_run(&cases[i], b == 0 ? QV_KB_CPU_EMUL : QV_KB_GPU, cseed, &r);
+            if (st != QV_OK) {
+                printf("%-44s %-8s ERROR %s\n", name, bn, qv_last_error());
+                cJSON_AddStringToObject(jc, "result", "error");
+                cJSON_AddStringToObject(jc, "error", qv_last_error());
+                errors++;
+            } else {
+                printf("%-44s %-8s acc: %s  out: %s%s  sat %ld/%ld  %s\n", name, bn,
+                       r.acc_mismatch ? "MISMATCH" : "bit-exact", r.out_mismatch ? "MISMATCH" : "bit-exact",
+                       r.w_mismatch ? "  w: MISMATCH" : "", r.sat_got, r.sat_ref, r.ok ? "OK" : "FAIL");
+                if (!r.ok && r.first >= 0)
+                    printf("    first mismatch m=%ld n=%ld: acc %d (ref %d), out 0x%04x (ref 0x%04x); %ld acc, %ld out, %ld weight mismatches\n",
+                           r.first / cases[i].N, r.first % cases[i].N, r.first_acc_got, r.first_acc_ref,
+                           r.first_out_got, r.first_out_ref, r.acc_mismatch, r.out_mismatch, r.w_mismatch);
+                cJSON_AddStringToObject(jc, "result", r.ok ? "pass" : "fail");
+                cJSON_AddNumberToObject(jc, "acc_mismatch", (double)r.acc_mismatch);
+                cJSON_AddNumberToObject(jc, "out_mismatch", (double)r.out_mismatch);
+                cJSON_AddNumberToObject(jc, "weight_mismatch", (double)r.w_mismatch);
+                cJSON_AddNumberToObject(jc, "sat_ref", (double)r.sat_ref);
+                cJSON_AddNumberToObject(jc, "sat_got", (double)r.sat_got);
+                if (r.ok) passed++;
+                else failed++;
+            }
+            if ((st != QV_OK || !r.ok) && !first_fail[0])
+                snprintf(first_fail, sizeof first_fail, "qvet kernels --filter '^%s$' --seed %llu --backend %s", name,
+                         seed, b == 0 ? "cpu" : "gpu");
+            cJSON_AddItemToArray(arr, jc);
+        }
+    }
+    printf("kernels: %ld run, %ld bit-exact, %ld failed, %ld errors; %ld GPU cases skipped%s\n", run, passed,
+           failed, errors, skipped, skipped ? " (no device)" : "");
+    if (first_fail[0]) printf("reproduce the first failure: %s\n", first_fail);
+    cJSON_AddNumberToObject(root, "passed", (double)passed);
+    cJSON_AddNumberToObject(root, "failed", (double)failed);
+    cJSON_AddNumberToObject(root, "errors", (double)errors);
+    cJSON_AddNumberToObject(root, "skipped", (double)skipped);
+    int rc = failed || errors ? QV_EXIT_FAIL : QV_EXIT_OK;
+    if (json_path) {
+        char *txt = cJSON_Print(root);
+        st = txt ? qv_write_file_atomic(json_path, txt, strlen(txt)) : QV_ERR_NOMEM;
+        free(txt);
+        if (st != QV_OK) rc = qv_cli_report(st);
+    }
+    cJSON_Delete(root);
+    pcre2_match_data_free(md);
+    pcre2_code_free(re);
+    free(cases);
+    return rc;
+}
