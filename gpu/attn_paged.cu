@@ -3,8 +3,8 @@
 // What: grid (chunk, kv head, row). A block (4 warps) handles the G = nh/nkv query heads of one
 // KV head for one chunk of QV_ATTN_CHUNK positions, so K/V of a chunk are read once for the whole
 // GQA group. A thread owns 8 channels of one position: hd/8 lanes cover a position, a warp covers
-// 32/(hd/8) positions per step; positions are loaded U = 8 steps ahead (independent loads in
-// flight, kept raw until used). KV4 is read as codes (one 32-bit word = 8 channels) + FP16 s and mn, dequantized in
+// 32/(hd/8) positions per step; positions are loaded U = 4 steps ahead (independent loads in
+// flight). KV4 is read as codes (one 32-bit word = 8 channels) + FP16 s and mn, dequantized in
 // registers as u*s + mn (FP32, qv_kv4_dequant_ref's formula, no FMA); FP16 as one 16-byte load.
 // Pass 1: scores (q.k) * scale into shared memory (partial dots summed over the hd/8 lanes by
 // shuffles). Softmax per head over the chunk: max, p = expf(s - max), sum (FP32). Pass 2: P.V
@@ -26,7 +26,7 @@ extern "C" {
 
 namespace {
 
-constexpr int kWarps = 4, kChunk = QV_ATTN_CHUNK, kU = 8;
+constexpr int kWarps = 4, kChunk = QV_ATTN_CHUNK, kU = 4;
 
 struct AttnParams {
     const __half *q;
@@ -40,58 +40,38 @@ struct AttnParams {
     float *O, *M, *L; // [R][nh][n_chunks][hd], [R][nh][n_chunks]
 };
 
-// One position's 8 channels as loaded (raw), dequantized only when used, so that many positions'
-// loads can be in flight with few registers (KV4: one 32-bit word + s + mn; FP16: 16 bytes).
-template <bool KV4> struct Raw;
-template <> struct Raw<true> { uint32_t w; __half s, mn; };
-template <> struct Raw<false> { uint4 w; };
-
-__device__ __forceinline__ void fp16x8(const uint4 &w, float out[8])
-{
-    const __half2 *h = (const __half2 *)&w;
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-        float2 f2 = __half22float2(h[j]);
-        out[2 * j] = f2.x, out[2 * j + 1] = f2.y;
-    }
-}
-
-// Fresh (serve-mode) positions are FP16 whatever the cache format: they are converted at load.
 template <int HD, bool KV4>
-__device__ __forceinline__ void load_raw(const AttnParams &p, int slot, int fstart, int fidx, int pos, int kvh, int isv,
-                                         int sub, Raw<KV4> &r, bool &fresh, uint4 &fw)
+__device__ __forceinline__ void load8(const AttnParams &p, int slot, int fstart, int fidx, int pos, int kvh, int isv,
+                                      int sub, float out[8])
 {
-    fresh = pos >= fstart;
-    if (fresh) {
-        fw = *(const uint4 *)((isv ? p.fresh_v : p.fresh_k) + ((size_t)(fidx + pos - fstart) * p.nkv + kvh) * HD + sub * 8);
+    if (pos >= fstart) {
+        const __half *f = (isv ? p.fresh_v : p.fresh_k) + ((size_t)(fidx + pos - fstart) * p.nkv + kvh) * HD + sub * 8;
+        uint4 w = *(const uint4 *)f;
+        const __half2 *h = (const __half2 *)&w;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            float2 f2 = __half22float2(h[j]);
+            out[2 * j] = f2.x, out[2 * j + 1] = f2.y;
+        }
         return;
     }
     int page = p.page_table[(size_t)slot * p.max_pages + pos / p.P], e = pos % p.P;
     const uint8_t *base = p.pool + ((size_t)page * 2 + isv) * p.page_bytes;
     size_t sidx = (size_t)kvh * p.P + e;
-    if constexpr (KV4) {
-        r.w = *(const uint32_t *)(base + sidx * (HD / 2) + sub * 4);
+    if (KV4) {
+        uint32_t w = *(const uint32_t *)(base + sidx * (HD / 2) + sub * 4);
         const __half *sp = (const __half *)(base + (size_t)p.nkv * p.P * (HD / 2));
-        r.s = sp[sidx];
-        r.mn = sp[(size_t)p.nkv * p.P + sidx];
-    } else {
-        r.w = *(const uint4 *)((const __half *)base + sidx * HD + sub * 8);
-    }
-}
-
-template <bool KV4>
-__device__ __forceinline__ void dequant(const Raw<KV4> &r, bool fresh, const uint4 &fw, float out[8])
-{
-    if (fresh) {
-        fp16x8(fw, out);
-        return;
-    }
-    if constexpr (KV4) {
-        float s = __half2float(r.s), mn = __half2float(r.mn);
+        float s = __half2float(sp[sidx]), mn = __half2float(sp[(size_t)p.nkv * p.P + sidx]);
 #pragma unroll
-        for (int j = 0; j < 8; j++) out[j] = __fadd_rn(__fmul_rn((float)((r.w >> (4 * j)) & 15u), s), mn);
+        for (int j = 0; j < 8; j++) out[j] = __fadd_rn(__fmul_rn((float)((w >> (4 * j)) & 15u), s), mn);
     } else {
-        fp16x8(r.w, out);
+        uint4 w = *(const uint4 *)((const __half *)base + sidx * HD + sub * 8);
+        const __half2 *h = (const __half2 *)&w;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            float2 f2 = __half22float2(h[j]);
+            out[2 * j] = f2.x, out[2 * j + 1] = f2.y;
+        }
     }
 }
 
@@ -124,26 +104,23 @@ __global__ void __launch_bounds__(kWarps * 32) attn_chunk_kernel(AttnParams p)
 
     // pass 1: scores
     for (int b0 = warp * PPW; b0 < n; b0 += STEP * kU) {
-        Raw<KV4> raw[kU];
-        bool fr[kU];
-        uint4 fw[kU];
+        float kv[kU][8];
 #pragma unroll
         for (int u = 0; u < kU; u++) {
             int i = b0 + u * STEP + tw;
-            fr[u] = false;
-            if (i < n) load_raw<HD, KV4>(p, slot, fstart, fidx, c0 + i, kvh, 0, sub, raw[u], fr[u], fw[u]);
-            else raw[u] = Raw<KV4>{}, fw[u] = make_uint4(0, 0, 0, 0), fr[u] = true;
+            if (i < n) load8<HD, KV4>(p, slot, fstart, fidx, c0 + i, kvh, 0, sub, kv[u]);
+            else
+#pragma unroll
+                for (int j = 0; j < 8; j++) kv[u][j] = 0.0f;
         }
 #pragma unroll
         for (int u = 0; u < kU; u++) {
             int i = b0 + u * STEP + tw;
-            float kv[8];
-            dequant<KV4>(raw[u], fr[u], fw[u], kv);
 #pragma unroll
             for (int g = 0; g < G; g++) {
                 float d = 0.0f;
 #pragma unroll
-                for (int j = 0; j < 8; j++) d = __fadd_rn(d, __fmul_rn(qf[g][j], kv[j]));
+                for (int j = 0; j < 8; j++) d = __fadd_rn(d, __fmul_rn(qf[g][j], kv[u][j]));
 #pragma unroll
                 for (int o = LPT / 2; o; o >>= 1) d = __fadd_rn(d, __shfl_xor_sync(0xffffffffu, d, o));
                 if (sub == 0 && i < n) S[g][i] = __fmul_rn(d, p.scale);
@@ -177,26 +154,21 @@ __global__ void __launch_bounds__(kWarps * 32) attn_chunk_kernel(AttnParams p)
 #pragma unroll
         for (int j = 0; j < 8; j++) acc[g][j] = 0.0f;
     for (int b0 = warp * PPW; b0 < n; b0 += STEP * kU) {
-        Raw<KV4> raw[kU];
-        bool fr[kU];
-        uint4 fw[kU];
+        float kv[kU][8];
 #pragma unroll
         for (int u = 0; u < kU; u++) {
             int i = b0 + u * STEP + tw;
-            fr[u] = false;
-            if (i < n) load_raw<HD, KV4>(p, slot, fstart, fidx, c0 + i, kvh, 1, sub, raw[u], fr[u], fw[u]);
+            if (i < n) load8<HD, KV4>(p, slot, fstart, fidx, c0 + i, kvh, 1, sub, kv[u]);
         }
 #pragma unroll
         for (int u = 0; u < kU; u++) {
             int i = b0 + u * STEP + tw;
             if (i >= n) continue;
-            float kv[8];
-            dequant<KV4>(raw[u], fr[u], fw[u], kv);
 #pragma unroll
             for (int g = 0; g < G; g++) {
                 float pg = S[g][i];
 #pragma unroll
-                for (int j = 0; j < 8; j++) acc[g][j] = __fadd_rn(acc[g][j], __fmul_rn(pg, kv[j]));
+                for (int j = 0; j < 8; j++) acc[g][j] = __fadd_rn(acc[g][j], __fmul_rn(pg, kv[u][j]));
             }
         }
     }
