@@ -1,0 +1,273 @@
+// Paged attention over rows (issue 8): KV4 or FP16 cache, GQA, FP32 softmax; decode and (simple)
+// prefill share it.
+// What: grid (chunk, kv head, row). A block (4 warps) handles the G = nh/nkv query heads of one
+// KV head for one chunk of QV_ATTN_CHUNK positions, so K/V of a chunk are read once for the whole
+// GQA group. A thread owns 8 channels of one position: hd/8 lanes cover a position, a warp covers
+// 32/(hd/8) positions per step; positions are loaded U = 4 steps ahead (independent loads in
+// flight). KV4 is read as codes (one 32-bit word = 8 channels) + FP16 s and mn, dequantized in
+// registers as u*s + mn (FP32, qv_kv4_dequant_ref's formula, no FMA); FP16 as one 16-byte load.
+// Pass 1: scores (q.k) * scale into shared memory (partial dots summed over the hd/8 lanes by
+// shuffles). Softmax per head over the chunk: max, p = expf(s - max), sum (FP32). Pass 2: P.V
+// accumulated in FP32 registers, reduced over the positions of a warp (shuffles) and of the 4
+// warps (shared memory). Each chunk writes its unnormalized output, max and sum; the combine
+// kernel rescales chunks by expf(m_c - m) (flash-decoding) and writes FP16.
+// Prefill is one row per query position (its causal context): K/V are re-read per row (from L2
+// mostly); it is correct and simple, not a flash-tiled prefill. Rows in `serve` mode read their
+// own batch's positions from the fresh FP16 K/V instead of the cache.
+// Error: differs from an exact computation by the dot/softmax/sum roundings only; the derived
+// bound is in docs/bounds.md and tests/test_gpu_kernels.c. Reference: qv_ref_attention_row.
+#include <cuda_fp16.h>
+
+#include "qv_cuda_check.h"
+
+extern "C" {
+#include "qvet/gpu_kernels.h"
+}
+
+namespace {
+
+constexpr int kWarps = 4, kChunk = QV_ATTN_CHUNK, kU = 4;
+
+struct AttnParams {
+    const __half *q;
+    const int32_t *row_slot, *row_ctx, *row_fstart, *row_fidx;
+    const __half *fresh_k, *fresh_v;
+    float scale;
+    int nh, nkv, P, max_pages, n_chunks;
+    const int32_t *page_table;
+    const uint8_t *pool;
+    size_t page_bytes;
+    float *O, *M, *L; // [R][nh][n_chunks][hd], [R][nh][n_chunks]
+};
+
+template <int HD, bool KV4>
+__device__ __forceinline__ void load8(const AttnParams &p, int slot, int fstart, int fidx, int pos, int kvh, int isv,
+                                      int sub, float out[8])
+{
+    if (pos >= fstart) {
+        const __half *f = (isv ? p.fresh_v : p.fresh_k) + ((size_t)(fidx + pos - fstart) * p.nkv + kvh) * HD + sub * 8;
+        uint4 w = *(const uint4 *)f;
+        const __half2 *h = (const __half2 *)&w;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            float2 f2 = __half22float2(h[j]);
+            out[2 * j] = f2.x, out[2 * j + 1] = f2.y;
+        }
+        return;
+    }
+    int page = p.page_table[(size_t)slot * p.max_pages + pos / p.P], e = pos % p.P;
+    const uint8_t *base = p.pool + ((size_t)page * 2 + isv) * p.page_bytes;
+    size_t sidx = (size_t)kvh * p.P + e;
+    if (KV4) {
+        uint32_t w = *(const uint32_t *)(base + sidx * (HD / 2) + sub * 4);
+        const __half *sp = (const __half *)(base + (size_t)p.nkv * p.P * (HD / 2));
+        float s = __half2float(sp[sidx]), mn = __half2float(sp[(size_t)p.nkv * p.P + sidx]);
+#pragma unroll
+        for (int j = 0; j < 8; j++) out[j] = __fadd_rn(__fmul_rn((float)((w >> (4 * j)) & 15u), s), mn);
+    } else {
+        uint4 w = *(const uint4 *)((const __half *)base + sidx * HD + sub * 8);
+        const __half2 *h = (const __half2 *)&w;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            float2 f2 = __half22float2(h[j]);
+            out[2 * j] = f2.x, out[2 * j + 1] = f2.y;
+        }
+    }
+}
+
+template <int HD, int G, bool KV4>
+__global__ void __launch_bounds__(kWarps * 32) attn_chunk_kernel(AttnParams p)
+{
+    constexpr int LPT = HD / 8;          // lanes per position
+    constexpr int PPW = 32 / LPT;        // positions per warp step
+    constexpr int STEP = kWarps * PPW;   // positions per block step
+    __shared__ float S[G][kChunk];
+    __shared__ float red[kWarps][G][HD];
+    int r = blockIdx.z, kvh = blockIdx.y, c = blockIdx.x;
+    int ctx = p.row_ctx[r], c0 = c * kChunk;
+    if (c0 >= ctx) return; // the combine kernel never reads this chunk
+    int n = min(kChunk, ctx - c0);
+    int slot = p.row_slot[r], fstart = p.row_fstart[r], fidx = p.row_fidx[r];
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, sub = lane % LPT, tw = lane / LPT;
+
+    float qf[G][8];
+#pragma unroll
+    for (int g = 0; g < G; g++) {
+        uint4 w = *(const uint4 *)(p.q + ((size_t)r * p.nh + kvh * G + g) * HD + sub * 8);
+        const __half2 *h = (const __half2 *)&w;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            float2 f2 = __half22float2(h[j]);
+            qf[g][2 * j] = f2.x, qf[g][2 * j + 1] = f2.y;
+        }
+    }
+
+    // pass 1: scores
+    for (int b0 = warp * PPW; b0 < n; b0 += STEP * kU) {
+        float kv[kU][8];
+#pragma unroll
+        for (int u = 0; u < kU; u++) {
+            int i = b0 + u * STEP + tw;
+            if (i < n) load8<HD, KV4>(p, slot, fstart, fidx, c0 + i, kvh, 0, sub, kv[u]);
+            else
+#pragma unroll
+                for (int j = 0; j < 8; j++) kv[u][j] = 0.0f;
+        }
+#pragma unroll
+        for (int u = 0; u < kU; u++) {
+            int i = b0 + u * STEP + tw;
+#pragma unroll
+            for (int g = 0; g < G; g++) {
+                float d = 0.0f;
+#pragma unroll
+                for (int j = 0; j < 8; j++) d = __fadd_rn(d, __fmul_rn(qf[g][j], kv[u][j]));
+#pragma unroll
+                for (int o = LPT / 2; o; o >>= 1) d = __fadd_rn(d, __shfl_xor_sync(0xffffffffu, d, o));
+                if (sub == 0 && i < n) S[g][i] = __fmul_rn(d, p.scale);
+            }
+        }
+    }
+    __syncthreads();
+    // softmax per head over the chunk (unnormalized; the combine kernel divides)
+    for (int g = warp; g < G; g += kWarps) {
+        float mx = -INFINITY;
+        for (int i = lane; i < n; i += 32) mx = fmaxf(mx, S[g][i]);
+        for (int o = 16; o; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+        float sum = 0.0f;
+        for (int i = lane; i < n; i += 32) {
+            float e = expf(__fsub_rn(S[g][i], mx));
+            S[g][i] = e;
+            sum = __fadd_rn(sum, e);
+        }
+        for (int o = 16; o; o >>= 1) sum = __fadd_rn(sum, __shfl_xor_sync(0xffffffffu, sum, o));
+        if (lane == 0) {
+            size_t mi = ((size_t)r * p.nh + kvh * G + g) * p.n_chunks + c;
+            p.M[mi] = mx;
+            p.L[mi] = sum;
+        }
+    }
+    __syncthreads();
+    // pass 2: P.V
+    float acc[G][8];
+#pragma unroll
+    for (int g = 0; g < G; g++)
+#pragma unroll
+        for (int j = 0; j < 8; j++) acc[g][j] = 0.0f;
+    for (int b0 = warp * PPW; b0 < n; b0 += STEP * kU) {
+        float kv[kU][8];
+#pragma unroll
+        for (int u = 0; u < kU; u++) {
+            int i = b0 + u * STEP + tw;
+            if (i < n) load8<HD, KV4>(p, slot, fstart, fidx, c0 + i, kvh, 1, sub, kv[u]);
+        }
+#pragma unroll
+        for (int u = 0; u < kU; u++) {
+            int i = b0 + u * STEP + tw;
+            if (i >= n) continue;
+#pragma unroll
+            for (int g = 0; g < G; g++) {
+                float pg = S[g][i];
+#pragma unroll
+                for (int j = 0; j < 8; j++) acc[g][j] = __fadd_rn(acc[g][j], __fmul_rn(pg, kv[u][j]));
+            }
+        }
+    }
+#pragma unroll
+    for (int g = 0; g < G; g++)
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int o = LPT; o < 32; o <<= 1) acc[g][j] = __fadd_rn(acc[g][j], __shfl_xor_sync(0xffffffffu, acc[g][j], o));
+    if (tw == 0)
+#pragma unroll
+        for (int g = 0; g < G; g++)
+#pragma unroll
+            for (int j = 0; j < 8; j++) red[warp][g][sub * 8 + j] = acc[g][j];
+    __syncthreads();
+    for (int k = threadIdx.x; k < G * HD; k += kWarps * 32) {
+        int g = k / HD, d = k % HD;
+        float s = red[0][g][d];
+#pragma unroll
+        for (int w = 1; w < kWarps; w++) s = __fadd_rn(s, red[w][g][d]);
+        p.O[(((size_t)r * p.nh + kvh * G + g) * p.n_chunks + c) * HD + d] = s;
+    }
+}
+
+__global__ void attn_combine_kernel(const float *O, const float *M, const float *L, const int32_t *row_ctx, int nh,
+                                    int hd, int n_chunks, __half *out)
+{
+    int rh = blockIdx.x, r = rh / nh;
+    int nc = (row_ctx[r] + kChunk - 1) / kChunk;
+    const float *m = M + (size_t)rh * n_chunks, *l = L + (size_t)rh * n_chunks;
+    float mx = -INFINITY;
+    for (int c = 0; c < nc; c++) mx = fmaxf(mx, m[c]);
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        float num = 0.0f, den = 0.0f;
+        for (int c = 0; c < nc; c++) {
+            float w = expf(__fsub_rn(m[c], mx));
+            den = __fadd_rn(den, __fmul_rn(w, l[c]));
+            num = __fadd_rn(num, __fmul_rn(w, O[((size_t)rh * n_chunks + c) * hd + d]));
+        }
+        out[(size_t)rh * hd + d] = __float2half_rn(__fdiv_rn(num, den));
+    }
+}
+
+template <int HD, bool KV4>
+qv_status launch_g(int G, dim3 grid, const AttnParams &p, cudaStream_t s)
+{
+    switch (G) {
+    case 1: attn_chunk_kernel<HD, 1, KV4><<<grid, kWarps * 32, 0, s>>>(p); break;
+    case 2: attn_chunk_kernel<HD, 2, KV4><<<grid, kWarps * 32, 0, s>>>(p); break;
+    case 3: attn_chunk_kernel<HD, 3, KV4><<<grid, kWarps * 32, 0, s>>>(p); break;
+    case 4: attn_chunk_kernel<HD, 4, KV4><<<grid, kWarps * 32, 0, s>>>(p); break;
+    case 8: attn_chunk_kernel<HD, 8, KV4><<<grid, kWarps * 32, 0, s>>>(p); break;
+    default: return qv_fail(QV_ERR_UNSUPPORTED, "attention: GQA group %d (heads per KV head) not in {1,2,3,4,8}", G);
+    }
+    QV_CUDA_TRY(cudaGetLastError());
+    return QV_OK;
+}
+
+} // namespace
+
+extern "C" size_t qv_gpu_attn_ws_bytes(int R, int nh, int head_dim, int max_ctx)
+{
+    size_t nc = (size_t)(max_ctx + kChunk - 1) / kChunk;
+    return (size_t)R * nh * nc * ((size_t)head_dim + 2) * sizeof(float);
+}
+
+extern "C" qv_status qv_gpu_attention(const qv_gpu_attn_args *a, const qv_gpu_kv_cache *c, void *stream)
+{
+    int hd = c->head_dim, nkv = c->n_kv_heads;
+    if (a->R < 1 || a->R > 65535 || a->nh < 1 || nkv < 1 || a->nh % nkv || (hd != 64 && hd != 128) || c->page_size < 1 ||
+        a->max_ctx < 1)
+        return qv_fail(QV_ERR_USAGE, "attention: bad shape (rows %d in [1, 65535], heads %d/%d, head_dim %d in {64,128}, page %d, "
+                       "max context %d)", a->R, a->nh, nkv, hd, c->page_size, a->max_ctx);
+    size_t need = qv_gpu_attn_ws_bytes(a->R, a->nh, hd, a->max_ctx);
+    if (a->ws_bytes < need)
+        return qv_fail(QV_ERR_USAGE, "attention: workspace of %zu bytes, %zu needed", a->ws_bytes, need);
+    AttnParams p;
+    p.q = (const __half *)a->q;
+    p.row_slot = a->row_slot, p.row_ctx = a->row_ctx, p.row_fstart = a->row_fstart, p.row_fidx = a->row_fidx;
+    p.fresh_k = (const __half *)a->fresh_k, p.fresh_v = (const __half *)a->fresh_v;
+    p.scale = a->scale;
+    p.nh = a->nh, p.nkv = nkv, p.P = c->page_size, p.max_pages = c->max_pages;
+    p.n_chunks = (a->max_ctx + kChunk - 1) / kChunk;
+    p.page_table = c->page_table, p.pool = c->pool;
+    p.page_bytes = qv_gpu_kv_page_bytes(c->fmt, nkv, hd, c->page_size);
+    size_t nrc = (size_t)a->R * a->nh * p.n_chunks;
+    p.O = (float *)a->ws;
+    p.M = p.O + nrc * hd;
+    p.L = p.M + nrc;
+    dim3 grid(p.n_chunks, nkv, a->R);
+    cudaStream_t s = (cudaStream_t)stream;
+    int G = a->nh / nkv;
+    bool kv4 = c->fmt == QV_KV_FMT_KV4;
+    qv_status st;
+    if (hd == 64) st = kv4 ? launch_g<64, true>(G, grid, p, s) : launch_g<64, false>(G, grid, p, s);
+    else st = kv4 ? launch_g<128, true>(G, grid, p, s) : launch_g<128, false>(G, grid, p, s);
+    if (st != QV_OK) return st;
+    attn_combine_kernel<<<a->R * a->nh, hd, 0, s>>>(p.O, p.M, p.L, a->row_ctx, a->nh, hd, p.n_chunks,
+                                                   (__half *)a->out);
+    QV_CUDA_TRY(cudaGetLastError());
+    return QV_OK;
+}

@@ -1,0 +1,182 @@
+// qv_bench_attn (bench/bench_gpu_attn.c): KV4 decode attention vs the FP16-KV decode attention
+// (same kernel, FP16 pages) and vs a device-to-device copy, plus the fused RMSNorm+A8 and
+// SiLU*mul+A8 producers, all in one run on one device.
+// Method (device METHOD.md): warm-up launches, then 3 timed batches between CUDA events, median
+// of the batch means. Effective bandwidth = bytes the kernel must move / time: KV4 attention reads
+// per sequence ctx * nkv * 2 * (hd/2 + 4) bytes (codes + FP16 s, mn, K and V) plus q and writes
+// the output; FP16 attention ctx * nkv * 2 * hd * 2. The copy moves read + write bytes. Caches are
+// sized per case (up to ~1 GiB FP16), far above L2, so they stream from HBM.
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include <cJSON.h>
+#include <cuda_runtime.h>
+
+#include "qv_cuda_check.h"
+
+extern "C" {
+#include "qvet/fileio.h"
+#include "qvet/gpu_kernels.h"
+}
+
+namespace {
+
+template <typename F>
+qv_status time_it(F fn, double *sec)
+{
+    cudaEvent_t a, b;
+    QV_CUDA_TRY(cudaEventCreate(&a));
+    QV_CUDA_TRY(cudaEventCreate(&b));
+    for (int i = 0; i < 3; i++) QV_TRY(fn());
+    QV_CUDA_TRY(cudaEventRecord(a));
+    QV_TRY(fn());
+    QV_CUDA_TRY(cudaEventRecord(b));
+    QV_CUDA_TRY(cudaEventSynchronize(b));
+    float ms = 0;
+    cudaEventElapsedTime(&ms, a, b);
+    int n = std::max(3, std::min(2000, (int)(2.0 / std::max(ms, 1e-3f))));
+    std::vector<double> t;
+    for (int rep = 0; rep < 3; rep++) {
+        QV_CUDA_TRY(cudaEventRecord(a));
+        for (int i = 0; i < n; i++) QV_TRY(fn());
+        QV_CUDA_TRY(cudaEventRecord(b));
+        QV_CUDA_TRY(cudaEventSynchronize(b));
+        cudaEventElapsedTime(&ms, a, b);
+        t.push_back(ms * 1e-3 / n);
+    }
+    std::sort(t.begin(), t.end());
+    *sec = t[1];
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    QV_CUDA_TRY(cudaGetLastError());
+    return QV_OK;
+}
+
+struct Dev {
+    void *p = nullptr;
+    ~Dev() { if (p) cudaFree(p); }
+};
+
+qv_status dalloc(Dev &d, size_t n)
+{
+    QV_CUDA_TRY(cudaMalloc(&d.p, n ? n : 1));
+    QV_CUDA_TRY(cudaMemset(d.p, 0x3c, n ? n : 1)); // FP16 0x3c3c ~ 1.06; KV4 codes 12/3: finite everywhere
+    return QV_OK;
+}
+
+qv_status attn_case(qv_kv_fmt fmt, int B, int ctx, double *sec, double *bytes)
+{
+    const int nh = 32, nkv = 8, hd = 128, P = 16;
+    int max_pages = (ctx + P - 1) / P, n_pages = B * max_pages;
+    size_t PB = qv_gpu_kv_page_bytes(fmt, nkv, hd, P);
+    Dev pool, pt, q, out, ws, rs, rc, rf, ri;
+    QV_TRY(dalloc(pool, (size_t)n_pages * 2 * PB));
+    std::vector<int32_t> h(n_pages);
+    for (int i = 0; i < n_pages; i++) h[i] = i;
+    QV_TRY(dalloc(pt, h.size() * 4));
+    QV_CUDA_TRY(cudaMemcpy(pt.p, h.data(), h.size() * 4, cudaMemcpyHostToDevice));
+    std::vector<int32_t> slot(B), cx(B, ctx), fs(B, 1 << 30), fi(B, 0);
+    for (int i = 0; i < B; i++) slot[i] = i;
+    QV_TRY(dalloc(rs, B * 4)); QV_TRY(dalloc(rc, B * 4)); QV_TRY(dalloc(rf, B * 4)); QV_TRY(dalloc(ri, B * 4));
+    QV_CUDA_TRY(cudaMemcpy(rs.p, slot.data(), B * 4, cudaMemcpyHostToDevice));
+    QV_CUDA_TRY(cudaMemcpy(rc.p, cx.data(), B * 4, cudaMemcpyHostToDevice));
+    QV_CUDA_TRY(cudaMemcpy(rf.p, fs.data(), B * 4, cudaMemcpyHostToDevice));
+    QV_CUDA_TRY(cudaMemcpy(ri.p, fi.data(), B * 4, cudaMemcpyHostToDevice));
+    QV_TRY(dalloc(q, (size_t)B * nh * hd * 2));
+    QV_TRY(dalloc(out, (size_t)B * nh * hd * 2));
+    size_t wsb = qv_gpu_attn_ws_bytes(B, nh, hd, ctx);
+    QV_TRY(dalloc(ws, wsb));
+    qv_gpu_kv_cache c = {fmt, nkv, hd, P, max_pages, (const int32_t *)pt.p, (uint8_t *)pool.p};
+    qv_gpu_attn_args a = {B, nh, (const uint16_t *)q.p, (const int32_t *)rs.p, (const int32_t *)rc.p,
+                          (const int32_t *)rf.p, (const int32_t *)ri.p, nullptr, nullptr, 0.08838834764831845f, ctx,
+                          (uint16_t *)out.p, ws.p, wsb};
+    QV_TRY(time_it([&] { return qv_gpu_attention(&a, &c, nullptr); }, sec));
+    double per_tok = fmt == QV_KV_FMT_KV4 ? 2.0 * (hd / 2 + 4) : 2.0 * hd * 2;
+    *bytes = (double)B * nkv * ctx * per_tok + 2.0 * B * nh * hd * 2;
+    return QV_OK;
+}
+
+} // namespace
+
+extern "C" qv_status qv_bench_attn(const char *json_path)
+{
+    cudaDeviceProp prop;
+    QV_CUDA_TRY(cudaGetDeviceProperties(&prop, 0));
+    cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "attention"),
+          *fz = cJSON_AddArrayToObject(root, "fused");
+    cJSON_AddStringToObject(root, "device", prop.name);
+    // copy bandwidth: 1 GiB D2D
+    size_t cb = (size_t)1 << 30;
+    Dev src, dst;
+    QV_TRY(dalloc(src, cb));
+    QV_TRY(dalloc(dst, cb));
+    double tc = 0;
+    QV_TRY(time_it([&]() -> qv_status { QV_CUDA_TRY(cudaMemcpyAsync(dst.p, src.p, cb, cudaMemcpyDeviceToDevice)); return QV_OK; }, &tc));
+    double copy_bw = 2.0 * cb / tc;
+    cJSON_AddNumberToObject(root, "copy_GBps", copy_bw / 1e9);
+    printf("D2D copy: %.0f GB/s (read + write)\n", copy_bw / 1e9);
+    printf("%-14s %10s %10s %9s %10s %10s %9s\n", "batch,ctx", "kv4 us", "kv4 GB/s", "kv4/copy", "fp16 us", "fp16 GB/s",
+           "speedup");
+    const int cases[][2] = {{1, 4096}, {16, 1024}, {64, 1024}, {64, 4096}, {256, 1024}};
+    for (auto &cs : cases) {
+        double t4, b4, t16, b16;
+        QV_TRY(attn_case(QV_KV_FMT_KV4, cs[0], cs[1], &t4, &b4));
+        QV_TRY(attn_case(QV_KV_FMT_FP16, cs[0], cs[1], &t16, &b16));
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "batch", cs[0]);
+        cJSON_AddNumberToObject(o, "context", cs[1]);
+        cJSON_AddNumberToObject(o, "kv4_us", t4 * 1e6);
+        cJSON_AddNumberToObject(o, "kv4_bytes", b4);
+        cJSON_AddNumberToObject(o, "kv4_GBps", b4 / t4 / 1e9);
+        cJSON_AddNumberToObject(o, "kv4_frac_copy", b4 / t4 / copy_bw);
+        cJSON_AddNumberToObject(o, "fp16_us", t16 * 1e6);
+        cJSON_AddNumberToObject(o, "fp16_GBps", b16 / t16 / 1e9);
+        cJSON_AddNumberToObject(o, "speedup_kv4_over_fp16", t16 / t4);
+        cJSON_AddItemToArray(arr, o);
+        printf("%4d,%-9d %10.1f %10.0f %8.0f%% %10.1f %10.0f %8.2fx\n", cs[0], cs[1], t4 * 1e6, b4 / t4 / 1e9,
+               100 * b4 / t4 / copy_bw, t16 * 1e6, b16 / t16 / 1e9, t16 / t4);
+    }
+    // fused producers
+    const int rows[] = {1, 16, 64, 256, 1024, 4096};
+    printf("%-22s %6s %10s %10s %9s\n", "kernel", "M", "us", "GB/s", "of copy");
+    for (int which = 0; which < 2; which++)
+        for (int M : rows) {
+            int K = which == 0 ? 4096 : 14336;
+            Dev x, w, q, sa, rsum;
+            size_t in = which == 0 ? (size_t)M * K * 4 : (size_t)M * K * 4; // fp32 row, or fp16 gate|up
+            QV_TRY(dalloc(x, in));
+            QV_TRY(dalloc(w, K * 4));
+            QV_TRY(dalloc(q, (size_t)M * K));
+            QV_TRY(dalloc(sa, M * 4));
+            QV_TRY(dalloc(rsum, M * 4));
+            QV_CUDA_TRY(cudaMemset(w.p, 0, K * 4)); // w = 0.0f everywhere is legal; use 1.0 below
+            std::vector<float> ones(K, 1.0f);
+            QV_CUDA_TRY(cudaMemcpy(w.p, ones.data(), K * 4, cudaMemcpyHostToDevice));
+            double t = 0;
+            if (which == 0)
+                QV_TRY(time_it([&] { return qv_gpu_rmsnorm_a8((const float *)x.p, (const float *)w.p, 1e-5f, M, K,
+                                                             (int8_t *)q.p, (float *)sa.p, (int32_t *)rsum.p, nullptr); }, &t));
+            else
+                QV_TRY(time_it([&] { return qv_gpu_silu_mul_a8((const uint16_t *)x.p, M, K, (int8_t *)q.p, (float *)sa.p,
+                                                              (int32_t *)rsum.p, nullptr); }, &t));
+            double bytes = (double)in + (double)M * K + 8.0 * M + (which == 0 ? 4.0 * K : 0.0);
+            const char *name = which == 0 ? "rmsnorm_a8 K=4096" : "silu_mul_a8 I=14336";
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "kernel", name);
+            cJSON_AddNumberToObject(o, "M", M);
+            cJSON_AddNumberToObject(o, "us", t * 1e6);
+            cJSON_AddNumberToObject(o, "GBps", bytes / t / 1e9);
+            cJSON_AddNumberToObject(o, "frac_copy", bytes / t / copy_bw);
+            cJSON_AddItemToArray(fz, o);
+            printf("%-22s %6d %10.1f %10.0f %8.0f%%\n", name, M, t * 1e6, bytes / t / 1e9, 100 * bytes / t / copy_bw);
+        }
+    char *txt = cJSON_Print(root);
+    cJSON_Delete(root);
+    if (!txt) return QV_ERR_NOMEM;
+    qv_status st = qv_write_file_atomic(json_path, txt, strlen(txt));
+    free(txt);
+    return st;
+}

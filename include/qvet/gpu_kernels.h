@@ -1,0 +1,103 @@
+/* qvet's GPU fused kernels and paged attention (issue 8). CPU references: include/qvet/kernels_ref.h
+ * (which reuses ref/qoq's A8 and KV4 functions where the contract is the same); tests:
+ * tests/test_gpu_kernels.c; docs/gpu-engines.md.
+ *
+ * All pointers are DEVICE pointers. FP16 values are raw IEEE bits (uint16_t). `stream` is a
+ * cudaStream_t (NULL: default stream); calls are asynchronous. Without CUDA every entry returns
+ * QV_ERR_UNSUPPORTED ("no GPU") after its argument check.
+ *
+ * ---- A8 producers (NUMERICS.md "Activations: A8"): per row m of K values v,
+ *   amax = max|v|; amax == 0: codes 0, s_a = 1; else inv = 127/amax, q = clamp(rne(v*inv), -127, 127),
+ *   s_a = amax/127 (FP32), rowsum = sum q (INT32, exact). rowsum may be NULL.
+ * qv_gpu_quant_a8:      v = x (FP16 input [M, K]); bit-exact vs qv_quant_a8_ref.
+ * qv_gpu_rmsnorm_a8:    v = w[k] * (x[k] * r), r = 1/sqrtf((float)(sum_k x^2 / K) + eps), the sum
+ *                       in FP64 (x FP32 [M, K] residual stream, w FP32 [K]): as ref-fp32's rmsnorm.
+ * qv_gpu_silu_mul_a8:   v = g / (1 + expf(-g)) * u with g = gu[m, k], u = gu[m, I + k] (FP16 [M, 2I]).
+ * The _f16 variants write v rounded to FP16 instead (gpu-fp16's path).
+ *
+ * ---- RoPE + cache write: qkv FP16 [T, (nh + 2 nkv) * hd] (q heads, then k, then v), positions
+ * pos[T], cos/sin FP32 tables [max_pos][hd/2] (computed on the host by qv_ref_rope_table, so the
+ * rotation is bit-identical to the reference). Rotate-half: out[i] = a*c + (-b)*s, out[i+hd/2] =
+ * b*c + a*s (a = x[i], b = x[i+hd/2]). Writes q_out FP16 [T, nh*hd], k_out / v_out FP16
+ * [T, nkv*hd] (the fresh K/V, as cached before quantization) and the cache entry of each token
+ * (KV4: qv_kv4_quant_ref on the FP16 K/V; FP16: the values).
+ *
+ * ---- Paged KV cache (per layer): pool of pages; page p holds K at pool + (2p) * page_bytes and V
+ * at pool + (2p+1) * page_bytes. A page is ref/qoq's KV4 page (qv_kv4_write_token's layout: codes
+ * [nkv][P][hd/2] | s FP16 [nkv][P] | mn FP16 [nkv][P]) or, for the FP16 cache, [nkv][P][hd] FP16.
+ * page_table [n_slots][max_pages] INT32: page of position t of slot s is page_table[s*max_pages +
+ * t/P], entry t % P.
+ *
+ * ---- Attention over rows: row r is one query position with nh heads q[r] (FP16 [R, nh, hd]) of
+ * cache slot row_slot[r], attending positions 0 .. row_ctx[r]-1. Positions >= row_fstart[r] are
+ * read from the fresh FP16 K/V (k_out/v_out above) at row row_fidx[r] + (t - row_fstart[r])
+ * (`serve` mode's prefill); the others from the cache. Decode = one row per sequence; prefill =
+ * one row per new token (causal). GQA: head h reads KV head h / (nh/nkv). Scores in FP32:
+ * (q.k) * scale, softmax with the running max, P.V accumulated in FP32, output FP16 [R, nh, hd].
+ * Split over chunks of QV_ATTN_CHUNK positions, combined by a second kernel (flash-decoding).
+ * hd in {64, 128}; nh/nkv in {1, 2, 3, 4, 8}. */
+#ifndef QVET_GPU_KERNELS_H
+#define QVET_GPU_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qvet/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define QV_ATTN_CHUNK 256
+
+typedef enum { QV_KV_FMT_KV4 = 0, QV_KV_FMT_FP16 = 1 } qv_kv_fmt;
+
+qv_status qv_gpu_quant_a8(const uint16_t *x, int M, int K, int8_t *q, float *s_a, int32_t *rowsum,
+                          void *stream);
+qv_status qv_gpu_rmsnorm_a8(const float *x, const float *w, float eps, int M, int K, int8_t *q,
+                            float *s_a, int32_t *rowsum, void *stream);
+qv_status qv_gpu_rmsnorm_f16(const float *x, const float *w, float eps, int M, int K, uint16_t *y,
+                             void *stream);
+qv_status qv_gpu_silu_mul_a8(const uint16_t *gu, int M, int I, int8_t *q, float *s_a,
+                             int32_t *rowsum, void *stream);
+qv_status qv_gpu_silu_mul_f16(const uint16_t *gu, int M, int I, uint16_t *y, void *stream);
+
+typedef struct {
+    qv_kv_fmt fmt;
+    int n_kv_heads, head_dim, page_size;
+    int max_pages;          /* columns of page_table */
+    const int32_t *page_table;
+    uint8_t *pool;          /* this layer's pages */
+} qv_gpu_kv_cache;
+
+/* Bytes of one K (or V) page. */
+size_t qv_gpu_kv_page_bytes(qv_kv_fmt fmt, int n_kv_heads, int head_dim, int page_size);
+
+qv_status qv_gpu_rope_kv_write(const uint16_t *qkv, int T, int nh, const int32_t *pos,
+                               const int32_t *slot, const float *cos_t, const float *sin_t,
+                               uint16_t *q_out, uint16_t *k_out, uint16_t *v_out,
+                               const qv_gpu_kv_cache *cache, void *stream);
+
+typedef struct {
+    int R, nh;
+    const uint16_t *q;
+    const int32_t *row_slot, *row_ctx, *row_fstart, *row_fidx;
+    const uint16_t *fresh_k, *fresh_v; /* may be NULL when no row reads fresh positions */
+    float scale;
+    int max_ctx;                        /* >= every row_ctx: sizes the chunk grid */
+    uint16_t *out;
+    void *ws;                           /* qv_gpu_attn_ws_bytes(R, nh, hd, max_ctx) bytes */
+    size_t ws_bytes;
+} qv_gpu_attn_args;
+
+size_t qv_gpu_attn_ws_bytes(int R, int nh, int head_dim, int max_ctx);
+qv_status qv_gpu_attention(const qv_gpu_attn_args *a, const qv_gpu_kv_cache *cache, void *stream);
+
+/* Benchmarks (KV4 vs FP16-KV decode attention, fused producers, D2D copy) -> JSON + table. */
+qv_status qv_bench_attn(const char *json_path);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,48 @@
+/* CPU references of the GPU fused kernels and paged attention (include/qvet/gpu_kernels.h), and
+ * the derived error bounds the differential test applies (docs/bounds.md, "GPU kernels").
+ * A8 and KV4 are ref/qoq's functions (qv_quant_a8_ref, qv_kv4_write_token); these add the parts
+ * the kernels fuse in front of them, in ref-fp32's formulas. */
+#ifndef QVET_KERNELS_REF_H
+#define QVET_KERNELS_REF_H
+
+#include <stdint.h>
+
+#include "qvet/model.h"
+#include "qvet/qoq.h"
+#include "qvet/status.h"
+
+/* FP32 unit roundoff, and the relative error bound of an A8 kernel's pre-rounding value v*inv
+ * vs the reference's when the kernel computes v itself (RMSNorm: FP64 sum in another order;
+ * SiLU: CUDA expf <= 2 ulp vs glibc): 32u (derivation in docs/bounds.md). */
+#define QV_U32 (1.0 / 16777216.0)
+#define QV_A8_PRE_REL (32.0 * QV_U32)
+
+/* cos/sin of (float)pos * inv_freq[i] for pos < max_pos, i < head_dim/2 ([max_pos][hd/2] each),
+ * as ref-fp32's rope() computes them. */
+qv_status qv_ref_rope_table(const qv_config *c, int max_pos, float *cos_t, float *sin_t);
+
+/* ref-fp32's RMSNorm: y = w * (x * r), r = 1/sqrtf((float)(sum x^2 (double) / K) + eps). */
+void qv_ref_rmsnorm_rows(const float *x, const float *w, float eps, int M, int K, float *y);
+/* silu(g) * u = g / (1 + expf(-g)) * u from gu FP16 [M, 2I] (gate | up) -> y FP32 [M, I]. */
+void qv_ref_silu_mul_rows(const uint16_t *gu, int M, int I, float *y);
+/* A8 of v [M, K] via qv_quant_a8_ref plus the INT32 row sums and the pre-rounding values
+ * pre = v * (127/amax) (0 for an all-zero row). pre/rowsum may be NULL. */
+qv_status qv_ref_a8_with_pre(const float *v, int M, int K, int8_t *q, float *s_a, int32_t *rowsum, float *pre);
+/* NUMERICS.md tie rule for one code: equal codes pass; a differing code passes (as a tie) only when
+ * it differs by one and the reference's pre-rounding value lies within rel*|pre| of the rounding
+ * boundary between them. Returns 0 ok, 1 tie, -1 violation. */
+int qv_ref_a8_code_check(int gpu, int ref, float pre, double rel);
+
+/* RoPE of one token's q and k heads (rotate-half, table rows of position pos) and FP16 rounding of
+ * q, k, v: qkv FP16 [(nh + 2 nkv) * hd] -> q FP16 [nh*hd], k, v FP16 [nkv*hd]. */
+void qv_ref_rope_qkv(const uint16_t *qkv, int nh, int nkv, int hd, const float *cos_row, const float *sin_row,
+                     uint16_t *q, uint16_t *k, uint16_t *v);
+
+/* Attention of one query row in FP64: q [nh][hd] (FP16 values), K, V [ctx][nkv][hd] FP32 (the
+ * values the kernel reads: FP16 or dequantized KV4), scale as the kernel's FP32 value. out
+ * [nh][hd] is the exact-arithmetic result on those inputs, bound [nh][hd] the derived bound on
+ * |kernel output (FP16) - out| (docs/bounds.md). */
+void qv_ref_attention_row(const float *q, const float *K, const float *V, int ctx, int nh, int nkv, int hd,
+                          float scale, double *out, double *bound);
+
+#endif

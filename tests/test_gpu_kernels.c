@@ -1,0 +1,504 @@
+/* Differential tests of the GPU fused kernels and paged attention (issue 8) against their CPU
+ * references (include/qvet/kernels_ref.h, ref/qoq's A8 and KV4):
+ *   - standalone A8 (identical FP16 inputs): codes, s_a, row sums bit-exact;
+ *   - RMSNorm + A8 and SiLU*mul + A8 (the kernel computes v itself): a code may differ only by one
+ *     and only where the reference's pre-rounding value is within QV_A8_PRE_REL of the boundary
+ *     (NUMERICS.md tie rule; ties counted and printed); s_a within the same relative bound; the
+ *     row sum equals the sum of the kernel's own codes exactly; FP16 variants within 1/2 FP16 ulp
+ *     plus the same relative bound;
+ *   - RoPE + cache write: q/k/v FP16 bit-exact vs ref-fp32's rope; KV4 pages (codes, s, mn) and FP16
+ *     pages byte-identical to qv_kv4_write_token's (whole pool compared, so stray writes fail);
+ *   - attention: every output element within the derived bound of qv_ref_attention_row (FP64 on
+ *     the same cache values), decode rows of ragged contexts 1, P-1, P, P+1, many pages, more than
+ *     one chunk; prefill rows (causal) in kv4 mode and in serve mode (fresh FP16 K/V after a
+ *     cached prefix); KV4 and FP16 caches; head_dim 64 (GQA 3) and 128 (GQA 4).
+ * The CPU-only part (tie rule, bound sanity) runs everywhere; without a GPU the GPU part prints
+ * "SKIP gpu: no device" and the program exits 77. QV_GPU_KERNELS_SMALL=1: fewer/smaller cases
+ * (compute-sanitizer). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qv_test_util.h"
+#include "qvet/fp16.h"
+#include "qvet/gpu.h"
+#include "qvet/gpu_kernels.h"
+#include "qvet/gpu_mem.h"
+#include "qvet/kernels_ref.h"
+#include "qvet/qoq.h"
+
+static int small_run(void) { return getenv("QV_GPU_KERNELS_SMALL") != NULL; }
+
+static void *dev(size_t bytes)
+{
+    void *p = NULL;
+    ck_assert_msg(qv_gpu_alloc(&p, bytes, "test") == QV_OK, "%s", qv_last_error());
+    return p;
+}
+static void up(void *d, const void *h, size_t n) { ck_assert_msg(qv_gpu_upload(d, h, n) == QV_OK, "%s", qv_last_error()); }
+static void down(void *h, const void *d, size_t n)
+{
+    ck_assert_msg(qv_gpu_sync() == QV_OK, "%s", qv_last_error());
+    ck_assert_msg(qv_gpu_download(h, d, n) == QV_OK, "%s", qv_last_error());
+}
+#define OK(call) ck_assert_msg((call) == QV_OK, "%s", qv_last_error())
+
+/* ---------------------------------------------------------------- CPU-only part */
+
+START_TEST(tie_rule_accepts_only_neighbours_near_the_boundary)
+{
+    ck_assert_int_eq(qv_ref_a8_code_check(5, 5, 5.2f, QV_A8_PRE_REL), 0);
+    ck_assert_int_eq(qv_ref_a8_code_check(6, 5, 5.5f, QV_A8_PRE_REL), 1);        /* exactly on it */
+    ck_assert_int_eq(qv_ref_a8_code_check(6, 5, 5.4999995f, QV_A8_PRE_REL), 1);  /* 1 ulp below */
+    ck_assert_int_eq(qv_ref_a8_code_check(6, 5, 5.49f, QV_A8_PRE_REL), -1);      /* far from it */
+    ck_assert_int_eq(qv_ref_a8_code_check(7, 5, 5.5f, QV_A8_PRE_REL), -1);       /* two apart */
+    ck_assert_int_eq(qv_ref_a8_code_check(-6, -5, -5.5f, QV_A8_PRE_REL), 1);
+}
+END_TEST
+
+START_TEST(attention_reference_bound_is_tight_but_positive)
+{
+    /* one position: softmax weight 1, out = v exactly; the bound is only the FP16 output rounding */
+    float q[2 * 64], K[64], V[64];
+    for (int i = 0; i < 128; i++) q[i] = (float)(i % 7) - 3.0f;
+    for (int i = 0; i < 64; i++) K[i] = 0.25f * (float)(i % 5), V[i] = (float)i - 30.0f;
+    double out[128], b[128];
+    qv_ref_attention_row(q, K, V, 1, 2, 1, 64, 0.125f, out, b);
+    for (int i = 0; i < 128; i++) {
+        ck_assert(fabs(out[i] - V[i % 64]) < 1e-12);
+        ck_assert(b[i] > 0 && b[i] < 1e-3 * (fabs(V[i % 64]) + 1));
+    }
+}
+END_TEST
+
+/* ---------------------------------------------------------------- A8 producers */
+
+static long g_ties, g_codes;
+
+static void fill_f16(qv_test_rng *r, uint16_t *h, size_t n, float scale)
+{
+    for (size_t i = 0; i < n; i++) h[i] = qv_fp32_to_fp16((float)qv_test_normal(r) * scale);
+}
+
+START_TEST(quant_a8_is_bit_exact)
+{
+    static const int shapes[][2] = {{1, 64}, {3, 4096}, {17, 1000}, {5, 14336}};
+    qv_test_rng r = {11};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        int M = shapes[si][0], K = shapes[si][1];
+        size_t MK = (size_t)M * K;
+        uint16_t *x = malloc(MK * 2);
+        float *xf = malloc(MK * 4), *sa = malloc(M * 4), *gsa = malloc(M * 4);
+        int8_t *q = malloc(MK), *gq = malloc(MK);
+        int32_t *rs = malloc(M * 4), *grs = malloc(M * 4);
+        fill_f16(&r, x, MK, 3.0f);
+        if (M > 2) { /* an all-zero row and a constant row */
+            for (int k = 0; k < K; k++) x[k] = 0, x[K + k] = qv_fp32_to_fp16(-2.5f);
+        }
+        for (size_t i = 0; i < MK; i++) xf[i] = qv_fp16_to_fp32(x[i]);
+        OK(qv_ref_a8_with_pre(xf, M, K, q, sa, rs, NULL));
+        void *dx = dev(MK * 2), *dq = dev(MK), *dsa = dev(M * 4), *drs = dev(M * 4);
+        up(dx, x, MK * 2);
+        OK(qv_gpu_memset(dq, 0x55, MK));
+        OK(qv_gpu_quant_a8(dx, M, K, dq, dsa, drs, NULL));
+        down(gq, dq, MK);
+        down(gsa, dsa, M * 4);
+        down(grs, drs, M * 4);
+        ck_assert_msg(memcmp(q, gq, MK) == 0, "quant_a8 M=%d K=%d: codes differ", M, K);
+        ck_assert_msg(memcmp(sa, gsa, M * 4) == 0, "quant_a8 M=%d K=%d: s_a differ", M, K);
+        ck_assert_msg(memcmp(rs, grs, M * 4) == 0, "quant_a8 M=%d K=%d: rowsums differ", M, K);
+        qv_gpu_free(dx), qv_gpu_free(dq), qv_gpu_free(dsa), qv_gpu_free(drs);
+        free(x), free(xf), free(sa), free(gsa), free(q), free(gq), free(rs), free(grs);
+    }
+}
+END_TEST
+
+/* Compares a fused producer's A8 outputs with the reference's under the tie rule. */
+static void check_a8(const char *what, int M, int K, const float *v, const int8_t *gq, const float *gsa,
+                     const int32_t *grs)
+{
+    size_t MK = (size_t)M * K;
+    int8_t *q = malloc(MK);
+    float *sa = malloc(M * 4), *pre = malloc(MK * 4);
+    OK(qv_ref_a8_with_pre(v, M, K, q, sa, NULL, pre));
+    long ties = 0;
+    for (int m = 0; m < M; m++) {
+        int32_t sum = 0;
+        for (int k = 0; k < K; k++) {
+            size_t i = (size_t)m * K + k;
+            int c = qv_ref_a8_code_check(gq[i], q[i], pre[i], QV_A8_PRE_REL);
+            ck_assert_msg(c >= 0, "%s M=%d K=%d: code (%d,%d) gpu %d ref %d, pre-rounding %.9g is not within the "
+                          "bound of a boundary", what, M, K, m, k, gq[i], q[i], (double)pre[i]);
+            ties += c;
+            sum += gq[i];
+        }
+        ck_assert_msg(fabs((double)gsa[m] - sa[m]) <= QV_A8_PRE_REL * sa[m], "%s row %d: s_a %.9g vs %.9g", what, m,
+                      (double)gsa[m], (double)sa[m]);
+        ck_assert_msg(grs[m] == sum, "%s row %d: rowsum %d, codes sum to %d", what, m, grs[m], sum);
+    }
+    g_ties += ties;
+    g_codes += (long)MK;
+    printf("%s M=%d K=%d: %ld codes, %ld ties\n", what, M, K, (long)MK, ties);
+    free(q), free(sa), free(pre);
+}
+
+static void check_f16(const char *what, size_t n, const float *v, const uint16_t *g)
+{
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)qv_fp16_to_fp32(g[i]) - v[i]);
+        ck_assert_msg(d <= (ldexp(1, -11) + QV_A8_PRE_REL) * fabs(v[i]) + ldexp(1, -25), "%s: element %zu %.9g vs %.9g",
+                      what, i, (double)qv_fp16_to_fp32(g[i]), (double)v[i]);
+    }
+}
+
+START_TEST(rmsnorm_a8_codes_match_up_to_ties)
+{
+    static const int shapes[][2] = {{1, 384}, {7, 4096}, {33, 1000}, {2, 14336}};
+    qv_test_rng r = {21};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        int M = shapes[si][0], K = shapes[si][1];
+        size_t MK = (size_t)M * K;
+        float *x = malloc(MK * 4), *w = malloc(K * 4), *y = malloc(MK * 4), *gsa = malloc(M * 4);
+        int8_t *gq = malloc(MK);
+        int32_t *grs = malloc(M * 4);
+        uint16_t *gy = malloc(MK * 2);
+        for (size_t i = 0; i < MK; i++) x[i] = (float)qv_test_normal(&r) * (i % 97 == 3 ? 40.0f : 1.0f);
+        for (int k = 0; k < K; k++) w[k] = (float)(0.5 + qv_test_uniform(&r));
+        if (M > 2) memset(x, 0, K * 4); /* all-zero row: codes 0, s_a 1 */
+        qv_ref_rmsnorm_rows(x, w, 1e-5f, M, K, y);
+        void *dx = dev(MK * 4), *dw = dev(K * 4), *dq = dev(MK), *dsa = dev(M * 4), *drs = dev(M * 4), *dy = dev(MK * 2);
+        up(dx, x, MK * 4);
+        up(dw, w, K * 4);
+        OK(qv_gpu_rmsnorm_a8(dx, dw, 1e-5f, M, K, dq, dsa, drs, NULL));
+        OK(qv_gpu_rmsnorm_f16(dx, dw, 1e-5f, M, K, dy, NULL));
+        down(gq, dq, MK);
+        down(gsa, dsa, M * 4);
+        down(grs, drs, M * 4);
+        down(gy, dy, MK * 2);
+        check_a8("rmsnorm_a8", M, K, y, gq, gsa, grs);
+        check_f16("rmsnorm_f16", MK, y, gy);
+        qv_gpu_free(dx), qv_gpu_free(dw), qv_gpu_free(dq), qv_gpu_free(dsa), qv_gpu_free(drs), qv_gpu_free(dy);
+        free(x), free(w), free(y), free(gsa), free(gq), free(grs), free(gy);
+    }
+}
+END_TEST
+
+START_TEST(silu_mul_a8_codes_match_up_to_ties)
+{
+    static const int shapes[][2] = {{1, 1024}, {9, 14336}, {40, 1000}};
+    qv_test_rng r = {31};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        int M = shapes[si][0], I = shapes[si][1];
+        size_t MI = (size_t)M * I;
+        uint16_t *gu = malloc(MI * 4), *gy = malloc(MI * 2);
+        float *y = malloc(MI * 4), *gsa = malloc(M * 4);
+        int8_t *gq = malloc(MI);
+        int32_t *grs = malloc(M * 4);
+        fill_f16(&r, gu, MI * 2, 4.0f);
+        qv_ref_silu_mul_rows(gu, M, I, y);
+        void *dgu = dev(MI * 4), *dq = dev(MI), *dsa = dev(M * 4), *drs = dev(M * 4), *dy = dev(MI * 2);
+        up(dgu, gu, MI * 4);
+        OK(qv_gpu_silu_mul_a8(dgu, M, I, dq, dsa, drs, NULL));
+        OK(qv_gpu_silu_mul_f16(dgu, M, I, dy, NULL));
+        down(gq, dq, MI);
+        down(gsa, dsa, M * 4);
+        down(grs, drs, M * 4);
+        down(gy, dy, MI * 2);
+        check_a8("silu_mul_a8", M, I, y, gq, gsa, grs);
+        check_f16("silu_mul_f16", MI, y, gy);
+        qv_gpu_free(dgu), qv_gpu_free(dq), qv_gpu_free(dsa), qv_gpu_free(drs), qv_gpu_free(dy);
+        free(gu), free(gy), free(y), free(gsa), free(gq), free(grs);
+    }
+    printf("A8 producers: %ld codes, %ld ties (tie rule, rel bound %.3g)\n", g_codes, g_ties, QV_A8_PRE_REL);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- RoPE + cache, attention */
+
+typedef struct {
+    int nh, nkv, hd, P, n_slots, max_pages, n_pages;
+    qv_kv_fmt fmt;
+    size_t PB;
+    int32_t *pt;   /* [n_slots][max_pages], a shuffled page assignment */
+    uint8_t *pool; /* host image: [n_pages][2][PB] */
+} kvsetup;
+
+static void kv_init(kvsetup *s, qv_kv_fmt fmt, int nh, int nkv, int hd, int P, int n_slots, int max_ctx, qv_test_rng *r)
+{
+    memset(s, 0, sizeof *s);
+    s->fmt = fmt, s->nh = nh, s->nkv = nkv, s->hd = hd, s->P = P, s->n_slots = n_slots;
+    s->max_pages = (max_ctx + P - 1) / P;
+    s->n_pages = s->max_pages * n_slots;
+    s->PB = qv_gpu_kv_page_bytes(fmt, nkv, hd, P);
+    s->pt = malloc(sizeof(int32_t) * (size_t)s->n_pages);
+    for (int i = 0; i < s->n_pages; i++) s->pt[i] = i;
+    for (int i = s->n_pages - 1; i > 0; i--) { /* pages of a sequence are not contiguous */
+        int j = (int)(qv_test_next(r) % (uint64_t)(i + 1)), t = s->pt[i];
+        s->pt[i] = s->pt[j], s->pt[j] = t;
+    }
+    s->pool = calloc((size_t)s->n_pages * 2, s->PB);
+}
+
+/* The reference cache write of one token's FP16 K and V (head-major [nkv][hd]). */
+static void kv_write_ref(kvsetup *s, int slot, int pos, const uint16_t *k, const uint16_t *v)
+{
+    int page = s->pt[slot * s->max_pages + pos / s->P], e = pos % s->P;
+    for (int isv = 0; isv < 2; isv++) {
+        const uint16_t *x = isv ? v : k;
+        uint8_t *base = s->pool + ((size_t)page * 2 + isv) * s->PB;
+        if (s->fmt == QV_KV_FMT_FP16) {
+            for (int h = 0; h < s->nkv; h++)
+                memcpy(base + (((size_t)h * s->P + e) * s->hd) * 2, x + (size_t)h * s->hd, (size_t)s->hd * 2);
+        } else {
+            float xf[1024];
+            for (int i = 0; i < s->nkv * s->hd; i++) xf[i] = qv_fp16_to_fp32(x[i]);
+            qv_kv4_geom g = {s->nkv, s->hd, s->P};
+            /* qv_kv4_write_token addresses token e of a one-page buffer */
+            OK(qv_kv4_write_token(base, 1, g, e, xf, 0));
+        }
+    }
+}
+
+/* The values the kernel reads for (slot, pos): [nkv][hd] FP32. */
+static void kv_read_ref(const kvsetup *s, int slot, int pos, int isv, float *out)
+{
+    int page = s->pt[slot * s->max_pages + pos / s->P], e = pos % s->P;
+    const uint8_t *base = s->pool + ((size_t)page * 2 + isv) * s->PB;
+    if (s->fmt == QV_KV_FMT_FP16) {
+        for (int h = 0; h < s->nkv; h++)
+            for (int i = 0; i < s->hd; i++) {
+                const uint8_t *b = base + (((size_t)h * s->P + e) * s->hd + i) * 2;
+                out[h * s->hd + i] = qv_fp16_to_fp32((qv_fp16)(b[0] | b[1] << 8));
+            }
+    } else {
+        qv_kv4_geom g = {s->nkv, s->hd, s->P};
+        OK(qv_kv4_read_token(base, 1, g, e, out, 0));
+    }
+}
+
+START_TEST(rope_kv_write_is_bit_exact)
+{
+    qv_test_rng r = {41};
+    for (int fmt = 0; fmt < 2; fmt++)
+        for (int hdi = 0; hdi < 2; hdi++) {
+            int hd = hdi ? 128 : 64, nh = hdi ? 8 : 6, nkv = 2, P = 16, n_slots = 3, max_ctx = 80;
+            kvsetup s;
+            kv_init(&s, (qv_kv_fmt)fmt, nh, nkv, hd, P, n_slots, max_ctx, &r);
+            qv_config c;
+            memset(&c, 0, sizeof c);
+            c.head_dim = hd, c.rope_theta = 500000.0, c.rope_type = QV_ROPE_DEFAULT;
+            float *ct = malloc(sizeof(float) * max_ctx * hd / 2), *st = malloc(sizeof(float) * max_ctx * hd / 2);
+            OK(qv_ref_rope_table(&c, max_ctx, ct, st));
+            /* tokens: every position of slot 0 and 1, a few of slot 2 (incl. page edges); the
+             * first tokens of a slot are constant vectors (zero-range rule) */
+            int T = 0, W = (nh + 2 * nkv) * hd;
+            int32_t pos[200], slot[200];
+            for (int sl = 0; sl < 2; sl++)
+                for (int p = 0; p < max_ctx; p++) slot[T] = sl, pos[T++] = p;
+            int extra[] = {0, 15, 16, 17, 79};
+            for (int i = 0; i < 5; i++) slot[T] = 2, pos[T++] = extra[i];
+            uint16_t *qkv = malloc((size_t)T * W * 2), *q = malloc((size_t)T * nh * hd * 2),
+                     *k = malloc((size_t)T * nkv * hd * 2), *v = malloc((size_t)T * nkv * hd * 2);
+            fill_f16(&r, qkv, (size_t)T * W, 2.0f);
+            for (int i = 0; i < W; i++) qkv[i] = qv_fp32_to_fp16(0.75f); /* token 0: constant */
+            for (int t = 0; t < T; t++) {
+                qv_ref_rope_qkv(qkv + (size_t)t * W, nh, nkv, hd, ct + (size_t)pos[t] * hd / 2, st + (size_t)pos[t] * hd / 2,
+                                q + (size_t)t * nh * hd, k + (size_t)t * nkv * hd, v + (size_t)t * nkv * hd);
+                kv_write_ref(&s, slot[t], pos[t], k + (size_t)t * nkv * hd, v + (size_t)t * nkv * hd);
+            }
+            void *dqkv = dev((size_t)T * W * 2), *dq = dev((size_t)T * nh * hd * 2), *dk = dev((size_t)T * nkv * hd * 2),
+                 *dv = dev((size_t)T * nkv * hd * 2), *dpos = dev(T * 4), *dslot = dev(T * 4), *dct = dev(max_ctx * hd * 2),
+                 *dst = dev(max_ctx * hd * 2), *dpt = dev(s.n_pages * 4), *dpool = dev(s.n_pages * 2 * s.PB);
+            up(dqkv, qkv, (size_t)T * W * 2);
+            up(dpos, pos, T * 4), up(dslot, slot, T * 4);
+            up(dct, ct, max_ctx * hd * 2), up(dst, st, max_ctx * hd * 2);
+            up(dpt, s.pt, s.n_pages * 4);
+            OK(qv_gpu_memset(dpool, 0, s.n_pages * 2 * s.PB));
+            qv_gpu_kv_cache cache = {s.fmt, nkv, hd, P, s.max_pages, dpt, dpool};
+            OK(qv_gpu_rope_kv_write(dqkv, T, nh, dpos, dslot, dct, dst, dq, dk, dv, &cache, NULL));
+            uint16_t *gq = malloc((size_t)T * nh * hd * 2), *gk = malloc((size_t)T * nkv * hd * 2), *gv = malloc((size_t)T * nkv * hd * 2);
+            uint8_t *gpool = malloc(s.n_pages * 2 * s.PB);
+            down(gq, dq, (size_t)T * nh * hd * 2);
+            down(gk, dk, (size_t)T * nkv * hd * 2);
+            down(gv, dv, (size_t)T * nkv * hd * 2);
+            down(gpool, dpool, s.n_pages * 2 * s.PB);
+            ck_assert_msg(memcmp(q, gq, (size_t)T * nh * hd * 2) == 0, "rope q differs (hd %d)", hd);
+            ck_assert_msg(memcmp(k, gk, (size_t)T * nkv * hd * 2) == 0, "rope k differs (hd %d)", hd);
+            ck_assert_msg(memcmp(v, gv, (size_t)T * nkv * hd * 2) == 0, "v differs (hd %d)", hd);
+            size_t diff = 0;
+            for (size_t i = 0; i < s.n_pages * 2 * s.PB; i++) diff += gpool[i] != s.pool[i];
+            ck_assert_msg(diff == 0, "%s cache pool: %zu bytes differ (hd %d)", fmt ? "fp16" : "kv4", diff, hd);
+            printf("rope_kv_write %s hd=%d: %d tokens, q/k/v and %zu pool bytes bit-exact\n", fmt ? "fp16" : "kv4", hd, T,
+                   s.n_pages * 2 * s.PB);
+            void *all[] = {dqkv, dq, dk, dv, dpos, dslot, dct, dst, dpt, dpool};
+            for (int i = 0; i < 10; i++) qv_gpu_free(all[i]);
+            free(qkv), free(q), free(k), free(v), free(gq), free(gk), free(gv), free(gpool), free(ct), free(st);
+            free(s.pt), free(s.pool);
+        }
+}
+END_TEST
+
+static double g_worst_ratio;
+static long g_attn_elems;
+
+/* rows: decode rows (one per sequence, ctx[i]) or, with prefill, rows for positions
+ * start[i] .. ctx[i]-1 of each sequence; serve: those positions come from fresh FP16 K/V. */
+static void attn_case(qv_kv_fmt fmt, int hd, int nh, int nkv, int n_seq, const int *ctx, const int *start, int serve,
+                      uint64_t seed)
+{
+    qv_test_rng r = {seed};
+    int P = 16, max_ctx = 1;
+    for (int i = 0; i < n_seq; i++) max_ctx = ctx[i] > max_ctx ? ctx[i] : max_ctx;
+    kvsetup s;
+    kv_init(&s, fmt, nh, nkv, hd, P, n_seq, max_ctx, &r);
+    int D = nkv * hd;
+    /* per sequence its K/V (FP16), all positions */
+    uint16_t **K = malloc(sizeof(void *) * n_seq), **V = malloc(sizeof(void *) * n_seq);
+    int R = 0, Tf = 0;
+    for (int i = 0; i < n_seq; i++) {
+        K[i] = malloc((size_t)ctx[i] * D * 2), V[i] = malloc((size_t)ctx[i] * D * 2);
+        fill_f16(&r, K[i], (size_t)ctx[i] * D, 1.0f);
+        fill_f16(&r, V[i], (size_t)ctx[i] * D, 1.0f);
+        for (int p = 0; p < ctx[i]; p++) {
+            if (p % 37 == 5) /* constant vectors: KV4's zero-range rule inside attention */
+                for (int j = 0; j < D; j++) K[i][(size_t)p * D + j] = qv_fp32_to_fp16(0.5f);
+            kv_write_ref(&s, i, p, K[i] + (size_t)p * D, V[i] + (size_t)p * D);
+        }
+        R += ctx[i] - start[i];
+        if (serve) Tf += ctx[i] - start[i];
+    }
+    int32_t *rslot = malloc(R * 4), *rctx = malloc(R * 4), *rfs = malloc(R * 4), *rfi = malloc(R * 4);
+    uint16_t *q = malloc((size_t)R * nh * hd * 2), *fk = malloc((size_t)(Tf + 1) * D * 2), *fv = malloc((size_t)(Tf + 1) * D * 2);
+    fill_f16(&r, q, (size_t)R * nh * hd, 1.5f);
+    int row = 0, f = 0;
+    for (int i = 0; i < n_seq; i++) {
+        int f0 = f;
+        for (int p = start[i]; p < ctx[i]; p++, row++) {
+            rslot[row] = i, rctx[row] = p + 1;
+            rfs[row] = serve ? start[i] : 1 << 30;
+            rfi[row] = f0;
+            if (serve) {
+                memcpy(fk + (size_t)f * D, K[i] + (size_t)p * D, D * 2);
+                memcpy(fv + (size_t)f * D, V[i] + (size_t)p * D, D * 2);
+                f++;
+            }
+        }
+    }
+    float scale = (float)pow((double)hd, -0.5);
+    void *dq = dev((size_t)R * nh * hd * 2), *dout = dev((size_t)R * nh * hd * 2), *dslot = dev(R * 4), *dctx = dev(R * 4),
+         *dfs = dev(R * 4), *dfi = dev(R * 4), *dfk = dev((size_t)(Tf + 1) * D * 2), *dfv = dev((size_t)(Tf + 1) * D * 2),
+         *dpt = dev(s.n_pages * 4), *dpool = dev(s.n_pages * 2 * s.PB);
+    size_t wsb = qv_gpu_attn_ws_bytes(R, nh, hd, max_ctx);
+    void *dws = dev(wsb);
+    up(dq, q, (size_t)R * nh * hd * 2);
+    up(dslot, rslot, R * 4), up(dctx, rctx, R * 4), up(dfs, rfs, R * 4), up(dfi, rfi, R * 4);
+    up(dfk, fk, (size_t)(Tf + 1) * D * 2), up(dfv, fv, (size_t)(Tf + 1) * D * 2);
+    up(dpt, s.pt, s.n_pages * 4), up(dpool, s.pool, s.n_pages * 2 * s.PB);
+    OK(qv_gpu_memset(dout, 0xff, (size_t)R * nh * hd * 2)); /* NaN poison: an unwritten element fails */
+    qv_gpu_kv_cache cache = {fmt, nkv, hd, P, s.max_pages, dpt, dpool};
+    qv_gpu_attn_args a = {R, nh, dq, dslot, dctx, dfs, dfi, dfk, dfv, scale, max_ctx, dout, dws, wsb};
+    OK(qv_gpu_attention(&a, &cache, NULL));
+    uint16_t *go = malloc((size_t)R * nh * hd * 2);
+    down(go, dout, (size_t)R * nh * hd * 2);
+    /* reference per row */
+    float *Kf = malloc(sizeof(float) * (size_t)max_ctx * D), *Vf = malloc(sizeof(float) * (size_t)max_ctx * D),
+          *qf = malloc(sizeof(float) * nh * hd);
+    double *o = malloc(sizeof(double) * nh * hd), *b = malloc(sizeof(double) * nh * hd), worst = 0, se = 0, ss = 0;
+    row = 0;
+    for (int i = 0; i < n_seq; i++)
+        for (int p = start[i]; p < ctx[i]; p++, row++) {
+            for (int t = 0; t <= p; t++) {
+                if (serve && t >= start[i]) { /* fresh FP16 values */
+                    for (int j = 0; j < D; j++) {
+                        Kf[(size_t)t * D + j] = qv_fp16_to_fp32(K[i][(size_t)t * D + j]);
+                        Vf[(size_t)t * D + j] = qv_fp16_to_fp32(V[i][(size_t)t * D + j]);
+                    }
+                } else {
+                    kv_read_ref(&s, i, t, 0, Kf + (size_t)t * D);
+                    kv_read_ref(&s, i, t, 1, Vf + (size_t)t * D);
+                }
+            }
+            for (int j = 0; j < nh * hd; j++) qf[j] = qv_fp16_to_fp32(q[(size_t)row * nh * hd + j]);
+            qv_ref_attention_row(qf, Kf, Vf, p + 1, nh, nkv, hd, scale, o, b);
+            for (int j = 0; j < nh * hd; j++) {
+                double g = qv_fp16_to_fp32(go[(size_t)row * nh * hd + j]), d = fabs(g - o[j]);
+                ck_assert_msg(d <= b[j], "attention %s hd=%d seq %d pos %d elem %d: %.9g vs %.9g (bound %.3g)",
+                              fmt ? "fp16" : "kv4", hd, i, p, j, g, o[j], b[j]);
+                if (d / b[j] > worst) worst = d / b[j];
+                se += d * d, ss += o[j] * o[j];
+            }
+        }
+    g_attn_elems += (long)R * nh * hd;
+    if (worst > g_worst_ratio) g_worst_ratio = worst;
+    printf("attention %s%s hd=%d G=%d seqs=%d rows=%d max_ctx=%d: max err/bound %.3f, NMSE %.3g\n", fmt ? "fp16" : "kv4",
+           serve ? " serve" : "", hd, nh / nkv, n_seq, R, max_ctx, worst, ss > 0 ? se / ss : 0.0);
+    void *all[] = {dq, dout, dslot, dctx, dfs, dfi, dfk, dfv, dpt, dpool, dws};
+    for (int i = 0; i < 11; i++) qv_gpu_free(all[i]);
+    for (int i = 0; i < n_seq; i++) free(K[i]), free(V[i]);
+    free(K), free(V), free(rslot), free(rctx), free(rfs), free(rfi), free(q), free(fk), free(fv), free(go), free(Kf),
+        free(Vf), free(qf), free(o), free(b), free(s.pt), free(s.pool);
+}
+
+START_TEST(decode_attention_within_bound_across_page_edges)
+{
+    int big = small_run() ? 300 : 1000;
+    int ctx[] = {1, 15, 16, 17, 83, 256, 257, big}, zero[8] = {0};
+    int start[8];
+    for (int i = 0; i < 8; i++) start[i] = ctx[i] - 1; /* decode: one row at the last position */
+    for (int fmt = 0; fmt < 2; fmt++) {
+        attn_case((qv_kv_fmt)fmt, 64, 6, 2, 8, ctx, start, 0, 51 + fmt);
+        attn_case((qv_kv_fmt)fmt, 128, 32, 8, small_run() ? 3 : 8, ctx, start, 0, 61 + fmt);
+    }
+    (void)zero;
+}
+END_TEST
+
+START_TEST(prefill_attention_within_bound_both_modes)
+{
+    int ctx[] = {40, 17, 300}, start_kv4[] = {0, 0, 0}, start_serve[] = {16, 0, 250};
+    int n = small_run() ? 2 : 3;
+    attn_case(QV_KV_FMT_KV4, 64, 6, 2, n, ctx, start_kv4, 0, 71);      /* kv4: all from the cache */
+    attn_case(QV_KV_FMT_KV4, 64, 6, 2, n, ctx, start_serve, 1, 72);    /* serve: fresh new tokens */
+    attn_case(QV_KV_FMT_KV4, 128, 32, 8, n, ctx, start_serve, 1, 73);
+    attn_case(QV_KV_FMT_FP16, 128, 32, 8, n, ctx, start_kv4, 0, 74);
+    printf("attention: %ld elements, worst err/bound %.3f\n", g_attn_elems, g_worst_ratio);
+}
+END_TEST
+
+static Suite *cpu_suite(void)
+{
+    Suite *s = suite_create("gpu_kernels_cpu");
+    TCase *tc = tcase_create("cpu");
+    tcase_add_test(tc, tie_rule_accepts_only_neighbours_near_the_boundary);
+    tcase_add_test(tc, attention_reference_bound_is_tight_but_positive);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+static Suite *gpu_suite(void)
+{
+    Suite *s = suite_create("gpu_kernels");
+    TCase *tc = tcase_create("gpu");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, quant_a8_is_bit_exact);
+    tcase_add_test(tc, rmsnorm_a8_codes_match_up_to_ties);
+    tcase_add_test(tc, silu_mul_a8_codes_match_up_to_ties);
+    tcase_add_test(tc, rope_kv_write_is_bit_exact);
+    tcase_add_test(tc, decode_attention_within_bound_across_page_edges);
+    tcase_add_test(tc, prefill_attention_within_bound_both_modes);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    int rc = qv_test_main(cpu_suite());
+    if (rc != 0) return rc;
+    if (qv_gpu_device_count() == 0) {
+        printf("SKIP gpu: no device (%s)\n", qv_gpu_describe());
+        return QV_TEST_SKIP;
+    }
+    printf("device: %s\n", qv_gpu_describe());
+    return qv_test_main(gpu_suite());
+}
