@@ -37,6 +37,15 @@ def sha256(path):
     return h.hexdigest()
 
 
+def safetensors_metadata(path):
+    """The file header's __metadata__ (qvet synth records its preset and seed there), or None."""
+    if not os.path.exists(path):
+        return None
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        return json.loads(f.read(n)).get("__metadata__")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="HF model folder")
@@ -117,7 +126,8 @@ def main():
         "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
         "model": {"path": os.path.abspath(a.model), "model.safetensors_sha256":
                   sha256(os.path.join(a.model, "model.safetensors"))
-                  if os.path.exists(os.path.join(a.model, "model.safetensors")) else None},
+                  if os.path.exists(os.path.join(a.model, "model.safetensors")) else None,
+                  "safetensors_metadata": safetensors_metadata(os.path.join(a.model, "model.safetensors"))},
         "ids": f"numpy PCG64(seed * 1000003 + length).integers(0, vocab_size, size=length), seed {a.seed}",
         "tolerance_basis": "docs/bounds.md: both sides are FP32 evaluations of the same formulas; "
                            "compare per tensor with qv_golden_compare against the depth bound "
