@@ -56,7 +56,7 @@ static void norm_rows(const float *x, int R, int H, const float *signs, const fl
 
 /* Searches beta for one smoothing site; returns the chosen s (all 1 for identity) in s and the
  * beta (-1 identity). xmax/wmax already shared as the site requires. */
-static qv_status search_beta(qv_qfmt f, const float *X, int R, const float *W, int N, int K, const float *xmax,
+static qv_status search_beta(qv_qformat f, const float *X, int R, const float *W, int N, int K, const float *xmax,
                              const float *wmax, float *s, float *beta_out)
 {
     float *cand = qv_malloc(sizeof(float) * (size_t)K);
@@ -106,7 +106,7 @@ typedef struct {
     long n_ratio;
 } clip_tally;
 
-static qv_status clip_one(qv_qfmt f, const float *X, int R, float *W, int N, int K, clip_tally *t)
+static qv_status clip_one(qv_qformat f, const float *X, int R, float *W, int N, int K, clip_tally *t)
 {
     float grid[N_CLIP], *ratio = qv_malloc(sizeof(float) * (size_t)N);
     double *eb = qv_malloc(sizeof(double) * (size_t)N), *e1 = qv_malloc(sizeof(double) * (size_t)N);

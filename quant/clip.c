@@ -36,7 +36,7 @@ static void clamp_range(float *w, int n, float r, int widen0, int symmetric)
     for (int i = 0; i < n; i++) w[i] = fminf(fmaxf(w[i], lo), hi);
 }
 
-void qv_clip_apply(qv_qfmt f, float *W, int N, int K, const float *ratio)
+void qv_clip_apply(qv_qformat f, float *W, int N, int K, const float *ratio)
 {
     for (int n = 0; n < N; n++) {
         if (ratio[n] == 1.0f) continue;
@@ -59,7 +59,7 @@ static void col_err(const float *Y, const float *Xq, const float *Wq, int M, int
         }
 }
 
-qv_status qv_clip_search(qv_qfmt f, const float *X, int M, const float *W, int N, int K,
+qv_status qv_clip_search(qv_qformat f, const float *X, int M, const float *W, int N, int K,
                          const float *grid, int n_grid, float *ratio, double *err_best, double *err_one)
 {
     size_t nk = (size_t)N * K, mn = (size_t)M * N;

@@ -26,7 +26,7 @@ void qv_smooth_factors(const float *xmax, const float *wmax, int K, float beta, 
     }
 }
 
-qv_status qv_smooth_error(qv_qfmt f, const float *X, int M, const float *W, int N, int K,
+qv_status qv_smooth_error(qv_qformat f, const float *X, int M, const float *W, int N, int K,
                           const float *s, double *err)
 {
     size_t mk = (size_t)M * K, nk = (size_t)N * K, mn = (size_t)M * N;

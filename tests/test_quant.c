@@ -311,7 +311,7 @@ START_TEST(clipping_never_increases_the_error_it_minimizes)
     }
     float grid[] = {1.0f, 0.95f, 0.9f, 0.85f, 0.8f};
     for (int f = 0; f < 3; f++) {
-        ck_assert(qv_clip_search((qv_qfmt)f, X, M, W, N, K, grid, 5, ratio, eb, e1) == QV_OK);
+        ck_assert(qv_clip_search((qv_qformat)f, X, M, W, N, K, grid, 5, ratio, eb, e1) == QV_OK);
         double sb = 0, s1 = 0;
         int shrunk = 0;
         for (int n = 0; n < N; n++) {
@@ -319,8 +319,8 @@ START_TEST(clipping_never_increases_the_error_it_minimizes)
             sb += eb[n], s1 += e1[n], shrunk += ratio[n] < 1.0f;
         }
         memcpy(Wc, W, sizeof(float) * N * K);
-        qv_clip_apply((qv_qfmt)f, Wc, N, K, ratio);
-        ck_assert(qv_fakequant_weight((qv_qfmt)f, Wc, N, K, Wq) == QV_OK);
+        qv_clip_apply((qv_qformat)f, Wc, N, K, ratio);
+        ck_assert(qv_fakequant_weight((qv_qformat)f, Wc, N, K, Wq) == QV_OK);
         ck_assert(qv_fakequant_act(X, M, K, Xq) == QV_OK);
         double indep = 0;
         for (int m = 0; m < M; m++)
@@ -329,7 +329,7 @@ START_TEST(clipping_never_increases_the_error_it_minimizes)
                 for (int k = 0; k < K; k++) y += (double)X[m * K + k] * W[n * K + k], yq += (double)Xq[m * K + k] * Wq[n * K + k];
                 indep += (y - yq) * (y - yq);
             }
-        printf("clip %s: error %.4g -> %.4g (independent %.4g), %d/%d channels shrunk\n", qv_qfmt_name((qv_qfmt)f), s1,
+        printf("clip %s: error %.4g -> %.4g (independent %.4g), %d/%d channels shrunk\n", qv_qformat_name((qv_qformat)f), s1,
                sb, indep, shrunk, N);
         ck_assert(sb <= s1);
         ck_assert(fabs(indep - sb) <= 1e-3 * sb); /* FP32 GEMM vs double: rounding only */

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "qvet/model.h"
+#include "qvet/qmodel.h"
 #include "qvet/status.h"
 
 /* ---- the FP32 working copy ---- */
@@ -70,22 +71,21 @@ void qv_smooth_attn_lambda(const float *kmax, int nkv, int hd, float alpha, floa
 void qv_smooth_attn_apply(qv_qwork *w, int layer, const float *lambda);
 
 /* ---- formats and fake quantization (ref/qoq's quantizers, dequantized to FP32) ---- */
-typedef enum { QV_QFMT_W4A8_G128 = 0, QV_QFMT_W4A8_CHN, QV_QFMT_W8A8 } qv_qfmt;
-const char *qv_qfmt_name(qv_qfmt f);
-int qv_qfmt_parse(const char *s, qv_qfmt *f);
-/* Wq[N][K] = dequant(quant(W)) with the format's weight quantizer. */
-qv_status qv_fakequant_weight(qv_qfmt f, const float *W, int N, int K, float *Wq);
+/* Formats: qv_qformat of include/qvet/qmodel.h.
+ * Wq[N][K] = dequant(quant(W)) with the checkpoint's own quantizer (qv_qlinear_quantize, then
+ * qv_qlinear_dequant), so the searches measure exactly what the checkpoint will hold. */
+qv_status qv_fakequant_weight(qv_qformat f, const float *W, int N, int K, float *Wq);
 /* Xq[M][K] = dequant(A8(X)), per token. */
 qv_status qv_fakequant_act(const float *X, int M, int K, float *Xq);
 
 /* ---- clipping ---- */
 /* Clamps row n of W to ratio[n] times its range (per group of 128 along K for g128, per row for
  * the other formats; per-channel ranges include 0 as the quantizer widens them). */
-void qv_clip_apply(qv_qfmt f, float *W, int N, int K, const float *ratio);
+void qv_clip_apply(qv_qformat f, float *W, int N, int K, const float *ratio);
 /* For each row, the ratio of grid[0..n_grid-1] minimizing sum_t (y_tn - yq_tn)^2 with
  * y = X W^T (FP) and yq = A8(X) Q(clip(W))^T over the rows X [M][K]; ties keep the earlier grid
  * entry. err_best / err_one [N] (may be NULL): the chosen error and the error at ratio 1.0. */
-qv_status qv_clip_search(qv_qfmt f, const float *X, int M, const float *W, int N, int K,
+qv_status qv_clip_search(qv_qformat f, const float *X, int M, const float *W, int N, int K,
                          const float *grid, int n_grid, float *ratio, double *err_best,
                          double *err_one);
 
@@ -95,14 +95,14 @@ void qv_col_absmax(const float *W, int N, int K, float *wmax);
 /* s_j = xmax_j^beta / wmax_j^(1-beta) for j < K; a zero or non-finite factor is 1. */
 void qv_smooth_factors(const float *xmax, const float *wmax, int K, float beta, float *s);
 /* The error of a candidate s (NULL: identity): sum (X W^T - A8(X/s) Q(W s)^T)^2. */
-qv_status qv_smooth_error(qv_qfmt f, const float *X, int M, const float *W, int N, int K,
+qv_status qv_smooth_error(qv_qformat f, const float *X, int M, const float *W, int N, int K,
                           const float *s, double *err);
 
 /* ---- the whole calibration ---- */
 typedef void (*qv_quant_progress_fn)(void *user, int done, int total, const char *what);
 
 typedef struct {
-    qv_qfmt format;
+    qv_qformat format;
     int smooth_attn, rotate, smooth, clip; /* 1 = on */
     float alpha;                           /* SmoothAttention exponent (0.5) */
     int samples, seqlen;                   /* calibration sequences and their length */

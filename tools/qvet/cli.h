@@ -37,6 +37,7 @@ int qv_cmd_info(int argc, char **argv);
 int qv_cmd_synth(int argc, char **argv);
 int qv_cmd_tokenize(int argc, char **argv);
 int qv_cmd_bench(int argc, char **argv);
+int qv_cmd_quantize(int argc, char **argv);
 
 /* The tokenizer of the built-in synthetic model (used when no --model is given). */
 qv_status qv_cli_default_tokenizer(qv_tok **tok);
