@@ -150,7 +150,10 @@ int qv_cmd_quantize(int argc, char **argv)
         else if (!strcmp(a, "--no-rotate")) o.rotate = 0;
         else if (!strcmp(a, "--no-smooth")) o.smooth = 0;
         else if (!strcmp(a, "--no-clip")) o.clip = 0;
-        else if (!has && a[0] == '-' && a[1] == '-') return qv_cli_usage_error(cmd, "%s needs a value", a);
+        else if (!has && (!strcmp(a, "--model") || !strcmp(a, "--calib") || !strcmp(a, "--out") || !strcmp(a, "--format") ||
+                          !strcmp(a, "--kv") || !strcmp(a, "--samples") || !strcmp(a, "--seqlen") || !strcmp(a, "--seed") ||
+                          !strcmp(a, "--threads")))
+            return qv_cli_usage_error(cmd, "%s needs a value", a);
         else if (!strcmp(a, "--model")) model = argv[++i];
         else if (!strcmp(a, "--calib")) calib = argv[++i];
         else if (!strcmp(a, "--out")) out = argv[++i];
