@@ -1,7 +1,7 @@
 /* Engines: one interface, four implementations (ARCHITECTURE.md "Engines").
  *
  *   ref-fp32  plain FP32 math, OpenBLAS GEMMs: the accuracy reference (ref/fp32/)
- *   ref-qoq   exact QoQ emulation (not implemented yet)
+ *   ref-qoq   exact QoQ emulation (ref/qoq_engine/)
  *   gpu-fp16  cuBLAS FP16 baseline (not implemented yet)
  *   gpu-qoq   the production kernels (not implemented yet)
  *
@@ -56,6 +56,7 @@ typedef struct {
     qv_layer_mask fp_weights; /* layers whose linear weights stay FP16 */
     qv_layer_mask fp_acts;    /* layers whose activations stay FP16 */
     const char *quantized_path; /* QoQ checkpoint (ref-qoq, gpu-qoq); NULL otherwise */
+    int qserve_compat;        /* QServe's numerics variants (docs/numerics-qvet.md; ref-qoq) */
     int max_seqs;             /* most live sequences at once; 0: 64 */
 } qv_engine_opts;
 

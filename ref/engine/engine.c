@@ -7,13 +7,14 @@
 #include "qvet/engine.h"
 
 extern const qv_engine_vtable qv_ref_fp32_vtable;
+extern const qv_engine_vtable qv_ref_qoq_vtable;
 
 static const struct {
     const char *name;
     const qv_engine_vtable *vt; /* NULL: not implemented yet */
 } engines[] = {
     {"ref-fp32", &qv_ref_fp32_vtable},
-    {"ref-qoq", NULL},
+    {"ref-qoq", &qv_ref_qoq_vtable},
     {"gpu-fp16", NULL},
     {"gpu-qoq", NULL},
 };

@@ -26,27 +26,12 @@
 #include "qvet/ref_fp32.h"
 
 #undef I /* <cblas.h> pulls in <complex.h>; here I is the intermediate size */
+#include "llama_fwd.h"
 
-typedef struct {
-    float *wq, *wk, *wv, *wo, *w_gate, *w_up, *w_down; /* [out, in] */
-    float *bq, *bk, *bv, *bo;                          /* NULL when absent */
-    float *input_norm, *post_norm;                     /* [H] */
-} layer_f32;
-
-typedef struct {
-    float **k, **v; /* [layer] -> [cap, nkv*hd] */
-    int cap;        /* positions allocated */
-} kv_cache;
-
-typedef struct {
-    qv_engine base; /* first: the common part */
-    qv_config c;
-    int H, I, nh, nkv, hd, V, L;
-    float *embed, *lm_head, *final_norm; /* lm_head == embed when tied */
-    layer_f32 *layers;
-    float *inv_freq; /* [hd/2] */
-    kv_cache *kv;    /* [max_seqs] */
-} ref_fp32;
+/* The engine state is qv_llama (llama_fwd.h), shared with ref-qoq, which sets hooks. */
+typedef qv_llama_layer layer_f32;
+typedef qv_llama_kv kv_cache;
+typedef qv_llama ref_fp32;
 
 static double now_s(void)
 {
@@ -134,7 +119,7 @@ static void free_weights(ref_fp32 *e)
     free(e->layers);
 }
 
-static qv_status load_weights(ref_fp32 *e, const qv_model *m)
+static qv_status load_weights(ref_fp32 *e, const qv_model *m, const qv_layer_mask *lin_mask)
 {
     int H = e->H, I = e->I, Dq = e->nh * e->hd, Dkv = e->nkv * e->hd;
     QV_TRY(to_f32(&m->embed, "embed_tokens", -1, e->V, H, &e->embed));
@@ -146,6 +131,9 @@ static qv_status load_weights(ref_fp32 *e, const qv_model *m)
     for (int l = 0; l < e->L; l++) {
         const qv_layer_weights *s = &m->layers[l];
         layer_f32 *w = &e->layers[l];
+        QV_TRY(to_f32(&s->input_norm, "input_layernorm", l, H, 0, &w->input_norm));
+        QV_TRY(to_f32(&s->post_norm, "post_attention_layernorm", l, H, 0, &w->post_norm));
+        if (lin_mask && !qv_layer_mask_has(lin_mask, l)) continue; /* quantized elsewhere */
         QV_TRY(to_f32(&s->wq, "q_proj", l, Dq, H, &w->wq));
         QV_TRY(to_f32(&s->wk, "k_proj", l, Dkv, H, &w->wk));
         QV_TRY(to_f32(&s->wv, "v_proj", l, Dkv, H, &w->wv));
@@ -157,8 +145,6 @@ static qv_status load_weights(ref_fp32 *e, const qv_model *m)
         QV_TRY(opt_f32(&s->bk, "k_proj.bias", l, Dkv, &w->bk));
         QV_TRY(opt_f32(&s->bv, "v_proj.bias", l, Dkv, &w->bv));
         QV_TRY(opt_f32(&s->bo, "o_proj.bias", l, H, &w->bo));
-        QV_TRY(to_f32(&s->input_norm, "input_layernorm", l, H, 0, &w->input_norm));
-        QV_TRY(to_f32(&s->post_norm, "post_attention_layernorm", l, H, 0, &w->post_norm));
     }
     return QV_OK;
 }
@@ -183,7 +169,7 @@ static qv_status kv_reserve(ref_fp32 *e, kv_cache *kv, int need)
     return QV_OK;
 }
 
-static void seq_release(qv_engine *base, int slot)
+void qv_llama_seq_release(qv_engine *base, int slot)
 {
     ref_fp32 *e = (ref_fp32 *)base;
     kv_cache *kv = &e->kv[slot];
@@ -198,10 +184,10 @@ static void seq_release(qv_engine *base, int slot)
 
 /* A fresh sequence holds no KV memory; the length (kept by the common part) is what makes old
  * entries unreachable, and reset frees them too so nothing stale survives. */
-static qv_status seq_init(qv_engine *base, int slot)
+qv_status qv_llama_seq_init(qv_engine *base, int slot)
 {
     ref_fp32 *e = (ref_fp32 *)base;
-    seq_release(base, slot);
+    qv_llama_seq_release(base, slot);
     kv_cache *kv = &e->kv[slot];
     kv->k = qv_calloc((size_t)e->L, sizeof(float *));
     kv->v = qv_calloc((size_t)e->L, sizeof(float *));
@@ -211,7 +197,7 @@ static qv_status seq_init(qv_engine *base, int slot)
 /* ---------------------------------------------------------------- ops */
 
 /* y[T, N] = x[T, K] @ W[N, K]^T (+ b) */
-static void linear(ref_fp32 *e, const float *x, int T, int K, const float *W, int N, const float *b, float *y)
+void qv_llama_linear_f32(ref_fp32 *e, const float *x, int T, int K, const float *W, int N, const float *b, float *y)
 {
     double t0 = now_s();
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, N, K, 1.0f, x, K, W, K, 0.0f, y, N);
@@ -313,6 +299,33 @@ static qv_status attention(ref_fp32 *e, int layer, const qv_engine_batch *b, int
     return QV_OK;
 }
 
+const float *qv_llama_weight(const qv_llama *e, int layer, int id, const float **bias)
+{
+    if (id == QV_LLAMA_LM_HEAD) {
+        *bias = NULL;
+        return e->lm_head;
+    }
+    const layer_f32 *w = &e->layers[layer];
+    const float *W[] = {w->wq, w->wk, w->wv, w->wo, w->w_gate, w->w_up, w->w_down};
+    const float *B[] = {w->bq, w->bk, w->bv, w->bo, NULL, NULL, NULL};
+    *bias = B[id];
+    return W[id];
+}
+
+/* Linear `id` of `layer`: the hook when one is set, else the FP32 sgemm. */
+static qv_status linear(ref_fp32 *e, int layer, int id, const float *x, int T, int K, int N, float *y)
+{
+    if (e->hooks.linear) return e->hooks.linear(e, layer, id, x, T, K, N, y);
+    const float *b, *W = qv_llama_weight(e, layer, id, &b);
+    qv_llama_linear_f32(e, x, T, K, W, N, b, y);
+    return QV_OK;
+}
+
+static void round_at(ref_fp32 *e, int layer, qv_llama_round_point p, float *x, size_t n)
+{
+    if (e->hooks.round) e->hooks.round(e, layer, p, x, n);
+}
+
 /* SwiGLU: g <- silu(g) * u, silu(x) = x / (1 + exp(-x)) as torch computes it. */
 static void swiglu(float *g, const float *u, size_t n)
 {
@@ -323,7 +336,7 @@ static void swiglu(float *g, const float *u, size_t n)
 /* ---------------------------------------------------------------- checks and capture */
 
 /* NaN/Inf produced by the forward is a check failure naming where it appeared. */
-static qv_status check_finite(const float *x, int T, int C, const int *row_seq, const int *row_pos,
+static qv_status check_finite(const ref_fp32 *e, const float *x, int T, int C, const int *row_seq, const int *row_pos,
                               const qv_engine_batch *b, int layer, const char *tensor)
 {
     for (int t = 0; t < T; t++)
@@ -333,8 +346,8 @@ static qv_status check_finite(const float *x, int T, int C, const int *row_seq, 
             char where[32];
             if (layer >= 0) snprintf(where, sizeof where, "layer %d", layer);
             else snprintf(where, sizeof where, "final");
-            return qv_fail(QV_ERR_CHECK, "ref-fp32: %s produced in %s, tensor %s, sequence %d, position %d (index %d)",
-                           isnan(v) ? "NaN" : "Inf", where, tensor, b->seqs[row_seq[t]], row_pos[t], c);
+            return qv_fail(QV_ERR_CHECK, "%s: %s produced in %s, tensor %s, sequence %d, position %d (index %d)",
+                           e->tag, isnan(v) ? "NaN" : "Inf", where, tensor, b->seqs[row_seq[t]], row_pos[t], c);
         }
     return QV_OK;
 }
@@ -355,7 +368,7 @@ static void emit(ref_fp32 *e, const qv_engine_batch *b, qv_capture_kind kind, in
 
 /* ---------------------------------------------------------------- forward */
 
-#define CHECK(x, C, layer, name) QV_TRY(check_finite(x, T, C, row_seq, row_pos, b, layer, name))
+#define CHECK(x, C, layer, name) QV_TRY(check_finite(e, x, T, C, row_seq, row_pos, b, layer, name))
 
 static qv_status forward_rows(ref_fp32 *e, const qv_engine_batch *b, int T, const int *row_seq,
                               const int *row_pos, float *buf, float *logits)
@@ -378,39 +391,50 @@ static qv_status forward_rows(ref_fp32 *e, const qv_engine_batch *b, int T, cons
 
         /* attention block */
         rmsnorm(xn, x, w->input_norm, T, H, c->rms_norm_eps);
-        linear(e, xn, T, H, w->wq, Dq, w->bq, q);
-        linear(e, xn, T, H, w->wk, Dkv, w->bk, k);
-        linear(e, xn, T, H, w->wv, Dkv, w->bv, v);
+        QV_TRY(linear(e, l, 0, xn, T, H, Dq, q));
+        QV_TRY(linear(e, l, 1, xn, T, H, Dkv, k));
+        QV_TRY(linear(e, l, 2, xn, T, H, Dkv, v));
         rope(q, row_pos, T, nh, hd, e->inv_freq);
         rope(k, row_pos, T, nkv, hd, e->inv_freq);
+        round_at(e, l, QV_RP_QKV, q, (size_t)T * Dq);
+        round_at(e, l, QV_RP_QKV, k, (size_t)T * Dkv);
+        round_at(e, l, QV_RP_QKV, v, (size_t)T * Dkv);
         CHECK(q, Dq, l, "q");
         CHECK(k, Dkv, l, "k");
         CHECK(v, Dkv, l, "v");
         emit(e, b, QV_CAP_Q, l, q, nh, hd);
         emit(e, b, QV_CAP_K, l, k, nkv, hd);
         emit(e, b, QV_CAP_V, l, v, nkv, hd);
-        for (int t = 0; t < T; t++) { /* append this batch's K/V to each sequence's cache */
-            kv_cache *kv = &e->kv[b->seqs[row_seq[t]]];
-            memcpy(kv->k[l] + (size_t)row_pos[t] * Dkv, k + (size_t)t * Dkv, sizeof(float) * (size_t)Dkv);
-            memcpy(kv->v[l] + (size_t)row_pos[t] * Dkv, v + (size_t)t * Dkv, sizeof(float) * (size_t)Dkv);
+        if (e->hooks.kv_store) {
+            QV_TRY(e->hooks.kv_store(e, l, 0, b, T, row_seq, row_pos, k, v));
+        } else {
+            for (int t = 0; t < T; t++) { /* append this batch's K/V to each sequence's cache */
+                kv_cache *kv = &e->kv[b->seqs[row_seq[t]]];
+                memcpy(kv->k[l] + (size_t)row_pos[t] * Dkv, k + (size_t)t * Dkv, sizeof(float) * (size_t)Dkv);
+                memcpy(kv->v[l] + (size_t)row_pos[t] * Dkv, v + (size_t)t * Dkv, sizeof(float) * (size_t)Dkv);
+            }
         }
         QV_TRY(attention(e, l, b, T, q, att));
+        if (e->hooks.kv_store) QV_TRY(e->hooks.kv_store(e, l, 1, b, T, row_seq, row_pos, k, v));
+        round_at(e, l, QV_RP_ATTN, att, (size_t)T * Dq);
         CHECK(att, Dq, l, "attn_heads");
         emit(e, b, QV_CAP_ATTN_HEADS, l, att, nh, hd);
-        linear(e, att, T, Dq, w->wo, H, w->bo, tmp);
+        QV_TRY(linear(e, l, 3, att, T, Dq, H, tmp));
         CHECK(tmp, H, l, "attn_out");
         emit(e, b, QV_CAP_ATTN_OUT, l, tmp, H, 0);
         for (size_t i = 0; i < (size_t)T * H; i++) x[i] = x[i] + tmp[i];
+        round_at(e, l, QV_RP_RESIDUAL, x, (size_t)T * H);
 
         /* MLP block */
         rmsnorm(xn, x, w->post_norm, T, H, c->rms_norm_eps);
-        linear(e, xn, T, H, w->w_gate, I, NULL, g);
-        linear(e, xn, T, H, w->w_up, I, NULL, u);
+        QV_TRY(linear(e, l, 4, xn, T, H, I, g));
+        QV_TRY(linear(e, l, 5, xn, T, H, I, u));
         swiglu(g, u, (size_t)T * I);
-        linear(e, g, T, I, w->w_down, H, NULL, tmp);
+        QV_TRY(linear(e, l, 6, g, T, I, H, tmp));
         CHECK(tmp, H, l, "mlp_out");
         emit(e, b, QV_CAP_MLP_OUT, l, tmp, H, 0);
         for (size_t i = 0; i < (size_t)T * H; i++) x[i] = x[i] + tmp[i];
+        round_at(e, l, QV_RP_RESIDUAL, x, (size_t)T * H);
         CHECK(x, H, l, "residual");
         emit(e, b, QV_CAP_RESIDUAL, l, x, H, 0);
     }
@@ -432,8 +456,13 @@ static qv_status forward_rows(ref_fp32 *e, const qv_engine_batch *b, int T, cons
         row0 += n;
     }
     rmsnorm(xn, tmp, e->final_norm, R, H, c->rms_norm_eps);
-    linear(e, xn, R, H, e->lm_head, V, NULL, logits);
-    qv_status st = check_finite(logits, R, V, rs, out_pos, b, -1, "logits");
+    round_at(e, -1, QV_RP_FINAL, xn, (size_t)R * H);
+    qv_status st = linear(e, -1, QV_LLAMA_LM_HEAD, xn, R, H, V, logits);
+    if (st != QV_OK) {
+        free(rs);
+        return st;
+    }
+    st = check_finite(e, logits, R, V, rs, out_pos, b, -1, "logits");
     if (st == QV_OK && (e->base.capture_mask & (1u << QV_CAP_LOGITS))) {
         int off = 0;
         for (int i = 0; i < b->n_seqs; i++) {
@@ -448,7 +477,7 @@ static qv_status forward_rows(ref_fp32 *e, const qv_engine_batch *b, int T, cons
     return st;
 }
 
-static qv_status forward(qv_engine *base, const qv_engine_batch *b, float *logits)
+qv_status qv_llama_forward(qv_engine *base, const qv_engine_batch *b, float *logits)
 {
     ref_fp32 *e = (ref_fp32 *)base;
     int T = 0;
@@ -473,7 +502,7 @@ static qv_status forward(qv_engine *base, const qv_engine_batch *b, float *logit
             }
         st = forward_rows(e, b, T, row_seq, row_pos, buf, logits);
     } else {
-        qv_fail(QV_ERR_NOMEM, "ref-fp32: no memory for a batch of %d tokens", T);
+        qv_fail(QV_ERR_NOMEM, "%s: no memory for a batch of %d tokens", e->tag, T);
     }
     free(buf);
     free(row_seq);
@@ -482,45 +511,42 @@ static qv_status forward(qv_engine *base, const qv_engine_batch *b, float *logit
 
 /* ---------------------------------------------------------------- open / close */
 
-static void close_engine(qv_engine *base)
+void qv_llama_fini(qv_llama *e)
 {
-    ref_fp32 *e = (ref_fp32 *)base;
     free_weights(e);
     free(e->inv_freq);
     free(e->kv);
-    qv_engine_base_free(base);
-    free(e);
+    qv_engine_base_free(&e->base);
 }
 
-extern const qv_engine_vtable qv_ref_fp32_vtable;
-
-static qv_status open_engine(const qv_model *m, const qv_engine_opts *o, qv_engine **out)
+static void close_engine(qv_engine *base)
 {
-    const qv_config *c = &m->cfg;
-    if (o->quantized_path)
-        return qv_fail(QV_ERR_USAGE, "ref-fp32 runs the FP model; it takes no quantized checkpoint (%s)", o->quantized_path);
+    qv_llama_fini((qv_llama *)base);
+    free(base);
+}
+
+qv_status qv_llama_init(qv_llama *e, const qv_engine_vtable *vt, const qv_model *model, const qv_model *fp_model,
+                        const qv_engine_opts *o, const qv_layer_mask *lin_mask)
+{
+    const qv_config *c = &fp_model->cfg;
+    e->tag = vt->name;
     if (c->num_layers <= 0 || c->hidden_size <= 0 || c->num_heads <= 0 || c->num_kv_heads <= 0 ||
         c->head_dim <= 0 || c->head_dim % 2 || c->num_heads % c->num_kv_heads || c->vocab_size <= 0 ||
         c->intermediate_size <= 0 || c->max_position_embeddings <= 0)
-        return qv_fail(QV_ERR_INPUT, "ref-fp32: inconsistent config (layers %d, hidden %d, heads %d/%d, head_dim %d)",
-                       c->num_layers, c->hidden_size, c->num_heads, c->num_kv_heads, c->head_dim);
-    if (c->mlp_bias) return qv_fail(QV_ERR_UNSUPPORTED, "ref-fp32: mlp_bias is not supported");
-    ref_fp32 *e = qv_calloc(1, sizeof *e);
-    if (!e) return QV_ERR_NOMEM;
-    qv_status st = qv_engine_base_init(&e->base, &qv_ref_fp32_vtable, m, o);
-    if (st != QV_OK) {
-        free(e);
-        return st;
-    }
+        return qv_fail(QV_ERR_INPUT, "%s: inconsistent config (layers %d, hidden %d, heads %d/%d, head_dim %d)",
+                       vt->name, c->num_layers, c->hidden_size, c->num_heads, c->num_kv_heads, c->head_dim);
+    if (c->mlp_bias) return qv_fail(QV_ERR_UNSUPPORTED, "%s: mlp_bias is not supported", vt->name);
+    qv_status st = qv_engine_base_init(&e->base, vt, model, o);
+    if (st != QV_OK) return st;
     e->c = *c;
     e->H = c->hidden_size, e->I = c->intermediate_size, e->nh = c->num_heads, e->nkv = c->num_kv_heads;
     e->hd = c->head_dim, e->V = c->vocab_size, e->L = c->num_layers;
     e->kv = qv_calloc((size_t)e->base.max_seqs, sizeof(kv_cache));
     e->inv_freq = qv_malloc(sizeof(float) * (size_t)(e->hd / 2));
     if (!e->kv || !e->inv_freq) st = QV_ERR_NOMEM;
-    if (st == QV_OK) st = load_weights(e, m);
+    if (st == QV_OK) st = load_weights(e, fp_model, lin_mask);
     if (st != QV_OK) {
-        close_engine(&e->base);
+        qv_llama_fini(e);
         return st;
     }
     qv_ref_fp32_rope_inv_freq(c, e->inv_freq);
@@ -530,8 +556,25 @@ static qv_status open_engine(const qv_model *m, const qv_engine_opts *o, qv_engi
         omp_set_num_threads(o->threads);
 #endif
     }
+    return QV_OK;
+}
+
+extern const qv_engine_vtable qv_ref_fp32_vtable;
+
+static qv_status open_engine(const qv_model *m, const qv_engine_opts *o, qv_engine **out)
+{
+    if (o->quantized_path)
+        return qv_fail(QV_ERR_USAGE, "ref-fp32 runs the FP model; it takes no quantized checkpoint (%s)", o->quantized_path);
+    ref_fp32 *e = qv_calloc(1, sizeof *e);
+    if (!e) return QV_ERR_NOMEM;
+    qv_status st = qv_llama_init(e, &qv_ref_fp32_vtable, m, m, o, NULL);
+    if (st != QV_OK) {
+        free(e);
+        return st;
+    }
     *out = &e->base;
     return QV_OK;
 }
 
-const qv_engine_vtable qv_ref_fp32_vtable = {"ref-fp32", open_engine, close_engine, seq_init, seq_release, forward};
+const qv_engine_vtable qv_ref_fp32_vtable = {"ref-fp32", open_engine, close_engine, qv_llama_seq_init,
+                                            qv_llama_seq_release, qv_llama_forward};

@@ -11,6 +11,7 @@
 #include "qvet/tokenizer.h"
 #include "qvet/fileio.h"
 #include "qvet/model.h"
+#include "qvet/qmodel.h"
 #include "qvet/safetensors.h"
 
 /* 18880896 -> "18,880,896" */
@@ -219,9 +220,38 @@ static int info_checkpoint(const char *path, const char *json)
     char a[32], b[32];
     tally t = {0};
     tally_file(&t, f);
+    /* A qvet quantized checkpoint is opened as the engines open it: every check runs. */
+    qv_qmodel *qm = NULL;
+    if (qv_st_meta(f, "qvet") && (st = qv_qmodel_open(path, &qm)) != QV_OK) {
+        qv_st_close(f);
+        return qv_cli_report(st);
+    }
     printf("checkpoint: %s (%s bytes)\n", f->path, thousands((long long)f->size, a, sizeof a));
+    if (qm) {
+        const qv_qmodel_meta *q = &qm->meta;
+        const qv_config *c = &qm->model->cfg;
+        printf("qvet quantized checkpoint (all checks passed):\n");
+        printf("  format_version           %d\n", q->format_version);
+        printf("  format                   %s\n", qv_qformat_name(q->fmt));
+        printf("  group_size               %d\n", q->group_size);
+        printf("  kv_bits                  %d\n", q->kv_bits);
+        printf("  method                   %s\n", q->method);
+        printf("  transforms               %s\n", q->transforms_json);
+        printf("  calibration text hash    %s%s%s%s\n", q->calib_hash[0] ? q->calib_hash : "none",
+               q->calib_hash_algo[0] ? " (" : "", q->calib_hash_algo, q->calib_hash_algo[0] ? ")" : "");
+        printf("  calibration samples      %ld x %d tokens\n", q->calib_samples, q->calib_seqlen);
+        printf("  qvet_version             %s\n", q->qvet_version);
+        printf("  model                    %s, %d layers, hidden %d, heads %d/%d, vocab %d\n", c->model_type,
+               c->num_layers, c->hidden_size, c->num_heads, c->num_kv_heads, c->vocab_size);
+        printf("  tokenizer                %s\n", qm->model->tok ? "embedded" : "none");
+    }
     printf("metadata: %d entries\n", f->n_meta);
-    for (int i = 0; i < f->n_meta; i++) printf("  %s = %s\n", f->meta_keys[i], f->meta_values[i]);
+    for (int i = 0; i < f->n_meta; i++) {
+        const char *v = f->meta_values[i];
+        size_t n = strlen(v);
+        if (n > 200) printf("  %s = %.120s... (%zu characters)\n", f->meta_keys[i], v, n);
+        else printf("  %s = %s\n", f->meta_keys[i], v);
+    }
     printf("tensors: %s, %s bytes\n", thousands(t.n_tensors, a, sizeof a), thousands(t.bytes, b, sizeof b));
     print_tally(&t);
     printf("tensor list (name dtype shape):\n");
@@ -231,6 +261,12 @@ static int info_checkpoint(const char *path, const char *json)
         cJSON *root = cJSON_CreateObject();
         cJSON_AddStringToObject(root, "checkpoint", f->path);
         cJSON_AddNumberToObject(root, "bytes", (double)f->size);
+        if (qm) {
+            char *mj = qv_qmodel_meta_json(&qm->meta);
+            cJSON *q = mj ? cJSON_Parse(mj) : NULL;
+            free(mj);
+            if (q) cJSON_AddItemToObject(root, "qvet", q);
+        }
         cJSON *meta = cJSON_AddObjectToObject(root, "metadata");
         for (int i = 0; i < f->n_meta; i++) cJSON_AddStringToObject(meta, f->meta_keys[i], f->meta_values[i]);
         json_tally(root, &t);
@@ -239,6 +275,7 @@ static int info_checkpoint(const char *path, const char *json)
         cJSON_Delete(root);
         if (st != QV_OK) rc = qv_cli_report(st);
     }
+    qv_qmodel_close(qm);
     qv_st_close(f);
     return rc;
 }
