@@ -2,22 +2,29 @@
 // three policy headers). Checks the shape contract (gemm_contract.h) and pointers at entry,
 // picks a tile configuration by M, launches, and turns CUDA errors into qv_status.
 //
-// Tile configurations (named constants, chosen by M). Each launch whose output tiles alone
-// cannot fill the SMs splits K across blocks (gridDim.z; gemm_mma_core.cuh: exact INT32
-// partials in a per-stream workspace, summed by the last block of each tile):
+// Tile configurations (named constants). Two families, chosen by shape from same-run H100
+// measurements (docs/gpu-gemm.md):
+//  "wide" (large layers: N*K >= 32 Mi, i.e. gate_up 28672x4096 and down 4096x14336), with
+//  split-K across blocks when the output tiles alone cannot fill the SMs (gridDim.z;
+//  gemm_mma_core.cuh: exact INT32 partials in a per-stream workspace, the last block of each
+//  tile sums them and runs the epilogue):
 //   CfgDecode  (M <= 16):   BM 16,  BN 64,  BK 256, 1x1 warps x 4-way K split, 4 stages:
-//              pure weight streaming; 64 channels per block halve the activation re-reads of
-//              BN 32 (x is re-read from L2 once per channel block) and split-K gives N = 4096
-//              layers 4 blocks per SM (>= 24 KB of weights in flight per block).
+//              64 channels per block halve the L2 re-reads of x of BN 32; split-K gives down
+//              (N 4096, K 14336) 4 blocks per SM of >= 24 KB of weights in flight each.
 //   CfgSmall   (M <= 64):   BM 64,  BN 128, BK 128, 2x2 warps x 2-way K split, 4 stages: BN 128
 //              cuts the L2 re-reads of x to the size of the weights (BN 32 read x 4x that).
-//   CfgMedium  (M <= 256):  BM 128, BN 128, BK 64,  2x4 warps (warp tile 64x32), 4 stages:
-//              8 warps per block, half the registers of CfgLarge, so 2 blocks (16 warps) per SM.
-//   CfgLarge   (M > 256):   BM 128, BN 128, BK 64,  2x2 warps (warp tile 64x64), 4 stages.
-// The previous configuration set (issue 7's first version: decode BN 32, small 64x32, medium
-// 128x64, no split-K) stays selectable with QV_GEMM_VARIANT=legacy for same-run comparisons;
-// QV_GEMM_VARIANT=large8 runs M > 256 on CfgMedium's 8-warp tile instead, and med1 runs
-// M > 64 on that tile without the register cap (1 block per SM): benchmark knobs.
+//   CfgMedium  (M <= 256):  BM 128, BN 128, BK 64,  2x4 warps (warp tile 64x32), 4 stages,
+//              8 warps, registers capped at 128 so 2 blocks (16 warps) fit per SM.
+//  "narrow" (qkv, o and smaller: the split-K fix-up and 4-stage-short K slices cost more than
+//  the extra blocks gain there, measured), issue 7's first configurations, no split:
+//   LegDecode (M <= 16) 16x32x256 1x1x4 warps; LegSmall (M <= 64) 64x32x128 2x1x2 warps;
+//   LegMedium (M <= 256) 128x64x64 2x2 warps.
+//  M > 256, every layer: CfgMedium (8 warps, 64x32 warp tiles; measured >= the 4-warp
+//  128x128 CfgLarge of the first version at M = 1024 and 8192 within noise).
+// QV_GEMM_VARIANT (read at every launch; a benchmark and test knob, not part of the API):
+//  legacy     = issue 7's first version everywhere (no split, CfgLarge for M > 256);
+//  wide       = the wide family for every shape (so small test shapes exercise split-K);
+//  smallsplit = narrow tiles with split-K limited to K slices >= 2048 (an experiment).
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -40,22 +47,16 @@ using CfgDecode = qvg::Cfg<16, 64, 256, 1, 1, 4, 4>;
 using CfgSmall = qvg::Cfg<64, 128, 128, 2, 2, 2, 4>;
 using CfgMedium = qvg::Cfg<128, 128, 64, 2, 4, 1, 4>;
 using CfgLarge = qvg::Cfg<128, 128, 64, 2, 2, 1, 4>;
-using CfgMedium1 = qvg::Cfg<128, 128, 64, 2, 4, 1, 4, 1>; // QV_GEMM_VARIANT=med1: no register cap
-// issue 7's first configurations (QV_GEMM_VARIANT=legacy)
 using LegDecode = qvg::Cfg<16, 32, 256, 1, 1, 4, 4>;
 using LegSmall = qvg::Cfg<64, 32, 128, 2, 1, 2, 4>;
 using LegMedium = qvg::Cfg<128, 64, 64, 2, 2, 1, 4>;
 
-enum Variant { V_DEFAULT = 0, V_LEGACY = 1, V_LARGE8 = 2, V_MED1 = 3 };
+enum Variant { V_DEFAULT = 0, V_LEGACY, V_WIDE, V_SMALLSPLIT };
 Variant variant()
 {
-    static int v = -1; // read once; a benchmark knob, not part of the API
-    if (v < 0) {
-        const char *e = getenv("QV_GEMM_VARIANT");
-        v = !e ? V_DEFAULT : !strcmp(e, "legacy") ? V_LEGACY : !strcmp(e, "large8") ? V_LARGE8
-                                                                              : !strcmp(e, "med1") ? V_MED1 : V_DEFAULT;
-    }
-    return (Variant)v;
+    const char *e = getenv("QV_GEMM_VARIANT");
+    if (!e) return V_DEFAULT;
+    return !strcmp(e, "legacy") ? V_LEGACY : !strcmp(e, "wide") ? V_WIDE : !strcmp(e, "smallsplit") ? V_SMALLSPLIT : V_DEFAULT;
 }
 
 // Split-K workspace, one per (device, stream): launches on one stream run in order, so they can
@@ -127,7 +128,10 @@ int sm_count()
 constexpr size_t kMaxWsBytes = (size_t)64 << 20;
 constexpr int kMaxSplit = 16;
 
-template <class C, class P, bool ACC> qv_status launch_cfg(qvg::Params p, cudaStream_t st, bool allow_split)
+// allow_split: split K across blocks when the tiles cannot fill the resident block slots;
+// min_slice_k (elements, 0 = none): no K slice shorter than this.
+template <class C, class P, bool ACC>
+qv_status launch_cfg(qvg::Params p, cudaStream_t st, bool allow_split, int min_slice_k = 0)
 {
     constexpr int smem = qvg::Smem<C, P>::BYTES;
     auto kern = qvg::gemm_kernel<C, P, ACC>;
@@ -149,6 +153,7 @@ template <class C, class P, bool ACC> qv_status launch_cfg(qvg::Params p, cudaSt
         // at least one stage; bounded by kMaxSplit and the workspace cap
         long s = (slots + tiles / 2) / tiles;
         s = std::min<long>(std::min<long>(s, kMaxSplit), KT);
+        if (min_slice_k > 0) s = std::min<long>(s, std::max<long>(1, (long)KT * C::BK / min_slice_k));
         while (s > 1 && (size_t)s * p.M * p.N * 4 > kMaxWsBytes) s--;
         if (s > 1) {
             p.ktps = (KT + (int)s - 1) / (int)s;
@@ -164,19 +169,24 @@ template <class C, class P, bool ACC> qv_status launch_cfg(qvg::Params p, cudaSt
 template <class P, bool ACC> qv_status launch(const qvg::Params &p, void *stream)
 {
     cudaStream_t st = static_cast<cudaStream_t>(stream);
-    if (variant() == V_LEGACY) {
+    const Variant v = variant();
+    if (v == V_LEGACY) {
         if (p.M <= 16) return launch_cfg<LegDecode, P, ACC>(p, st, false);
         if (p.M <= 64) return launch_cfg<LegSmall, P, ACC>(p, st, false);
         if (p.M <= 256) return launch_cfg<LegMedium, P, ACC>(p, st, false);
         return launch_cfg<CfgLarge, P, ACC>(p, st, false);
     }
-    if (p.M <= 16) return launch_cfg<CfgDecode, P, ACC>(p, st, true);
-    if (p.M <= 64) return launch_cfg<CfgSmall, P, ACC>(p, st, true);
-    if (p.M <= 256 && variant() == V_MED1) return launch_cfg<CfgMedium1, P, ACC>(p, st, true);
-    if (p.M <= 256) return launch_cfg<CfgMedium, P, ACC>(p, st, true);
-    if (variant() == V_MED1) return launch_cfg<CfgMedium1, P, ACC>(p, st, false);
-    if (variant() == V_LARGE8) return launch_cfg<CfgMedium, P, ACC>(p, st, false);
-    return launch_cfg<CfgLarge, P, ACC>(p, st, false);
+    if (p.M > 256) return launch_cfg<CfgMedium, P, ACC>(p, st, false);
+    const bool wide = v == V_WIDE || (long)p.N * p.K >= (32L << 20);
+    if (wide) {
+        if (p.M <= 16) return launch_cfg<CfgDecode, P, ACC>(p, st, true);
+        if (p.M <= 64) return launch_cfg<CfgSmall, P, ACC>(p, st, true);
+        return launch_cfg<CfgMedium, P, ACC>(p, st, true);
+    }
+    const bool sp = v == V_SMALLSPLIT;
+    if (p.M <= 16) return launch_cfg<LegDecode, P, ACC>(p, st, sp, 2048);
+    if (p.M <= 64) return launch_cfg<LegSmall, P, ACC>(p, st, sp, 2048);
+    return launch_cfg<LegMedium, P, ACC>(p, st, sp, 2048);
 }
 
 qvg::Params make_params(const int8_t *x, const void *w, int M, int N, int K)
