@@ -15,8 +15,9 @@
 //              cuts the L2 re-reads of x to the size of the weights (BN 32 read x 4x that).
 //   CfgMedium  (M <= 256):  BM 128, BN 128, BK 64,  2x4 warps (warp tile 64x32), 4 stages,
 //              8 warps, registers capped at 128 so 2 blocks (16 warps) fit per SM.
-//  "narrow" (qkv, o and smaller: the split-K fix-up and 4-stage-short K slices cost more than
-//  the extra blocks gain there, measured), issue 7's first configurations, no split:
+//  "narrow" (qkv, o and smaller), issue 7's first tiles with split-K limited to K slices of at
+//  least 2048 (measured: the wide tiles with short slices lost to these there; these with the
+//  limited split beat them unsplit by 1.1-1.35x at M = 1-256):
 //   LegDecode (M <= 16) 16x32x256 1x1x4 warps; LegSmall (M <= 64) 64x32x128 2x1x2 warps;
 //   LegMedium (M <= 256) 128x64x64 2x2 warps.
 //  M > 256, every layer: CfgMedium (8 warps, 64x32 warp tiles; measured >= the 4-warp
@@ -24,7 +25,8 @@
 // QV_GEMM_VARIANT (read at every launch; a benchmark and test knob, not part of the API):
 //  legacy     = issue 7's first version everywhere (no split, CfgLarge for M > 256);
 //  wide       = the wide family for every shape (so small test shapes exercise split-K);
-//  smallsplit = narrow tiles with split-K limited to K slices >= 2048 (an experiment).
+//  narrowsplit= the narrow family for every shape, split with no slice limit (tests);
+//  nosplit    = the shape rule without split-K on narrow layers (the first call's default).
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -51,12 +53,13 @@ using LegDecode = qvg::Cfg<16, 32, 256, 1, 1, 4, 4>;
 using LegSmall = qvg::Cfg<64, 32, 128, 2, 1, 2, 4>;
 using LegMedium = qvg::Cfg<128, 64, 64, 2, 2, 1, 4>;
 
-enum Variant { V_DEFAULT = 0, V_LEGACY, V_WIDE, V_SMALLSPLIT };
+enum Variant { V_DEFAULT = 0, V_LEGACY, V_WIDE, V_NARROWSPLIT, V_NOSPLIT };
 Variant variant()
 {
     const char *e = getenv("QV_GEMM_VARIANT");
     if (!e) return V_DEFAULT;
-    return !strcmp(e, "legacy") ? V_LEGACY : !strcmp(e, "wide") ? V_WIDE : !strcmp(e, "smallsplit") ? V_SMALLSPLIT : V_DEFAULT;
+    return !strcmp(e, "legacy") ? V_LEGACY : !strcmp(e, "wide") ? V_WIDE : !strcmp(e, "narrowsplit") ? V_NARROWSPLIT
+                                                                                        : !strcmp(e, "nosplit") ? V_NOSPLIT : V_DEFAULT;
 }
 
 // Split-K workspace, one per (device, stream): launches on one stream run in order, so they can
@@ -177,16 +180,17 @@ template <class P, bool ACC> qv_status launch(const qvg::Params &p, void *stream
         return launch_cfg<CfgLarge, P, ACC>(p, st, false);
     }
     if (p.M > 256) return launch_cfg<CfgMedium, P, ACC>(p, st, false);
-    const bool wide = v == V_WIDE || (long)p.N * p.K >= (32L << 20);
+    const bool wide = v == V_WIDE || (v != V_NARROWSPLIT && (long)p.N * p.K >= (32L << 20));
     if (wide) {
         if (p.M <= 16) return launch_cfg<CfgDecode, P, ACC>(p, st, true);
         if (p.M <= 64) return launch_cfg<CfgSmall, P, ACC>(p, st, true);
         return launch_cfg<CfgMedium, P, ACC>(p, st, true);
     }
-    const bool sp = v == V_SMALLSPLIT;
-    if (p.M <= 16) return launch_cfg<LegDecode, P, ACC>(p, st, sp, 2048);
-    if (p.M <= 64) return launch_cfg<LegSmall, P, ACC>(p, st, sp, 2048);
-    return launch_cfg<LegMedium, P, ACC>(p, st, sp, 2048);
+    const bool sp = v != V_NOSPLIT;
+    const int min_slice = v == V_NARROWSPLIT ? 0 : 2048;
+    if (p.M <= 16) return launch_cfg<LegDecode, P, ACC>(p, st, sp, min_slice);
+    if (p.M <= 64) return launch_cfg<LegSmall, P, ACC>(p, st, sp, min_slice);
+    return launch_cfg<LegMedium, P, ACC>(p, st, sp, min_slice);
 }
 
 qvg::Params make_params(const int8_t *x, const void *w, int M, int N, int K)

@@ -4,8 +4,9 @@
  * epilogues with identical inputs), saturation counts equal to the reference's overflow count,
  * outputs poisoned before every launch. QV_GPU_GEMM_SMALL=1 runs the quick matrix (for
  * compute-sanitizer). The matrix runs under each launch-configuration family of gpu/gemm_launch.cu
- * (QV_GEMM_VARIANT unset = the shape rule, "wide" = the split-K family for every shape, so the
- * small shapes reach the split-K fix-up, "legacy" = the first configurations).
+ * (QV_GEMM_VARIANT unset = the shape rule; "wide" and "narrowsplit" = each tile family with
+ * split-K for every shape, so the small shapes reach the split-K fix-up of every tile;
+ * "legacy" = the first configurations).
  * Without a GPU: prints "SKIP gpu: no device" and exits 77. */
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +18,7 @@
 START_TEST(gpu_gemm_matches_reference_bit_exact)
 {
     const char *e = getenv("QV_GPU_GEMM_SMALL");
-    static const char *variants[] = {NULL, "wide", "legacy"};
+    static const char *variants[] = {NULL, "wide", "narrowsplit", "legacy"};
     qv_kcase *c;
     int n, exact = 0, failed = 0;
     ck_assert_int_eq(qv_kcase_matrix(e && *e == '1', &c, &n), QV_OK);

@@ -24,7 +24,7 @@ if has build; then
 fi
 if has test; then
   export CK_FORK=no
-  timeout 300 build-gpu/test_gpu_gemm > "$OUT/gpu_gemm.log" 2>&1; rc=$?
+  timeout 400 build-gpu/test_gpu_gemm > "$OUT/gpu_gemm.log" 2>&1; rc=$?
   summary+=("test_gpu_gemm (full matrix) rc=$rc: $(grep 'gpu gemm cases' "$OUT/gpu_gemm.log")")
   grep -E "FAIL|first mismatch" "$OUT/gpu_gemm.log" | head -20
   stamp "test done"
@@ -47,8 +47,8 @@ if has legacy; then
   echo "legacy bench rc=$?"; stamp "legacy bench done"
 fi
 if has variants; then
-  QV_GEMM_VARIANT=smallsplit timeout 200 build-gpu/qvet bench --json "$OUT/bench_smallsplit.json" > "$OUT/bench_variants.txt" 2>&1
-  echo "smallsplit bench rc=$?"; stamp "variants done"
+  QV_GEMM_VARIANT=nosplit timeout 200 build-gpu/qvet bench --json "$OUT/bench_nosplit.json" > "$OUT/bench_variants.txt" 2>&1
+  echo "nosplit bench rc=$?"; stamp "variants done"
 fi
 } 2>&1 | tee "$OUT/bench_steps.log" | grep -E "rc=|\] "
 if has ncu; then
@@ -74,7 +74,7 @@ cat "$OUT/gpu.txt"
 printf '%s\n' "${summary[@]}"
 [ -f "$OUT/bench.txt" ] && cat "$OUT/bench.txt"
 [ -f "$OUT/bench_legacy.txt" ] && { echo "--- legacy configurations, same run:"; grep -v '^device' "$OUT/bench_legacy.txt"; }
-[ -f "$OUT/bench_variants.txt" ] && { echo "--- QV_GEMM_VARIANT=smallsplit, same run:"; cat "$OUT/bench_variants.txt"; }
+[ -f "$OUT/bench_variants.txt" ] && { echo "--- QV_GEMM_VARIANT=nosplit, same run:"; cat "$OUT/bench_variants.txt"; }
 [ -f "$OUT/ncu_summary.txt" ] && cut -c1-150 "$OUT/ncu_summary.txt"
 tar -C "$OUT" -czf "$RET/logs.tar.gz" . && for f in bench.json bench_legacy.json bench.txt; do [ -f "$OUT/$f" ] && cp "$OUT/$f" "$RET/"; done
 true
