@@ -2,14 +2,36 @@
 // three policy headers). Checks the shape contract (gemm_contract.h) and pointers at entry,
 // picks a tile configuration by M, launches, and turns CUDA errors into qv_status.
 //
-// Tile configurations (named constants, chosen by M):
-//   CfgDecode  (M <= 16):   BM 16,  BN 32,  BK 256, 1x1 warps x 4-way K split, 4 stages:
-//              the weights stream once; N/32 blocks fill the 132 SMs for N >= 4096, and the
-//              K split gives each of the 4 warps independent mma work on the same tile.
-//   CfgSmall   (M <= 64):   BM 64,  BN 32,  BK 128, 2x1 warps x 2-way K split, 4 stages.
-//   CfgMedium  (M <= 256):  BM 128, BN 64,  BK 64,  2x2 warps, 4 stages (warp tile 64x32).
-//   CfgLarge   (M > 256):   BM 128, BN 128, BK 64,  2x2 warps, 4 stages (warp tile 64x64).
+// Tile configurations (named constants). Two families, chosen by shape from same-run H100
+// measurements (docs/gpu-gemm.md):
+//  "wide" (large layers: N*K >= 32 Mi, i.e. gate_up 28672x4096 and down 4096x14336), with
+//  split-K across blocks when the output tiles alone cannot fill the SMs (gridDim.z;
+//  gemm_mma_core.cuh: exact INT32 partials in a per-stream workspace, the last block of each
+//  tile sums them and runs the epilogue):
+//   CfgDecode  (M <= 16):   BM 16,  BN 64,  BK 256, 1x1 warps x 4-way K split, 4 stages:
+//              64 channels per block halve the L2 re-reads of x of BN 32; split-K gives down
+//              (N 4096, K 14336) 4 blocks per SM of >= 24 KB of weights in flight each.
+//   CfgSmall   (M <= 64):   BM 64,  BN 128, BK 128, 2x2 warps x 2-way K split, 4 stages: BN 128
+//              cuts the L2 re-reads of x to the size of the weights (BN 32 read x 4x that).
+//   CfgMedium  (M <= 256):  BM 128, BN 128, BK 64,  2x4 warps (warp tile 64x32), 4 stages,
+//              8 warps, registers capped at 128 so 2 blocks (16 warps) fit per SM.
+//  "narrow" (qkv, o and smaller), issue 7's first tiles with split-K limited to K slices of at
+//  least 2048 (measured: the wide tiles with short slices lost to these there; these with the
+//  limited split beat them unsplit by 1.1-1.35x at M = 1-256):
+//   LegDecode (M <= 16) 16x32x256 1x1x4 warps; LegSmall (M <= 64) 64x32x128 2x1x2 warps;
+//   LegMedium (M <= 256) 128x64x64 2x2 warps.
+//  M > 256, every layer: CfgMedium (8 warps, 64x32 warp tiles; measured >= the 4-warp
+//  128x128 CfgLarge of the first version at M = 1024 and 8192 within noise).
+// QV_GEMM_VARIANT (read at every launch; a benchmark and test knob, not part of the API):
+//  legacy     = issue 7's first version everywhere (no split, CfgLarge for M > 256);
+//  wide       = the wide family for every shape (so small test shapes exercise split-K);
+//  narrowsplit= the narrow family for every shape, split with no slice limit (tests);
+//  nosplit    = the shape rule without split-K on narrow layers (the first call's default).
+#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
 
 #include "qv_cuda_check.h"
 #include "gemm_w8a8.cuh"
@@ -23,22 +45,125 @@ extern "C" {
 
 namespace {
 
-using CfgDecode = qvg::Cfg<16, 32, 256, 1, 1, 4, 4>;
-using CfgSmall = qvg::Cfg<64, 32, 128, 2, 1, 2, 4>;
-using CfgMedium = qvg::Cfg<128, 64, 64, 2, 2, 1, 4>;
+using CfgDecode = qvg::Cfg<16, 64, 256, 1, 1, 4, 4>;
+using CfgSmall = qvg::Cfg<64, 128, 128, 2, 2, 2, 4>;
+using CfgMedium = qvg::Cfg<128, 128, 64, 2, 4, 1, 4>;
 using CfgLarge = qvg::Cfg<128, 128, 64, 2, 2, 1, 4>;
+using LegDecode = qvg::Cfg<16, 32, 256, 1, 1, 4, 4>;
+using LegSmall = qvg::Cfg<64, 32, 128, 2, 1, 2, 4>;
+using LegMedium = qvg::Cfg<128, 64, 64, 2, 2, 1, 4>;
 
-template <class C, class P, bool ACC> qv_status launch_cfg(const qvg::Params &p, cudaStream_t st)
+enum Variant { V_DEFAULT = 0, V_LEGACY, V_WIDE, V_NARROWSPLIT, V_NOSPLIT };
+Variant variant()
+{
+    const char *e = getenv("QV_GEMM_VARIANT");
+    if (!e) return V_DEFAULT;
+    return !strcmp(e, "legacy") ? V_LEGACY : !strcmp(e, "wide") ? V_WIDE : !strcmp(e, "narrowsplit") ? V_NARROWSPLIT
+                                                                                        : !strcmp(e, "nosplit") ? V_NOSPLIT : V_DEFAULT;
+}
+
+// Split-K workspace, one per (device, stream): launches on one stream run in order, so they can
+// share it; different streams never do. Grows on demand (after synchronizing that stream).
+// Not usable inside CUDA graph capture on first use (it allocates).
+struct Workspace {
+    int dev;
+    cudaStream_t st;
+    int32_t *ws;
+    size_t ws_bytes;
+    unsigned int *cnt;
+    size_t cnt_n;
+};
+std::mutex g_ws_mu;
+Workspace g_ws[32];
+int g_ws_n = 0;
+
+qv_status workspace_get(cudaStream_t st, size_t ws_bytes, size_t cnt_n, int32_t **ws, unsigned int **cnt)
+{
+    std::lock_guard<std::mutex> lock(g_ws_mu);
+    int dev = 0;
+    QV_CUDA_TRY(cudaGetDevice(&dev));
+    Workspace *w = nullptr;
+    for (int i = 0; i < g_ws_n; i++)
+        if (g_ws[i].dev == dev && g_ws[i].st == st) w = &g_ws[i];
+    if (!w) {
+        if (g_ws_n == (int)(sizeof g_ws / sizeof *g_ws))
+            return qv_fail(QV_ERR_UNSUPPORTED, "gemm: split-K workspaces for more than %d streams", g_ws_n);
+        w = &g_ws[g_ws_n++];
+        *w = Workspace{dev, st, nullptr, 0, nullptr, 0};
+    }
+    if (w->ws_bytes < ws_bytes || w->cnt_n < cnt_n) {
+        QV_CUDA_TRY(cudaStreamSynchronize(st)); // the old buffers may be in use by queued launches
+        if (w->ws_bytes < ws_bytes) {
+            size_t nb = std::max(ws_bytes, (size_t)8 << 20);
+            cudaFree(w->ws);
+            w->ws = nullptr;
+            w->ws_bytes = 0;
+            QV_CUDA_TRY(cudaMalloc(&w->ws, nb));
+            w->ws_bytes = nb;
+        }
+        if (w->cnt_n < cnt_n) {
+            size_t nc = std::max(cnt_n, (size_t)16384);
+            cudaFree(w->cnt);
+            w->cnt = nullptr;
+            w->cnt_n = 0;
+            QV_CUDA_TRY(cudaMalloc(&w->cnt, nc * sizeof(unsigned int)));
+            QV_CUDA_TRY(cudaMemsetAsync(w->cnt, 0, nc * sizeof(unsigned int), st));
+            w->cnt_n = nc;
+        }
+    }
+    *ws = w->ws;
+    *cnt = w->cnt;
+    return QV_OK;
+}
+
+int sm_count()
+{
+    static int n = 0;
+    if (!n) {
+        int dev = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+            n <= 0)
+            n = 132;
+    }
+    return n;
+}
+
+constexpr size_t kMaxWsBytes = (size_t)64 << 20;
+constexpr int kMaxSplit = 16;
+
+// allow_split: split K across blocks when the tiles cannot fill the resident block slots;
+// min_slice_k (elements, 0 = none): no K slice shorter than this.
+template <class C, class P, bool ACC>
+qv_status launch_cfg(qvg::Params p, cudaStream_t st, bool allow_split, int min_slice_k = 0)
 {
     constexpr int smem = qvg::Smem<C, P>::BYTES;
     auto kern = qvg::gemm_kernel<C, P, ACC>;
-    static bool attr_set = false; // per instantiation; setting it twice is harmless
-    if (!attr_set) {
+    static int blocks_per_sm = 0; // per instantiation
+    if (!blocks_per_sm) {
         QV_CUDA_TRY(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-        attr_set = true;
+        int b = 0;
+        QV_CUDA_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, kern, C::THREADS, smem));
+        blocks_per_sm = b > 0 ? b : 1;
     }
-    dim3 grid((p.N + C::BN - 1) / C::BN, (p.M + C::BM - 1) / C::BM);
+    dim3 grid((p.N + C::BN - 1) / C::BN, (p.M + C::BM - 1) / C::BM, 1);
     if (grid.y > 65535u) return qv_fail(QV_ERR_USAGE, "gemm: M=%d needs more than 65535 row tiles", p.M);
+    const int KT = (p.K + C::BK - 1) / C::BK;
+    p.ktps = KT;
+    const long tiles = (long)grid.x * grid.y;
+    const long slots = (long)blocks_per_sm * sm_count();
+    if (allow_split && tiles < slots && KT > 1) {
+        // as many K slices as make the grid fill the resident block slots (rounded), each slice
+        // at least one stage; bounded by kMaxSplit and the workspace cap
+        long s = (slots + tiles / 2) / tiles;
+        s = std::min<long>(std::min<long>(s, kMaxSplit), KT);
+        if (min_slice_k > 0) s = std::min<long>(s, std::max<long>(1, (long)KT * C::BK / min_slice_k));
+        while (s > 1 && (size_t)s * p.M * p.N * 4 > kMaxWsBytes) s--;
+        if (s > 1) {
+            p.ktps = (KT + (int)s - 1) / (int)s;
+            grid.z = (KT + p.ktps - 1) / p.ktps; // every slice non-empty
+        }
+    }
+    if (grid.z > 1) QV_TRY(workspace_get(st, (size_t)grid.z * p.M * p.N * 4, (size_t)tiles, &p.ws, &p.cnt));
     kern<<<grid, C::THREADS, smem, st>>>(p);
     QV_CUDA_TRY(cudaGetLastError());
     return QV_OK;
@@ -47,10 +172,25 @@ template <class C, class P, bool ACC> qv_status launch_cfg(const qvg::Params &p,
 template <class P, bool ACC> qv_status launch(const qvg::Params &p, void *stream)
 {
     cudaStream_t st = static_cast<cudaStream_t>(stream);
-    if (p.M <= 16) return launch_cfg<CfgDecode, P, ACC>(p, st);
-    if (p.M <= 64) return launch_cfg<CfgSmall, P, ACC>(p, st);
-    if (p.M <= 256) return launch_cfg<CfgMedium, P, ACC>(p, st);
-    return launch_cfg<CfgLarge, P, ACC>(p, st);
+    const Variant v = variant();
+    if (v == V_LEGACY) {
+        if (p.M <= 16) return launch_cfg<LegDecode, P, ACC>(p, st, false);
+        if (p.M <= 64) return launch_cfg<LegSmall, P, ACC>(p, st, false);
+        if (p.M <= 256) return launch_cfg<LegMedium, P, ACC>(p, st, false);
+        return launch_cfg<CfgLarge, P, ACC>(p, st, false);
+    }
+    if (p.M > 256) return launch_cfg<CfgMedium, P, ACC>(p, st, false);
+    const bool wide = v == V_WIDE || (v != V_NARROWSPLIT && (long)p.N * p.K >= (32L << 20));
+    if (wide) {
+        if (p.M <= 16) return launch_cfg<CfgDecode, P, ACC>(p, st, true);
+        if (p.M <= 64) return launch_cfg<CfgSmall, P, ACC>(p, st, true);
+        return launch_cfg<CfgMedium, P, ACC>(p, st, true);
+    }
+    const bool sp = v != V_NOSPLIT;
+    const int min_slice = v == V_NARROWSPLIT ? 0 : 2048;
+    if (p.M <= 16) return launch_cfg<LegDecode, P, ACC>(p, st, sp, min_slice);
+    if (p.M <= 64) return launch_cfg<LegSmall, P, ACC>(p, st, sp, min_slice);
+    return launch_cfg<LegMedium, P, ACC>(p, st, sp, min_slice);
 }
 
 qvg::Params make_params(const int8_t *x, const void *w, int M, int N, int K)

@@ -25,6 +25,10 @@
 //  * WKS warps may split one stage's K range (small M: a block of 16 rows has too little
 //    work per warp otherwise); their INT32 partial tiles are added through shared memory at
 //    the end (integer addition: order-independent, so still bit-exact).
+//  * Split-K across blocks (gridDim.z > 1, chosen by the host when the output tiles alone
+//    cannot fill the SMs: small M, N = 4096 layers): each block streams its own slice of K,
+//    stores its INT32 partial tile to a workspace, and the last block to arrive at a tile sums
+//    the partials and runs the epilogue (one launch, no second pass). Exact for the same reason.
 //  * The epilogue runs in FP32 with explicit __fmul_rn/__fsub_rn in NUMERICS.md's order (the
 //    file is also compiled with --fmad=false), so it equals the CPU reference bit for bit.
 //  * Saturation: |v| > 65504 is written as +-65504 and COUNTED (one atomicAdd per thread
@@ -52,6 +56,12 @@ struct Params {
     __half *y;
     int32_t *acc;
     unsigned int *sat;
+    // split-K across blocks (gridDim.z > 1): block z covers stage tiles [z*ktps, (z+1)*ktps);
+    // ws [gridDim.z][M][N] INT32 partial tiles, cnt [gridDim.x * gridDim.y] arrival counters
+    // (zero before the launch; the last block of each tile resets its counter to zero).
+    int ktps;
+    int32_t *ws;
+    unsigned int *cnt;
 };
 
 __device__ __forceinline__ uint32_t smem_u32(const void *p)
@@ -93,12 +103,15 @@ __device__ __forceinline__ __half sat_half(float v, unsigned int &nsat)
 }
 
 // Tile configuration. BK is the K extent of one pipeline stage, in elements.
-template <int BM_, int BN_, int BK_, int WM_, int WN_, int WKS_, int STAGES_> struct Cfg {
+// MINB_: resident blocks per SM asked of the compiler (__launch_bounds__), 0 = by block size.
+template <int BM_, int BN_, int BK_, int WM_, int WN_, int WKS_, int STAGES_, int MINB_ = 0> struct Cfg {
     static constexpr int BM = BM_, BN = BN_, BK = BK_, WM = WM_, WN = WN_, WKS = WKS_, STAGES = STAGES_;
     static constexpr int THREADS = 32 * WM * WN * WKS;
     static constexpr int TM = BM / WM, TN = BN / WN; // warp tile
     static constexpr int MI = TM / 16, NI = TN / 8;  // mma tiles per warp
     static constexpr int KSTEPS = BK / WKS / 32;     // k32 steps per warp per stage
+    // 8-warp blocks: ask for 2 resident blocks (caps registers at 128), so 16 warps per SM
+    static constexpr int MINB = MINB_ ? MINB_ : THREADS >= 256 ? 2 : 1;
     static_assert(TM % 16 == 0 && TN % 16 == 0 && (BK / WKS) % 32 == 0, "bad tile");
 };
 
@@ -158,14 +171,16 @@ __device__ __forceinline__ void load_stage(const Params &p, uint8_t *sa_, uint8_
 
 // OUT_ACC: store INT32 accumulators (debug entry) instead of the FP16 epilogue.
 template <class C, class P, bool OUT_ACC>
-__global__ void __launch_bounds__(C::THREADS) gemm_kernel(const Params p)
+__global__ void __launch_bounds__(C::THREADS, C::MINB) gemm_kernel(const Params p)
 {
     using S = Smem<C, P>;
     extern __shared__ __align__(16) uint8_t smem[];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int wm = warp % C::WM, wn = (warp / C::WM) % C::WN, wk = warp / (C::WM * C::WN);
     const int n0 = blockIdx.x * C::BN, m0 = blockIdx.y * C::BM;
-    const int KT = (p.K + C::BK - 1) / C::BK;
+    const int KTALL = (p.K + C::BK - 1) / C::BK;
+    const int kt0 = blockIdx.z * p.ktps;                      // this block's first stage tile
+    const int KT = min(KTALL, kt0 + p.ktps) - kt0;            // and how many (>= 1 by the host)
 
     int32_t acc[C::MI][C::NI][4];
 #pragma unroll
@@ -177,7 +192,7 @@ __global__ void __launch_bounds__(C::THREADS) gemm_kernel(const Params p)
 
 #pragma unroll
     for (int s = 0; s < C::STAGES - 1; s++) {
-        if (s < KT) load_stage<C, P>(p, smem + s * S::STAGE, smem + s * S::STAGE + S::A_STAGE, m0, n0, s);
+        if (s < KT) load_stage<C, P>(p, smem + s * S::STAGE, smem + s * S::STAGE + S::A_STAGE, m0, n0, kt0 + s);
         cp_async_commit();
     }
 
@@ -191,12 +206,12 @@ __global__ void __launch_bounds__(C::THREADS) gemm_kernel(const Params p)
         {
             int nk = kt + C::STAGES - 1;
             int slot = nk % C::STAGES;
-            if (nk < KT) load_stage<C, P>(p, smem + slot * S::STAGE, smem + slot * S::STAGE + S::A_STAGE, m0, n0, nk);
+            if (nk < KT) load_stage<C, P>(p, smem + slot * S::STAGE, smem + slot * S::STAGE + S::A_STAGE, m0, n0, kt0 + nk);
             cp_async_commit();
         }
         const uint8_t *sa_ = smem + (kt % C::STAGES) * S::STAGE;
         const uint8_t *sb_ = sa_ + S::A_STAGE;
-        frag.stage_begin(p, n0 + wn * C::TN, kt * C::BK + wk * C::KSTEPS * 32, lane);
+        frag.stage_begin(p, n0 + wn * C::TN, (kt0 + kt) * C::BK + wk * C::KSTEPS * 32, lane);
 #pragma unroll
         for (int ks = 0; ks < C::KSTEPS; ks++) {
             const int kk = (wk * C::KSTEPS + ks) * 32; // k offset within the stage
@@ -242,6 +257,60 @@ __global__ void __launch_bounds__(C::THREADS) gemm_kernel(const Params p)
     }
 
     // accumulator (i, j, e): row = g + 8*(e>>1), col = 2*t + (e&1) within the m16n8 tile
+    if (gridDim.z > 1) {
+        // Split-K fix-up (only the WKS == 0 warps are left, hence the named barrier): every block
+        // stores its INT32 partial tile, the last block to arrive at the tile adds the others'
+        // partials to its own and runs the epilogue. Integer addition is exact and associative,
+        // so the result equals the unsplit sum bit for bit whatever the arrival order.
+        // (threadFenceReduction pattern: store, fence, count; the last block fences, then reads
+        // through L2 with __ldcg.)
+        constexpr int NT = 32 * C::WM * C::WN;
+        __shared__ int s_last;
+        const int z = blockIdx.z;
+#pragma unroll
+        for (int i = 0; i < C::MI; i++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int m = m0 + wm * C::TM + i * 16 + (lane >> 2) + 8 * h;
+                if (m >= p.M) continue;
+#pragma unroll
+                for (int j = 0; j < C::NI; j++) {
+                    const int n = n0 + wn * C::TN + j * 8 + 2 * (lane & 3);
+                    if (n >= p.N) continue;
+                    *reinterpret_cast<int2 *>(p.ws + ((long)z * p.M + m) * p.N + n) =
+                        make_int2(acc[i][j][2 * h], acc[i][j][2 * h + 1]);
+                }
+            }
+        __threadfence();
+        asm volatile("bar.sync 1, %0;\n" ::"n"(NT));
+        if (threadIdx.x == 0) {
+            const unsigned int tile = blockIdx.y * gridDim.x + blockIdx.x;
+            const unsigned int old = atomicAdd(p.cnt + tile, 1u);
+            s_last = old == gridDim.z - 1;
+            if (s_last) p.cnt[tile] = 0; // every other block of this tile has counted already
+        }
+        asm volatile("bar.sync 1, %0;\n" ::"n"(NT));
+        if (!s_last) return;
+        __threadfence();
+        for (int q = 0; q < (int)gridDim.z; q++) {
+            if (q == z) continue;
+#pragma unroll
+            for (int i = 0; i < C::MI; i++)
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    const int m = m0 + wm * C::TM + i * 16 + (lane >> 2) + 8 * h;
+                    if (m >= p.M) continue;
+#pragma unroll
+                    for (int j = 0; j < C::NI; j++) {
+                        const int n = n0 + wn * C::TN + j * 8 + 2 * (lane & 3);
+                        if (n >= p.N) continue;
+                        const int2 v = __ldcg(reinterpret_cast<const int2 *>(p.ws + ((long)q * p.M + m) * p.N + n));
+                        acc[i][j][2 * h] += v.x;
+                        acc[i][j][2 * h + 1] += v.y;
+                    }
+                }
+        }
+    }
     unsigned int nsat = 0;
 #pragma unroll
     for (int i = 0; i < C::MI; i++) {
