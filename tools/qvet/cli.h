@@ -37,6 +37,10 @@ int qv_cmd_info(int argc, char **argv);
 int qv_cmd_synth(int argc, char **argv);
 int qv_cmd_tokenize(int argc, char **argv);
 int qv_cmd_bench(int argc, char **argv);
+int qv_cmd_compare(int argc, char **argv);
+int qv_cmd_niah(int argc, char **argv);
+int qv_cmd_merge(int argc, char **argv);
+int qv_cmd_validate(int argc, char **argv);
 
 /* The tokenizer of the built-in synthetic model (used when no --model is given). */
 qv_status qv_cli_default_tokenizer(qv_tok **tok);

@@ -20,11 +20,11 @@ const qv_command qv_commands[] = {
     {"ppl", "ppl [--model DIR] --engine E --text FILE [--ctx 2048] [--max-tokens N] [--no-bos]",
      "perplexity with its confidence interval", QV_NYI},
     {"compare", "compare [--model DIR] --ref E1 --cand E2 --text FILE [--ctx N] [--max-tokens N] | compare --ref-logits R --cand-logits C [--ids IDS]",
-     "perplexity of both, KL-divergence statistics, top-1 agreement, delta-p", QV_NYI},
+     "perplexity of both, KL-divergence statistics, top-1 agreement, delta-p", qv_cmd_compare},
     {"dump-ids", "dump-ids [--model DIR] --text FILE [--ctx N] [--max-tokens N] --out IDS",
      "write the exact token chunks an eval scores", QV_NYI},
     {"niah", "niah [--model DIR] --ref E1 --cand E2 [--haystack FILE] [--lengths ...] [--depths ...]",
-     "needle-in-a-haystack / passkey grid for both engines", QV_NYI},
+     "needle-in-a-haystack / passkey grid for both engines", qv_cmd_niah},
     {"longbench", "longbench [--model DIR] --ref E1 --cand E2 (--data DIR --longbench-config DIR | --synthetic CORPUS) [--tasks ...] [--max-length N] | longbench --score PRED_DIR [--json F]",
      "LongBench tasks, metrics and per-task deltas; or score existing predictions", QV_NYI},
     {"trace", "trace [--model DIR] --ref E1 --cand E2 --text FILE [--ctx N] [--positions A-B] [--ablate kv|w:LAYERS|a:LAYERS] --report DIR",
@@ -39,7 +39,7 @@ const qv_command qv_commands[] = {
     {"gate", "gate [--config gate.json] [--junit F.xml] [--json F] [--baseline OLD.json] [--self-test]",
      "the CI gate: kernels + corpus replay + golden check + model-level checks", QV_NYI},
     {"golden", "golden check|update [--only NAME] [--dir golden/]", "verify or regenerate stored expected outputs", QV_NYI},
-    {"merge", "merge OUT.json SHARD.json...", "join the JSON results of --shard i/n runs", QV_NYI},
+    {"merge", "merge OUT.json SHARD.json...", "join the JSON results of --shard i/n runs", qv_cmd_merge},
     {NULL, NULL, NULL, NULL},
 };
 
