@@ -83,7 +83,7 @@ cJSON *qv_cmp_summary_json(const qv_cmp_summary *s)
 /* cJSON prints 15 significant digits whenever they read back within an epsilon, which is not
  * exact: samples are printed with %.17g, which reads back bit for bit (C11 7.21.6.1 and a
  * correctly rounding strtod), so a resumed or merged summary equals one run's. */
-static cJSON *exact(double x)
+cJSON *qv_json_exact(double x)
 {
     char b[40];
     if (!isfinite(x)) return cJSON_CreateNull();
@@ -94,7 +94,7 @@ static cJSON *exact(double x)
 static cJSON *darr(const double *x, int n)
 {
     cJSON *a = cJSON_CreateArray();
-    for (int i = 0; i < n; i++) cJSON_AddItemToArray(a, exact(x[i]));
+    for (int i = 0; i < n; i++) cJSON_AddItemToArray(a, qv_json_exact(x[i]));
     return a;
 }
 
@@ -131,8 +131,8 @@ qv_status qv_cmp_to_json(const qv_cmp_meta *m, qv_cmp_set *s, cJSON **out)
         cJSON *o = cJSON_CreateObject();
         cJSON_AddNumberToObject(o, "index", c->index);
         cJSON_AddNumberToObject(o, "n", c->n);
-        cJSON_AddItemToObject(o, "nll_ref_sum", exact(c->nll_ref));
-        cJSON_AddItemToObject(o, "nll_cand_sum", exact(c->nll_cand));
+        cJSON_AddItemToObject(o, "nll_ref_sum", qv_json_exact(c->nll_ref));
+        cJSON_AddItemToObject(o, "nll_cand_sum", qv_json_exact(c->nll_cand));
         cJSON_AddNumberToObject(o, "top1", (double)c->top1);
         cJSON_AddItemToObject(o, "kld", darr(c->kld, c->n));
         cJSON_AddItemToObject(o, "delta_p", darr(c->dp, c->n));

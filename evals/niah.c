@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "qvet/eval_compare.h"
 #include "qvet/eval_niah.h"
 
 static const char *NIAH_NEEDLE = " The special magic number is %s.";
@@ -193,7 +194,7 @@ cJSON *qv_niah_cell_json(const qv_niah_cell *c)
         cJSON *e = cJSON_AddObjectToObject(o, who[w]);
         cJSON_AddNumberToObject(e, "hit", c->hit[w]);
         cJSON_AddNumberToObject(e, "match", c->match[w]);
-        cJSON_AddNumberToObject(e, "lp", c->lp[w]);
+        cJSON_AddItemToObject(e, "lp", qv_json_exact(c->lp[w]));
     }
     return o;
 }

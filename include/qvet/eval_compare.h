@@ -124,6 +124,8 @@ struct cJSON *qv_cmp_summary_json(const qv_cmp_summary *sum);
 qv_status qv_cmp_from_json(const struct cJSON *j, const char *path, qv_cmp_meta *m, qv_cmp_set *s);
 /* 0 when a and b describe the same run (shards aside); else writes the differing field to *what. */
 int qv_cmp_meta_differs(const qv_cmp_meta *a, const qv_cmp_meta *b, const char **what);
+/* A number item printed with %.17g (reads back bit for bit; null for NaN/Inf). */
+struct cJSON *qv_json_exact(double x);
 /* Writes JSON text atomically. */
 qv_status qv_json_write_atomic(const char *path, const struct cJSON *j);
 /* Reads and parses a JSON file (QV_ERR_IO / QV_ERR_INPUT naming the path). */
