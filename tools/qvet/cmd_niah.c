@@ -274,6 +274,7 @@ int qv_evcli_niah_flag(const char *cmd, int argc, char **argv, int *i, qv_niah_a
         a->seed = (unsigned long long)x;
     } else if (isd) {
         free(a->depths);
+        a->depths = NULL;
         if (qv_evcli_parse_list(cmd, f, v, 0, 0, 1, &a->depths, &a->n_depths)) return -1;
     } else {
         double *d;
