@@ -98,7 +98,7 @@ static void svg_hist(sbuf *s, const cJSON *kld)
     if (n < 3) return;
     double mx = 1;
     for (int i = 0; i < n; i++) mx = fmax(mx, cJSON_GetArrayItem(c, i)->valuedouble);
-    int W = 540, H = 220, L = 50, B = 30, pw = W - L - 10, ph = H - B - 10;
+    int W = 500, H = 220, L = 50, B = 30, pw = W - L - 10, ph = H - B - 10;
     sb(s, "<svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d' role='img'><title>KLD histogram</title>", W, H);
     sb(s, "<rect x='%d' y='10' width='%d' height='%d' fill='#fafafa' stroke='#ccc'/>", L, pw, ph);
     double bw = (double)pw / n;
@@ -130,7 +130,7 @@ static void svg_pos(sbuf *s, const cJSON *kld)
     }
     if (n < 1) return;
     if (!(mx > 0)) mx = 1;
-    int W = 540, H = 220, L = 60, B = 30, pw = W - L - 10, ph = H - B - 10;
+    int W = 500, H = 220, L = 60, B = 30, pw = W - L - 10, ph = H - B - 10;
     sb(s, "<svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d' role='img'><title>KLD vs position</title>", W, H);
     sb(s, "<rect x='%d' y='10' width='%d' height='%d' fill='#fafafa' stroke='#ccc'/><polyline fill='none' stroke='#3f6fb5' stroke-width='2' points='", L, pw, ph);
     for (int i = 0; i < n; i++) {
@@ -220,7 +220,7 @@ qv_status qv_report_html(const cJSON *r, const char *out)
     const cJSON *cmp = cJSON_GetObjectItem(r, "compare"), *niah = cJSON_GetObjectItem(r, "niah");
     int go = cJSON_IsString(verdict) && !strcmp(verdict->valuestring, "go");
     sb(&s, "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>qvet validate report</title><style>"
-           "body{font-family:sans-serif;max-width:1100px;margin:24px auto;color:#222;padding:0 16px}"
+           "body{font-family:sans-serif;max-width:1160px;margin:24px auto;color:#222;padding:0 16px}"
            "table{border-collapse:collapse;margin:8px 0 18px}td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px;vertical-align:top}"
            "th{background:#f0f0f0;text-align:left}.pass{background:#e3f4e1}.fail{background:#fbe0e0}"
            ".verdict{font-size:28px;font-weight:bold;padding:10px 16px;display:inline-block;border-radius:6px}"
