@@ -1,0 +1,46 @@
+/* The eval commands' entry points shared between them (validate runs compare and niah). */
+#ifndef QVET_EVAL_CMDS_H
+#define QVET_EVAL_CMDS_H
+
+#include <cJSON.h>
+
+#include "eval_cli.h"
+#include "qvet/eval_compare.h"
+#include "qvet/eval_niah.h"
+#include "qvet/tokenizer.h"
+
+typedef struct {
+    qv_evcli_pair_opts pair;
+    const char *text, *json;
+    int ctx, bos, resume, shard_i, shard_n, max_chunks, quiet;
+    long long max_tokens;
+    char *cmd;
+} qv_compare_args;
+
+qv_status qv_compare_exec(const qv_compare_args *a, qv_evcli_pair *p, cJSON **result, qv_cmp_summary *sum);
+void qv_compare_print(const qv_cmp_summary *s, const qv_tok *tok);
+int qv_evcli_common_flag(const char *cmd, int argc, char **argv, int *i, qv_evcli_pair_opts *o);
+int qv_evcli_int_arg(const char *cmd, const char *flag, const char *v, long long lo, long long *out);
+
+typedef struct {
+    qv_evcli_pair_opts pair;
+    const char *haystack, *json;
+    int *lengths, n_lengths;
+    double *depths;
+    int n_depths;
+    int passkey, resume, shard_i, shard_n, quiet;
+    unsigned long long seed;
+    char *cmd;
+} qv_niah_args;
+
+qv_status qv_niah_exec(const qv_niah_args *a, qv_evcli_pair *p, cJSON **result);
+void qv_niah_print(const cJSON *result);
+
+
+qv_status qv_niah_load(const char *path, cJSON **meta, qv_niah_cell **cells, int *n);
+int qv_evcli_niah_flag(const char *cmd, int argc, char **argv, int *i, qv_niah_args *a);
+void qv_evcli_niah_defaults(qv_niah_args *a, int max_pos);
+int qv_evcli_parse_list(const char *cmd, const char *flag, const char *s, int as_int, double lo, double hi,
+                        double **out, int *n);
+
+#endif
