@@ -15,6 +15,14 @@
 #include "qvet/ref_qoq.h"
 #include "qvet/synth.h"
 
+/* qv_test_tmpdir() returns a fresh malloc'd name per call: keep one per process */
+static const char *tmpdir(void)
+{
+    static char *d;
+    if (!d) d = qv_test_tmpdir();
+    return d;
+}
+
 static qv_model *synth(void)
 {
     qv_model *m = NULL;
@@ -338,7 +346,7 @@ START_TEST(checkpoint_engine_equals_in_memory_engine)
     int32_t tok[17];
     rand_tokens(tok, n, V, 13);
     char path[512];
-    snprintf(path, sizeof path, "%s/ck.safetensors", qv_test_tmpdir());
+    snprintf(path, sizeof path, "%s/ck.safetensors", tmpdir());
     for (int f = 0; f < QV_QFMT_COUNT; f++) {
         qv_qmodel *qm = NULL;
         ck_assert(qv_qmodel_quantize_rtn(m, (qv_qformat)f, f == 2 ? 16 : 4, &qm) == QV_OK);
