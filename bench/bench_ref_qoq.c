@@ -93,8 +93,8 @@ int main(int argc, char **argv)
             qv_ppl_result r;
             double t0 = now_s();
             if (qv_eval_ppl(e, ids, (int64_t)nid, &o, &r) != QV_OK) return die("ppl");
-            printf("%-30s ppl %.4f  95%% CI [%.4f, %.4f]  (%d chunks x %d, attn kv4, %.0f s)\n", cfgs[c].name, r.ppl,
-                   r.ppl_lo, r.ppl_hi, r.n_chunks, r.ctx, now_s() - t0);
+            printf("%-30s ppl %.4f  95%% CI [%.4f, %.4f]  (%d chunks x %d%s, %.0f s)\n", cfgs[c].name, r.ppl, r.ppl_lo,
+                   r.ppl_hi, r.n_chunks, r.ctx, cfgs[c].fp ? "" : ", attn mode kv4", now_s() - t0);
             fflush(stdout);
             qv_ppl_result_free(&r);
             qv_engine_close(e);
