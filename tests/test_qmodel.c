@@ -13,6 +13,14 @@
 #include "qvet/safetensors.h"
 #include "qvet/synth.h"
 
+/* qv_test_tmpdir() returns a fresh malloc'd name per call: keep one per process */
+static const char *tmpdir(void)
+{
+    static char *d;
+    if (!d) d = qv_test_tmpdir();
+    return d;
+}
+
 static qv_model *synth(void)
 {
     qv_model *m = NULL;
@@ -117,7 +125,7 @@ static char *write_ckpt(qv_qformat fmt, int kv, const char *name, qv_qmodel **ke
     qv_qmodel *qm = NULL;
     ck_assert_msg(qv_qmodel_quantize_rtn(m, fmt, kv, &qm) == QV_OK, "%s", qv_last_error());
     char *path = malloc(512);
-    snprintf(path, 512, "%s/%s", qv_test_tmpdir(), name);
+    snprintf(path, 512, "%s/%s", tmpdir(), name);
     ck_assert_msg(qv_qmodel_write(qm, path) == QV_OK, "%s", qv_last_error());
     if (keep) {
         *keep = qm;
@@ -226,7 +234,7 @@ START_TEST(corrupt_g128_checkpoints_are_rejected)
 {
     char *good = write_ckpt(QV_QFMT_W4A8_G128, 4, "good.safetensors", NULL);
     char bad[600];
-    snprintf(bad, sizeof bad, "%s/bad.safetensors", qv_test_tmpdir());
+    snprintf(bad, sizeof bad, "%s/bad.safetensors", tmpdir());
     char *out = NULL, *err = NULL, args[700];
     snprintf(args, sizeof args, "info --quantized '%s'", good);
     ck_assert_int_eq(qv_test_run_qvet(args, &out, &err), 0);
@@ -306,7 +314,7 @@ START_TEST(mismatched_checkpoints_are_rejected)
 {
     char *good = write_ckpt(QV_QFMT_W4A8_CHN, 4, "goodc.safetensors", NULL);
     char bad[600];
-    snprintf(bad, sizeof bad, "%s/badc.safetensors", qv_test_tmpdir());
+    snprintf(bad, sizeof bad, "%s/badc.safetensors", tmpdir());
     static qv_fp16 buf[1 << 18];
     int64_t sh[2] = {383, 0};
     rewrite(good, bad, "model.layers.1.self_attn.o_proj.scale", QV_F16, 1, sh, buf, NULL);

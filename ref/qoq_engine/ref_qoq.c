@@ -283,17 +283,19 @@ static qv_status open_with(const qv_model *m, qv_qmodel *qm, int owns, const qv_
     if (a->hidden_size != c->hidden_size || a->num_layers != c->num_layers || a->num_heads != c->num_heads ||
         a->num_kv_heads != c->num_kv_heads || a->head_dim != c->head_dim || a->vocab_size != c->vocab_size ||
         a->intermediate_size != c->intermediate_size) {
-        if (owns) qv_qmodel_close(qm);
-        return qv_fail(QV_ERR_INPUT, "ref-qoq: checkpoint %s is for another model shape (hidden %d, layers %d, vocab %d) "
+        qv_status st = qv_fail(QV_ERR_INPUT, "ref-qoq: checkpoint %s is for another model shape (hidden %d, layers %d, vocab %d) "
                        "than %s (hidden %d, layers %d, vocab %d)", qm->path ? qm->path : "(memory)", c->hidden_size,
                        c->num_layers, c->vocab_size, m->dir, a->hidden_size, a->num_layers, a->vocab_size);
+        if (owns) qv_qmodel_close(qm); /* after the message, which names its path */
+        return st;
     }
     int any_fpw = 0;
     for (int l = 0; l < c->num_layers; l++) any_fpw |= qv_layer_mask_has(&o->fp_weights, l);
     if (any_fpw && !qm->model->layers[0].wq.data) {
+        qv_status st = qv_fail(QV_ERR_UNSUPPORTED, "ref-qoq: fp_weights needs FP linear weights; checkpoint %s holds "
+                               "only quantized ones", qm->path ? qm->path : "(memory)");
         if (owns) qv_qmodel_close(qm);
-        return qv_fail(QV_ERR_UNSUPPORTED, "ref-qoq: fp_weights needs FP linear weights; checkpoint %s holds only "
-                       "quantized ones", qm->path ? qm->path : "(memory)");
+        return st;
     }
     ref_qoq *e = qv_calloc(1, sizeof *e);
     if (!e) {
