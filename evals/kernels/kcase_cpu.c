@@ -56,17 +56,18 @@ static void mutate_scaled_epilogue(const qv_kcase *c, const qv_kdata *d, const i
 {
     const int M = d->M, N = d->N, K = d->K;
     if (QV_MUT(scale_before_sum) && c->kernel == QV_KK_W8A8) {
-        /* two INT32 partial sums over the K halves, each scaled in FP32, then summed */
-        int h = K / 2;
+        /* one INT32 partial sum per 32-wide K tile, each scaled in FP32, then summed in FP32 */
         for (int m = 0; m < M; m++)
             for (int n = 0; n < N; n++) {
-                int32_t lo = 0;
-                for (int k = 0; k < h; k++) lo += (int32_t)d->x[(long)m * K + k] * d->w8[(long)n * K + k];
-                int32_t hi = acc[(long)m * N + n] - lo;
-                float s = d->sa[m] * qv_fp16_to_fp32(d->sw[n]);
-                float v = (float)lo * s + (float)hi * s;
+                float s = d->sa[m] * qv_fp16_to_fp32(d->sw[n]), v = 0;
+                for (int k0 = 0; k0 < K; k0 += 32) {
+                    int32_t part = 0;
+                    for (int k = k0; k < K && k < k0 + 32; k++) part += (int32_t)d->x[(long)m * K + k] * d->w8[(long)n * K + k];
+                    v += (float)part * s;
+                }
                 y[(long)m * N + n] = qv_fp32_to_fp16(v);
             }
+        (void)acc;
     }
     if (QV_MUT(fp16_sat_silent)) {
         for (long i = 0; i < (long)M * N; i++)
