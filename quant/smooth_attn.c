@@ -5,6 +5,7 @@
  * pair maximum (its span viewed as [heads, 2, hd/2], max over the 2). */
 #include <math.h>
 
+#include "qvet/mutant.h"
 #include "qvet/quant.h"
 
 void qv_smooth_attn_lambda(const float *kmax, int nkv, int hd, float alpha, float *lambda)
@@ -14,7 +15,7 @@ void qv_smooth_attn_lambda(const float *kmax, int nkv, int hd, float alpha, floa
         const float *km = kmax + (size_t)h * hd;
         float *lam = lambda + (size_t)h * hd;
         for (int j = 0; j < hd; j++) lam[j] = powf(fmaxf(km[j], 1e-5f), alpha);
-        for (int j = 0; j < half; j++) {
+        for (int j = 0; j < half && !QV_MUT(rope_pair_lambda); j++) { /* QV_MUT: self-test mutant */
             float m = fmaxf(lam[j], lam[j + half]);
             lam[j] = lam[j + half] = m;
         }
@@ -30,7 +31,7 @@ void qv_smooth_attn_apply(qv_qwork *w, int layer, const float *lambda)
         for (int k = 0; k < H; k++) d->wk[(size_t)r * H + k] = d->wk[(size_t)r * H + k] / lam;
         if (d->bk) d->bk[r] = d->bk[r] / lam;
     }
-    for (int h = 0; h < w->nh; h++) {
+    for (int h = 0; h < w->nh && !QV_MUT(smooth_k_only); h++) { /* QV_MUT: self-test mutant */
         const float *lam = lambda + (size_t)(h / group) * hd;
         for (int j = 0; j < hd; j++) {
             size_t r = (size_t)h * hd + j;

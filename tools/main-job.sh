@@ -36,4 +36,7 @@ TXT
   ./build/qvet ppl --model "$out/synthetic-tiny" --engine ref-fp32 --text "$out/text.txt" --ctx 64 \
     --json "$out/ppl.json"
 fi
+# the CI gate, last: kernel matrix (CPU emulation; GPU cases skipped visibly without a device),
+# corpus replay, golden check, SmoothAttention and model-level checks (docs/gate.md)
+./build/qvet gate --json "$out/gate.json" --junit "$out/gate.xml"
 echo "main job: OK (outputs in $out)"

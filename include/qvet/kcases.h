@@ -63,4 +63,24 @@ qv_status qv_kcase_matrix(int quick, qv_kcase **cases, int *n);
  * (r->ok says whether it matched); an error status when it could not run. */
 qv_status qv_kcase_run(const qv_kcase *c, qv_kbackend b, uint64_t seed, qv_kresult *r);
 
+/* ---- attention cases (evals/kernels/kcase_attn.c): the paged KV4 attention kernel's CPU
+ * emulation against the definitions (KV4 pages bit for bit; output within the derived bound) ---- */
+typedef enum { QV_KA_RANDOM = 0, QV_KA_TIES, QV_KA_LARGE, QV_KA_COUNT } qv_kattn_values;
+typedef struct {
+    int nh, nkv, hd, ctx, T, page; /* heads, KV heads, head_dim, context, query rows (last T), page size */
+    qv_kattn_values values;
+} qv_kattn_case;
+typedef struct {
+    long code_mismatch; /* (token, head) KV4 slots whose codes/scale/min bytes differ */
+    long out_bad;       /* outputs beyond the derived bound */
+    long nonfinite;     /* NaN/Inf outputs */
+    double worst_ratio; /* max |err| / bound */
+    int ok;
+} qv_kattn_result;
+const char *qv_kattn_values_name(qv_kattn_values v);
+/* "nh=8 nkv=2 hd=32 ctx=40 T=8 page=16 random" */
+void qv_kattn_name(const qv_kattn_case *c, char *buf, int n);
+qv_status qv_kattn_matrix(qv_kattn_case **cases, int *n);
+qv_status qv_kattn_run(const qv_kattn_case *c, uint64_t seed, qv_kattn_result *r);
+
 #endif

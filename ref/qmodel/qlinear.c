@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "qvet/qmodel.h"
+#include "qvet/mutant.h"
 #include "qvet/qoq.h"
 
 const char *qv_qformat_name(qv_qformat f)
@@ -134,7 +135,7 @@ qv_status qv_qlinear_quantize(const float *W, int N, int K, qv_qformat fmt, cons
             out->s1 = qv_malloc((size_t)N * G);
             out->sz1 = qv_malloc((size_t)N * G);
             if (!out->s0 || !s1 || !sz1 || !out->s1 || !out->sz1) goto fail;
-            if ((st = qv_quant_w4g128_ref(W, N, K, QV_QOQ_PROTECT, u, out->s0, s1, z, sz1)) != QV_OK) goto fail;
+            if ((st = qv_quant_w4g128_ref(W, N, K, QV_MUT(protect127) ? 127 : QV_QOQ_PROTECT, u, out->s0, s1, z, sz1)) != QV_OK) goto fail;
             if ((st = qv_w4g128_pack_groupbytes(s1, N, K, out->s1)) != QV_OK) goto fail;
             if ((st = qv_w4g128_pack_groupbytes(sz1, N, K, out->sz1)) != QV_OK) goto fail;
         }

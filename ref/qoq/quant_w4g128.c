@@ -25,6 +25,7 @@
 #include <stdlib.h>
 
 #include "qoq_internal.h"
+#include "qvet/mutant.h"
 
 qv_status qv_quant_w4g128_level1_ref(const float *W, int N, int K, int protect, int8_t *w8,
                                      qv_fp16 *s0)
@@ -70,7 +71,8 @@ qv_status qv_quant_w4g128_group_ref(const int8_t *w8, int n, uint8_t *u, uint8_t
      * correctly rounded, and a tie (x.5) is represented exactly, so rne decides ties as defined. */
     int zi = (int)qv_rne((float)(-lo) / (float)s);
     for (int i = 0; i < n; i++)
-        u[i] = (uint8_t)qv_clampi((int)qv_rne((float)w8[i] / (float)s) + zi, 0, 15);
+        u[i] = QV_MUT(missing_clamp) ? (uint8_t)((int)qv_rne((float)w8[i] / (float)s) + zi) /* self-test mutant */
+                                     : (uint8_t)qv_clampi((int)qv_rne((float)w8[i] / (float)s) + zi, 0, 15);
     *s1 = (uint8_t)s;
     *z = (uint8_t)zi;
     *sz1 = (uint8_t)(zi * s);

@@ -23,6 +23,7 @@
 #undef I
 #include "../fp32/llama_fwd.h"
 #include "qvet/qmodel.h"
+#include "qvet/mutant.h"
 #include "qvet/qoq.h"
 #include "qvet/ref_qoq.h"
 
@@ -145,6 +146,8 @@ static qv_status linear_hook(qv_llama *f, int layer, int id, const float *x, int
         st = QV_OK;
     } else {
         st = qv_quant_a8_ref(x, T, K, e->qa, e->sa, e->rs, e->compat);
+        if (QV_MUT(engine_a8_token)) /* mutant (gate self-test): token t uses token t-1's scale */
+            for (int t = T - 1; t > 0; t--) e->sa[t] = e->sa[t - 1];
     }
     qv_fp16_report rep;
     if (st == QV_OK) {
@@ -221,7 +224,8 @@ static qv_status kv_hook(qv_llama *f, int layer, int phase, const qv_engine_batc
         }
         /* kv4 mode before attention, serve mode after it: what later attention reads is KV4 */
         QV_TRY(qv_kv4_read_token(pg->k[layer], pg->n_pages, e->geom, row_pos[t], kd, e->compat));
-        QV_TRY(qv_kv4_read_token(pg->v[layer], pg->n_pages, e->geom, row_pos[t], vd, e->compat));
+        QV_TRY(qv_kv4_read_token(QV_MUT(engine_kv_swap) ? pg->k[layer] : pg->v[layer], pg->n_pages, e->geom, row_pos[t],
+                                 vd, e->compat)); /* QV_MUT: gate self-test mutant, V read from the K pages */
     }
     return QV_OK;
 }

@@ -22,6 +22,8 @@ const qv_command *qv_find_command(const char *name);
 
 /* Prints "qvet: <last error>" on stderr and returns the exit code of `st`. */
 int qv_cli_report(qv_status st);
+int qv_cmd_gate(int argc, char **argv);
+int qv_cmd_golden(int argc, char **argv);
 /* Prints "qvet <cmd>: <message>" on stderr and returns QV_EXIT_USAGE. */
 int qv_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prints the command's usage (its table entry) to stdout. */

@@ -37,8 +37,7 @@ const qv_command qv_commands[] = {
     {"fuzz", "fuzz overflow [--time S] [--corpus DIR] | fuzz replay [--corpus DIR]",
      "overflow fuzzing of kernels vs reference / replay the corpus", QV_NYI},
     {"gate", "gate [--config gate.json] [--junit F.xml] [--json F] [--baseline OLD.json] [--self-test]",
-     "the CI gate: kernels + corpus replay + golden check + model-level checks", QV_NYI},
-    {"golden", "golden check|update [--only NAME] [--dir golden/]", "verify or regenerate stored expected outputs", QV_NYI},
+    {"golden", "golden check|update [--only NAME] [--dir golden/]", "verify or regenerate stored expected outputs", qv_cmd_golden},
     {"merge", "merge OUT.json SHARD.json...", "join the JSON results of --shard i/n runs", qv_cmd_merge},
     {NULL, NULL, NULL, NULL},
 };
