@@ -16,8 +16,12 @@
 /* qv_test_tmpdir() returns a fresh malloc'd name per call: keep one per process */
 static const char *tmpdir(void)
 {
-    static char *d;
-    if (!d) d = qv_test_tmpdir();
+    static char d[4096];
+    if (!d[0]) {
+        char *t = qv_test_tmpdir();
+        snprintf(d, sizeof d, "%s", t);
+        free(t);
+    }
     return d;
 }
 
