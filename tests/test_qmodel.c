@@ -16,7 +16,7 @@
 /* qv_test_tmpdir() returns a fresh malloc'd name per call: keep one per process */
 static const char *tmpdir(void)
 {
-    static char d[4096];
+    static char d[256]; /* mkdtemp names are short; small enough that callers' buffers hold them */
     if (!d[0]) {
         char *t = qv_test_tmpdir();
         snprintf(d, sizeof d, "%s", t);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "engine_opts.h"
 #include "qvet/engine.h"
 #include "qvet/fileio.h"
 
@@ -126,8 +127,13 @@ int qv_cmd_logits(int argc, char **argv)
 {
     const char *model_dir = NULL, *engine = NULL, *ids_arg = NULL, *ids_file = NULL, *out = NULL;
     long last = 0, threads = 0;
+    qv_engine_opts eopts;
+    qv_engine_opts_init(&eopts);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        int eo = qv_cli_engine_opt("logits", argc, argv, &i, &eopts);
+        if (eo < 0) return QV_EXIT_USAGE;
+        if (eo > 0) continue;
         const char **dst = !strcmp(a, "--model") ? &model_dir : !strcmp(a, "--engine") ? &engine
                          : !strcmp(a, "--ids") ? &ids_arg : !strcmp(a, "--ids-file") ? &ids_file
                          : !strcmp(a, "--out") ? &out : NULL;
@@ -168,8 +174,7 @@ int qv_cmd_logits(int argc, char **argv)
             st = qv_fail(QV_ERR_INPUT, "%s: id %d at index %lld outside the vocabulary [0, %d) of %s",
                          src, ids[i], (long long)i, c->vocab_size, m->config_path);
     if (st == QV_OK) {
-        qv_engine_opts o;
-        qv_engine_opts_init(&o);
+        qv_engine_opts o = eopts;
         o.threads = (int)threads;
         st = qv_engine_open(engine, m, &o, &e);
     }

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "engine_opts.h"
 #include "progress.h"
 #include "qvet/engine.h"
 #include "qvet/evals.h"
@@ -104,8 +105,13 @@ int qv_cmd_ppl(int argc, char **argv)
     const char *model_dir = NULL, *engine = NULL, *text_path = NULL, *json = NULL;
     long ctx = 0, max_tokens = 0, threads = 0;
     int bos = 1;
+    qv_engine_opts eopts;
+    qv_engine_opts_init(&eopts);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        int eo = qv_cli_engine_opt("ppl", argc, argv, &i, &eopts);
+        if (eo < 0) return QV_EXIT_USAGE;
+        if (eo > 0) continue;
         if (!strcmp(a, "--no-bos")) { bos = 0; continue; }
         const char **dst = !strcmp(a, "--model") ? &model_dir : !strcmp(a, "--engine") ? &engine
                          : !strcmp(a, "--text") ? &text_path : !strcmp(a, "--json") ? &json : NULL;
@@ -157,8 +163,7 @@ int qv_cmd_ppl(int argc, char **argv)
         st = qv_fail(QV_ERR_INPUT, "%s: %lld tokens%s, fewer than one chunk of --ctx %ld", text_path, (long long)n,
                      n < (int64_t)n_text ? " (after --max-tokens)" : "", ctx);
     if (st == QV_OK) {
-        qv_engine_opts o;
-        qv_engine_opts_init(&o);
+        qv_engine_opts o = eopts;
         o.threads = (int)threads;
         st = qv_engine_open(engine, m, &o, &e);
     }

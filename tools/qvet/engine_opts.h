@@ -1,0 +1,15 @@
+/* The engine options every command that opens an engine takes (CLI.md "Common options"):
+ * --quantized CKPT, --attn kv4|serve, --qserve-compat, --fp-kv, --fp-weights LAYERS,
+ * --fp-acts LAYERS (LAYERS: "3", "0-7", "1,4-5" or "all"). */
+#ifndef QVET_ENGINE_OPTS_H
+#define QVET_ENGINE_OPTS_H
+
+#include "qvet/engine.h"
+
+/* If argv[*i] is one of those options, applies it to o (consuming its value, advancing *i) and
+ * returns 1; returns 0 if it is not one; on a bad value prints a usage error and returns -1. */
+int qv_cli_engine_opt(const char *cmd, int argc, char **argv, int *i, qv_engine_opts *o);
+/* "0-3,7" / "all" into a layer mask; -1 if malformed or a layer >= 256. */
+int qv_cli_parse_layers(const char *s, qv_layer_mask *m);
+
+#endif
