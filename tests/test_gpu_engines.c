@@ -489,9 +489,13 @@ static Suite *gpu_suite(void)
     TCase *tc = tcase_create("gpu");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, prefill_n_matches_prefill_n_minus_1_then_decode);
-    tcase_add_test(tc, ragged_batch_matches_each_sequence_alone);
-    tcase_add_test(tc, model_level_agreement_synthetic_tiny);
-    tcase_add_test(tc, model_level_agreement_tiny_llama);
+    /* QV_GPU_ENGINES_QUICK=1 (compute-sanitizer runs): the consistency test only, which drives
+     * every engine kernel in both engines and both attention modes */
+    if (!getenv("QV_GPU_ENGINES_QUICK")) {
+        tcase_add_test(tc, ragged_batch_matches_each_sequence_alone);
+        tcase_add_test(tc, model_level_agreement_synthetic_tiny);
+        tcase_add_test(tc, model_level_agreement_tiny_llama);
+    }
     suite_add_tcase(s, tc);
     return s;
 }
