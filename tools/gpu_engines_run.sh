@@ -3,7 +3,7 @@
 # tests (model-level figures), the decode benchmark, compute-sanitizer on the quick engine subset,
 # each under its own time limit. Logs/JSON under $OUT. From the source root on the GPU machine:
 #   QV_GPU_MODEL=../.gpu-model/qvet-tiny-llama bash tools/gpu_engines_run.sh [DEBS_DIR] [steps]
-# steps: any of "test bench kernels memcheck racecheck" (default: test bench memcheck).
+# steps: any of "test bench kernels kmemcheck memcheck racecheck" (default: test bench memcheck).
 set -u
 debs="${1:-../.gpu-debs}"; steps="${2:-test bench memcheck}"
 OUT="${OUT:-/tmp/qv-out}"; mkdir -p "$OUT"
@@ -23,6 +23,9 @@ for s in $steps; do
           grep -E "^[0-9]+%|Failure|worst" "$OUT/test_gpu_kernels.log" | head ;;
     bench) timeout 150 build-gpu/bench/bench_gpu_engines "$OUT/bench_gpu_engines.json" > "$OUT/bench.txt" 2>&1
            echo "bench rc=$?"; cat "$OUT/bench.txt" | tail -12 ;;
+    kmemcheck) QV_GPU_KERNELS_SMALL=1 timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 \
+           build-gpu/test_gpu_kernels > "$OUT/sanitizer_kernels_memcheck.log" 2>&1; echo "compute-sanitizer kernels memcheck rc=$?"
+           grep -E "ERROR SUMMARY|^[0-9]+%" "$OUT/sanitizer_kernels_memcheck.log" | tail -2 ;;
     memcheck|racecheck) QV_GPU_ENGINES_QUICK=1 timeout 150 compute-sanitizer --tool $s --error-exitcode 9 \
            build-gpu/test_gpu_engines > "$OUT/sanitizer_$s.log" 2>&1; echo "compute-sanitizer $s rc=$?"
            grep -E "ERROR SUMMARY|RACECHECK SUMMARY|^[0-9]+%" "$OUT/sanitizer_$s.log" | tail -3 ;;
