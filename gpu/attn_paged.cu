@@ -238,9 +238,9 @@ extern "C" size_t qv_gpu_attn_ws_bytes(int R, int nh, int head_dim, int max_ctx)
 extern "C" qv_status qv_gpu_attention(const qv_gpu_attn_args *a, const qv_gpu_kv_cache *c, void *stream)
 {
     int hd = c->head_dim, nkv = c->n_kv_heads;
-    if (a->R < 1 || a->R > 65535 || a->nh < 1 || nkv < 1 || a->nh % nkv || (hd != 64 && hd != 128) || c->page_size < 1 ||
+    if (a->R < 1 || a->R > 65535 || a->nh < 1 || nkv < 1 || a->nh % nkv || (hd != 32 && hd != 64 && hd != 128) || c->page_size < 1 ||
         a->max_ctx < 1)
-        return qv_fail(QV_ERR_USAGE, "attention: bad shape (rows %d in [1, 65535], heads %d/%d, head_dim %d in {64,128}, page %d, "
+        return qv_fail(QV_ERR_USAGE, "attention: bad shape (rows %d in [1, 65535], heads %d/%d, head_dim %d in {32,64,128}, page %d, "
                        "max context %d)", a->R, a->nh, nkv, hd, c->page_size, a->max_ctx);
     size_t need = qv_gpu_attn_ws_bytes(a->R, a->nh, hd, a->max_ctx);
     if (a->ws_bytes < need)
@@ -263,7 +263,8 @@ extern "C" qv_status qv_gpu_attention(const qv_gpu_attn_args *a, const qv_gpu_kv
     int G = a->nh / nkv;
     bool kv4 = c->fmt == QV_KV_FMT_KV4;
     qv_status st;
-    if (hd == 64) st = kv4 ? launch_g<64, true>(G, grid, p, s) : launch_g<64, false>(G, grid, p, s);
+    if (hd == 32) st = kv4 ? launch_g<32, true>(G, grid, p, s) : launch_g<32, false>(G, grid, p, s);
+    else if (hd == 64) st = kv4 ? launch_g<64, true>(G, grid, p, s) : launch_g<64, false>(G, grid, p, s);
     else st = kv4 ? launch_g<128, true>(G, grid, p, s) : launch_g<128, false>(G, grid, p, s);
     if (st != QV_OK) return st;
     attn_combine_kernel<<<a->R * a->nh, hd, 0, s>>>(p.O, p.M, p.L, a->row_ctx, a->nh, hd, p.n_chunks,

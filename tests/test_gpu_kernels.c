@@ -449,6 +449,7 @@ START_TEST(decode_attention_within_bound_across_page_edges)
     for (int fmt = 0; fmt < 2; fmt++) {
         attn_case((qv_kv_fmt)fmt, 64, 6, 2, 8, ctx, start, 0, 51 + fmt);
         attn_case((qv_kv_fmt)fmt, 128, 32, 8, small_run() ? 3 : 8, ctx, start, 0, 61 + fmt);
+        attn_case((qv_kv_fmt)fmt, 32, 8, 2, small_run() ? 3 : 8, ctx, start, 0, 81 + fmt); /* synthetic tiny: hd 32, G 4 */
     }
     (void)zero;
 }
@@ -462,6 +463,7 @@ START_TEST(prefill_attention_within_bound_both_modes)
     attn_case(QV_KV_FMT_KV4, 64, 6, 2, n, ctx, start_serve, 1, 72);    /* serve: fresh new tokens */
     attn_case(QV_KV_FMT_KV4, 128, 32, 8, n, ctx, start_serve, 1, 73);
     attn_case(QV_KV_FMT_FP16, 128, 32, 8, n, ctx, start_kv4, 0, 74);
+    attn_case(QV_KV_FMT_KV4, 32, 8, 2, n, ctx, start_serve, 1, 75);
     printf("attention: %ld elements, worst err/bound %.3f\n", g_attn_elems, g_worst_ratio);
 }
 END_TEST

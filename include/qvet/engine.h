@@ -2,8 +2,9 @@
  *
  *   ref-fp32  plain FP32 math, OpenBLAS GEMMs: the accuracy reference (ref/fp32/)
  *   ref-qoq   exact QoQ emulation (ref/qoq_engine/)
- *   gpu-fp16  cuBLAS FP16 baseline (not implemented yet)
- *   gpu-qoq   the production kernels (not implemented yet)
+ *   gpu-fp16  cuBLAS FP16 baseline (gpu/engine_gpu.c)
+ *   gpu-qoq   the production kernels: W4A8 GEMMs, fused A8 producers, KV4 paged attention
+ *             (gpu/engine_gpu.c); both answer QV_ERR_UNSUPPORTED "no GPU" without CUDA or device
  *
  * Usage:
  *   qv_engine *e; qv_engine_opts o; qv_engine_opts_init(&o);

@@ -35,7 +35,7 @@
  * one row per new token (causal). GQA: head h reads KV head h / (nh/nkv). Scores in FP32:
  * (q.k) * scale, softmax with the running max, P.V accumulated in FP32, output FP16 [R, nh, hd].
  * Split over chunks of QV_ATTN_CHUNK positions, combined by a second kernel (flash-decoding).
- * hd in {64, 128}; nh/nkv in {1, 2, 3, 4, 8}. */
+ * hd in {32, 64, 128} (32: the synthetic tiny model); nh/nkv in {1, 2, 3, 4, 8}. */
 #ifndef QVET_GPU_KERNELS_H
 #define QVET_GPU_KERNELS_H
 

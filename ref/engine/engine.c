@@ -8,6 +8,9 @@
 
 extern const qv_engine_vtable qv_ref_fp32_vtable;
 extern const qv_engine_vtable qv_ref_qoq_vtable;
+/* gpu/engine_gpu.c with CUDA; gpu/nogpu/engine_nogpu.c (open: "no GPU") without */
+extern const qv_engine_vtable qv_gpu_fp16_vtable;
+extern const qv_engine_vtable qv_gpu_qoq_vtable;
 
 static const struct {
     const char *name;
@@ -15,8 +18,8 @@ static const struct {
 } engines[] = {
     {"ref-fp32", &qv_ref_fp32_vtable},
     {"ref-qoq", &qv_ref_qoq_vtable},
-    {"gpu-fp16", NULL},
-    {"gpu-qoq", NULL},
+    {"gpu-fp16", &qv_gpu_fp16_vtable},
+    {"gpu-qoq", &qv_gpu_qoq_vtable},
 };
 
 void qv_engine_opts_init(qv_engine_opts *o)
