@@ -12,7 +12,6 @@ cmake -S . -B build-gpu $QV_SYSROOT_CMAKE_ARGS -DCMAKE_CUDA_ARCHITECTURES=90 -DC
   > "$OUT/build.log" 2>&1 && cmake --build build-gpu -j16 >> "$OUT/build.log" 2>&1 \
   || { grep -E "error" "$OUT/build.log" | head -20; tail -20 "$OUT/build.log"; exit 1; }
 echo "build ok ($(( $(date +%s) - t0 )) s); $(build-gpu/qvet --version)"
-export QV_SHARED_DIR="${QV_GPU_MODEL:+$(dirname "$(dirname "$QV_GPU_MODEL")")}"
 timeout 300 ctest --test-dir build-gpu -R "gpu" --output-on-failure > "$OUT/ctest_gpu.log" 2>&1
 echo "ctest gpu rc=$?"; grep -E "Test +#|tests passed|gpu gemm cases|^figure" "$OUT/ctest_gpu.log" | head -20
 timeout 120 build-gpu/qvet kernels --quick --backend gpu --json "$OUT/kernels_gpu.json" > "$OUT/kernels_gpu.txt" 2>&1
