@@ -55,6 +55,7 @@ qv_status qv_eval_compare(qv_engine *er, qv_engine *ec, const int32_t *ids, int6
             const int32_t *tp = chunk + p;
             st = qv_engine_prefill(er, 1, &sr, &tp, &n, 0, lr);
             if (st == QV_OK) st = qv_engine_prefill(ec, 1, &sc, &tp, &n, 0, lc);
+            if (st == QV_OK && o->on_logits) st = o->on_logits(o->logits_user, ch, chunk, ctx, p, n, V, lr, lc);
             /* logits at chunk position p + j score token p + j + 1; the last position scores nothing */
             int rows = p + n < ctx ? n : n - 1;
             if (st == QV_OK && rows > 0) {

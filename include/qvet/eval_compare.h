@@ -73,6 +73,10 @@ void qv_mean_ci95(const double *x, int n, double *mean, double *lo, double *hi, 
 /* Chunking and sharding. Chunk c is run by shard i of n iff c % n == i (round robin: balanced,
  * deterministic, independent of n_chunks). */
 typedef qv_status (*qv_cmp_chunk_fn)(void *user, const qv_cmp_chunk *c);
+/* Optional: sees the FP32 logits of rows [p, p + n) of chunk `index` (ids: the chunk's ctx
+ * tokens), R's in lr and C's in lc ([n, V] each), before they are scored (`--dump-logits`). */
+typedef qv_status (*qv_cmp_logits_fn)(void *user, int index, const int32_t *ids, int ctx, int p, int n,
+                                      int V, const float *lr, const float *lc);
 
 typedef struct {
     int ctx;                   /* chunk length */
@@ -84,6 +88,8 @@ typedef struct {
     void *user;
     qv_progress_fn progress;   /* done / total over this shard's chunks still to run */
     void *progress_user;
+    qv_cmp_logits_fn on_logits; /* may be NULL */
+    void *logits_user;
 } qv_cmp_opts;
 
 /* Number of full chunks of ctx tokens in n_ids (a short last chunk is dropped). */
@@ -94,6 +100,20 @@ int qv_cmp_n_chunks(int64_t n_ids, int ctx);
  * callback errors pass through (with the chunk named). */
 qv_status qv_eval_compare(qv_engine *r, qv_engine *c, const int32_t *ids, int64_t n_ids,
                           const qv_cmp_opts *o);
+
+/* R vs C from logit dumps (docs/byo.md): `ref` and `cand` are each a safetensors file or a
+ * folder of them (read in name order); every file holds `ids` (I32 [ctx], or [k, ctx] for k
+ * chunks) and `logits` (F16, BF16 or F32, [ctx, V] or [k, ctx, V]; ctx - 1 rows are accepted,
+ * the last position scores nothing). Chunk c is the c-th chunk across the files. Files are
+ * memory-mapped and opened one at a time, rows converted to FP32 a few at a time, and scored by
+ * qv_cmp_accumulate exactly as qv_eval_compare scores an engine's logits, so FP32 dumps of the
+ * same logits give the same bits. `ids_path` (may be NULL): a `qvet dump-ids` file whose
+ * chunks both dumps must match. Only o->on_chunk, o->user, o->progress are used. Errors
+ * (QV_ERR_INPUT, naming file, chunk and position): ids differing between R and C or from
+ * ids_path, different ctx or vocab, different chunk counts, NaN/Inf in a dump, bad shapes or
+ * dtypes. On success *n_chunks, *ctx, *vocab and *ids_hash (FNV-1a of all chunks' ids) are set. */
+qv_status qv_eval_compare_dumps(const char *ref, const char *cand, const char *ids_path, const qv_cmp_opts *o,
+                                int *n_chunks, int *ctx, int *vocab, uint64_t *ids_hash);
 
 /* FNV-1a 64 of the ids (little-endian int32 bytes): identifies the token stream in results. */
 uint64_t qv_ids_hash(const int32_t *ids, int64_t n);

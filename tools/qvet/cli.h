@@ -45,6 +45,7 @@ int qv_cmd_logits(int argc, char **argv);
 int qv_cmd_ppl(int argc, char **argv);
 int qv_cmd_quantize(int argc, char **argv);
 int qv_cmd_compare(int argc, char **argv);
+int qv_cmd_dump_ids(int argc, char **argv);
 int qv_cmd_niah(int argc, char **argv);
 int qv_cmd_merge(int argc, char **argv);
 int qv_cmd_validate(int argc, char **argv);

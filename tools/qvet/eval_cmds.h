@@ -15,7 +15,17 @@ typedef struct {
     int ctx, bos, resume, shard_i, shard_n, max_chunks, quiet;
     long long max_tokens;
     char *cmd;
+    const char *dump_logits;      /* hidden --dump-logits DIR: write R's and C's FP32 logits per chunk */
 } qv_compare_args;
+
+/* The token stream every eval scores (EVALS.md): the text (FILE, or the built-in text for the
+ * built-in model) tokenized once, BOS at the very start when bos and the tokenizer has one,
+ * cut to max_tokens (0: all). text_sha256 (may be NULL) receives the text's sha256 in hex.
+ * Shared by compare, dump-ids (so an external engine runs exactly these tokens). */
+qv_status qv_compare_tokenize(const qv_model *m, const char *file, int bos, int64_t max_tokens, int32_t **ids,
+                              int64_t *n_ids, char text_sha256[65]);
+/* compare's and dump-ids' default chunk length: 2048, or the model's maximum if smaller. */
+int qv_compare_default_ctx(int max_pos);
 
 qv_status qv_compare_exec(const qv_compare_args *a, qv_evcli_pair *p, cJSON **result, qv_cmp_summary *sum);
 void qv_compare_print(const qv_cmp_summary *s, const qv_tok *tok);
