@@ -398,7 +398,7 @@ static qv_status read_ints(const cJSON *o, const char *path, const char *key, si
     return QV_OK;
 }
 
-#define FZ_MAX_ELEMS (64L << 20)
+#define FZ_MAX_ELEMS (40L << 20) /* the per-channel maximal K case has 36M codes */
 
 qv_status qv_fz_case_from_json(const char *text, size_t len, const char *path, qv_fz_case *c)
 {
