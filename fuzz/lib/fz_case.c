@@ -402,6 +402,11 @@ static qv_status read_ints(const cJSON *o, const char *path, const char *key, si
 
 qv_status qv_fz_case_from_json(const char *text, size_t len, const char *path, qv_fz_case *c)
 {
+    return qv_fz_case_from_json_limit(text, len, path, FZ_MAX_ELEMS, c);
+}
+
+qv_status qv_fz_case_from_json_limit(const char *text, size_t len, const char *path, long max_elems, qv_fz_case *c)
+{
     memset(c, 0, sizeof *c);
     cJSON *o = cJSON_ParseWithLength(text, len);
     if (!o || !cJSON_IsObject(o)) {
@@ -444,7 +449,7 @@ qv_status qv_fz_case_from_json(const char *text, size_t len, const char *path, q
             (st = get_int(o, path, "K", 32, 1 << 21, &c->K)))
             goto out;
         size_t MK = (size_t)c->M * c->K, NK = (size_t)c->N * c->K, NG = (size_t)c->N * (c->K / 128);
-        if ((long)MK > FZ_MAX_ELEMS || (long)NK > FZ_MAX_ELEMS) {
+        if ((long)MK > max_elems || (long)NK > max_elems) {
             st = qv_fail(QV_ERR_INPUT, "%s: shape M=%d N=%d K=%d too large for a corpus case", path, c->M, c->N, c->K);
             goto out;
         }

@@ -46,6 +46,9 @@ qv_status qv_fz_check(const qv_fz_case *c, qv_kbackend b, int *failed, char *why
 char *qv_fz_case_to_json(const qv_fz_case *c);
 qv_status qv_fz_case_from_json(const char *text, size_t len, const char *path, qv_fz_case *c);
 qv_status qv_fz_case_load(const char *path, qv_fz_case *c);
+/* Same with a smaller bound on M*K and N*K (the libFuzzer harness keeps executions short). */
+qv_status qv_fz_case_from_json_limit(const char *text, size_t len, const char *path, long max_elems,
+                                     qv_fz_case *c);
 qv_status qv_fz_case_save(const qv_fz_case *c, const char *dir, char *path_out, size_t npath);
 
 /* Shrinks a failing case (shape, then values) while it still fails; at most max_tries checks. */
