@@ -375,7 +375,8 @@ static qv_status read_vals(const cJSON *o, const char *path, const char *key, si
 static qv_status get_int(const cJSON *o, const char *path, const char *key, int lo, int hi, int *v)
 {
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsNumber(j) || j->valuedouble != (double)(int)j->valuedouble || j->valuedouble < lo || j->valuedouble > hi)
+    /* range first: converting an out-of-range double to int is UB (found by fz_corpus_case) */
+    if (!cJSON_IsNumber(j) || !(j->valuedouble >= lo && j->valuedouble <= hi) || j->valuedouble != floor(j->valuedouble))
         return qv_fail(QV_ERR_INPUT, "%s: \"%s\" must be an integer in [%d, %d]", path, key, lo, hi);
     *v = (int)j->valuedouble;
     return QV_OK;
