@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "qvet/engine.h"
+#include "qvet/fileio.h"
 #include "qvet/rand_model.h"
 
 static double now_s(void)
@@ -186,9 +187,13 @@ int main(int argc, char **argv)
     char *txt = cJSON_Print(j);
     printf("%s\n", txt);
     if (json_path) {
-        FILE *f = fopen(json_path, "w");
-        if (!f || fprintf(f, "%s\n", txt) < 0 || fclose(f) != 0) {
-            fprintf(stderr, "bench_ref_fp32: cannot write %s\n", json_path);
+        /* temp file + rename: an interrupted run never leaves a truncated report */
+        size_t len = strlen(txt);
+        txt[len] = '\n';
+        qv_status wst = qv_write_file_atomic(json_path, txt, len + 1);
+        txt[len] = 0;
+        if (wst != QV_OK) {
+            fprintf(stderr, "bench_ref_fp32: cannot write %s: %s\n", json_path, qv_last_error());
             return 2;
         }
     }

@@ -76,6 +76,7 @@ static void mutate_scaled_epilogue(const qv_kcase *c, const qv_kdata *d, const i
     }
 }
 #endif
+int qv_kcase_emul_plant = 0;
 
 qv_status qv_kcase_run_cpu_emul(const qv_kcase *c, const qv_kdata *d, qv_kresult *r)
 {
@@ -85,8 +86,9 @@ qv_status qv_kcase_run_cpu_emul(const qv_kcase *c, const qv_kdata *d, qv_kresult
     int32_t *acc = malloc((size_t)MN * sizeof(int32_t));
     qv_fp16 *y = malloc((size_t)MN * sizeof(qv_fp16));
     float *rs = malloc((size_t)M * sizeof(float));
-    if (!wop || !acc || !y || !rs) {
-        free(wop); free(acc); free(y); free(rs);
+    float *V = malloc((size_t)MN * sizeof(float));
+    if (!wop || !acc || !y || !rs || !V) {
+        free(wop); free(acc); free(y); free(rs); free(V);
         return qv_fail(QV_ERR_NOMEM, "out of memory");
     }
     qv_status st;
@@ -117,7 +119,10 @@ qv_status qv_kcase_run_cpu_emul(const qv_kcase *c, const qv_kdata *d, qv_kresult
         /* the operand itself against the definition (codes for chn, w8' for g128) */
         for (long i = 0; i < NK; i++)
             if (wop[i] != (g128 ? d->w8[i] : (int8_t)d->u[i])) r->w_mismatch++;
-        st = qv_gemm_acc_s8s8(d->x, wop, M, N, K, g128 ? QV_QOQ_G128_KMAX : QV_QOQ_PC_KMAX, acc, QV_GEMM_BLAS);
+        /* per channel: the operand holds codes 0..15, so the UINT4 GEMM (bound QV_QOQ_PC_KMAX)
+         * applies; the INT8 one would refuse K beyond the W8A8 bound (found by qvet fuzz) */
+        st = g128 ? qv_gemm_acc_s8s8(d->x, wop, M, N, K, QV_QOQ_G128_KMAX, acc, QV_GEMM_BLAS)
+                  : qv_gemm_acc_s8u4(d->x, (const uint8_t *)wop, M, N, K, acc, QV_GEMM_BLAS);
     }
     qv_fp16_report rep;
     memset(&rep, 0, sizeof rep);
@@ -138,11 +143,18 @@ qv_status qv_kcase_run_cpu_emul(const qv_kcase *c, const qv_kdata *d, qv_kresult
     if (st == QV_OK) {
         if (c->kernel == QV_KK_W4A8_CHN) {
             for (int m = 0; m < M; m++) rs[m] = QV_MUT(rowsum_omitted) ? 0.0f : (float)d->rowsum[m]; /* __int2float_rn of the INT32 sum */
-            st = qv_epilogue_w4a8_pc(acc, M, N, sa, rs, d->sw, sz, 0, y, NULL, &rep);
+            if (qv_kcase_emul_plant == 2) /* planted bug: row sum through FP16 */
+                for (int m = 0; m < M; m++) rs[m] = qv_fp16_to_fp32(qv_fp32_to_fp16(rs[m]));
+            st = qv_epilogue_w4a8_pc(acc, M, N, sa, rs, d->sw, sz, 0, y, V, &rep);
         } else {
-            st = qv_epilogue_scaled(acc, M, N, sa, d->sw, 0, y, NULL, &rep);
+            st = qv_epilogue_scaled(acc, M, N, sa, d->sw, 0, y, V, &rep);
         }
         if (st == QV_ERR_CHECK && rep.count > 0 && rep.nonfinite == 0) st = QV_OK;
+        if (st == QV_OK && qv_kcase_emul_plant == 1) { /* planted bug: overflow counted only at Inf */
+            rep.count = 0;
+            for (long i = 0; i < MN; i++)
+                if (V[i] >= 65520.0f || V[i] <= -65520.0f) rep.count++;
+        }
     }
     long sat = (long)rep.count;
 #ifdef QV_MUTANTS
@@ -151,6 +163,6 @@ qv_status qv_kcase_run_cpu_emul(const qv_kcase *c, const qv_kdata *d, qv_kresult
     free(sa_m);
     free(sz_m);
     if (st == QV_OK) qv_kdata_compare(d, acc, y, sat, r);
-    free(wop); free(acc); free(y); free(rs);
+    free(wop); free(acc); free(y); free(rs); free(V);
     return st;
 }

@@ -30,13 +30,10 @@ void qv_kdata_free(qv_kdata *d)
 static int8_t edge_x(qv_kvalues v, long k) { return v == QV_KV_MAXPOS ? 127 : v == QV_KV_MAXNEG ? -127 : (k % 2 ? -127 : 127); }
 static uint8_t edge_u(qv_kvalues v, long k) { return v == QV_KV_MAXPOS ? 15 : v == QV_KV_MAXNEG ? 0 : (k % 2 ? 0 : 15); }
 
-qv_status qv_kdata_make(const qv_kcase *c, uint64_t seed, qv_kdata *d)
+qv_status qv_kdata_alloc(qv_kdata *d, int M, int N, int K, int G)
 {
     memset(d, 0, sizeof *d);
-    const int M = c->M, N = c->N, K = c->K;
-    if (M < 1 || N < 1 || K < 1) return qv_fail(QV_ERR_USAGE, "kernel case: bad shape M=%d N=%d K=%d", M, N, K);
     const long MK = (long)M * K, NK = (long)N * K, MN = (long)M * N;
-    const int G = c->kernel == QV_KK_W4A8_G128 ? K / 128 : 0;
     d->M = M, d->N = N, d->K = K, d->G = G;
     d->x = malloc((size_t)MK);
     d->sa = malloc((size_t)M * sizeof(float));
@@ -57,6 +54,17 @@ qv_status qv_kdata_make(const qv_kcase *c, uint64_t seed, qv_kdata *d)
         qv_kdata_free(d);
         return qv_fail(QV_ERR_NOMEM, "kernel case M=%d N=%d K=%d: out of memory", M, N, K);
     }
+    return QV_OK;
+}
+
+qv_status qv_kdata_make(const qv_kcase *c, uint64_t seed, qv_kdata *d)
+{
+    memset(d, 0, sizeof *d);
+    const int M = c->M, N = c->N, K = c->K;
+    if (M < 1 || N < 1 || K < 1) return qv_fail(QV_ERR_USAGE, "kernel case: bad shape M=%d N=%d K=%d", M, N, K);
+    const long MK = (long)M * K, NK = (long)N * K;
+    const int G = c->kernel == QV_KK_W4A8_G128 ? K / 128 : 0;
+    QV_TRY(qv_kdata_alloc(d, M, N, K, G));
     rng_t r = {seed};
     const qv_kvalues v = c->values;
     const int edge = v == QV_KV_MAXPOS || v == QV_KV_MAXNEG || v == QV_KV_ALTERNATE;
@@ -96,6 +104,22 @@ qv_status qv_kdata_make(const qv_kcase *c, uint64_t seed, qv_kdata *d)
                     d->sz1[n * G + g] = 128;
                 }
             }
+    }
+    if (st == QV_OK) return qv_kdata_finish(c, d);
+    if (st != QV_OK) {
+        qv_kdata_free(d);
+        return qv_fail_prefix(st, "kernel case %s M=%d N=%d K=%d", qv_kkernel_name(c->kernel), M, N, K);
+    }
+    return QV_OK;
+}
+
+/* From the inputs (x, sa, rowsum, w8 or u, sw, sz, s1, sz1), the derived operands (w8' for g128,
+ * packed codes and group bytes) and the reference outputs. Frees d on failure. */
+qv_status qv_kdata_finish(const qv_kcase *c, qv_kdata *d)
+{
+    const int M = d->M, N = d->N, K = d->K, G = d->G;
+    qv_status st = QV_OK;
+    if (G) {
         if (st == QV_OK) st = qv_w4g128_dequant_ref(d->u, d->s1, d->sz1, N, K, d->w8);
         if (st == QV_OK) st = qv_w4g128_pack_groupbytes(d->s1, N, K, d->s1p);
         if (st == QV_OK) st = qv_w4g128_pack_groupbytes(d->sz1, N, K, d->sz1p);

@@ -24,6 +24,11 @@ typedef struct {
 /* Draws inputs for case c from seed and computes the reference (plain loops, NUMERICS.md). */
 qv_status qv_kdata_make(const qv_kcase *c, uint64_t seed, qv_kdata *d);
 void qv_kdata_free(qv_kdata *d);
+/* Allocates every array of d for the shape (G = K/128 for g128, else 0); zeroes d first. */
+qv_status qv_kdata_alloc(qv_kdata *d, int M, int N, int K, int G);
+/* From the inputs (x, sa, rowsum, w8 or u, sw, sz, s1, sz1): derived operands and the reference
+ * outputs; frees d on failure. */
+qv_status qv_kdata_finish(const qv_kcase *c, qv_kdata *d);
 /* Fills r's mismatch fields comparing (acc, y, sat) with the reference. */
 void qv_kdata_compare(const qv_kdata *d, const int32_t *acc, const qv_fp16 *y, long sat, qv_kresult *r);
 

@@ -77,3 +77,52 @@ qv_status qv_kcase_run(const qv_kcase *c, qv_kbackend b, uint64_t seed, qv_kresu
     qv_kdata_free(&d);
     return st;
 }
+
+qv_status qv_kcase_run_explicit(const qv_kexplicit *e, qv_kbackend b, qv_kresult *r)
+{
+    memset(r, 0, sizeof *r);
+    r->first = -1;
+    const int M = e->M, N = e->N, K = e->K, g128 = e->kernel == QV_KK_W4A8_G128;
+    const int w4 = e->kernel != QV_KK_W8A8;
+    if ((unsigned)e->kernel >= QV_KK_COUNT || M < 1 || N < 1 || K < 32 || K % 32 || (w4 && N % 32) ||
+        (g128 && K % 128))
+        return qv_fail(QV_ERR_USAGE, "explicit kernel case %s M=%d N=%d K=%d: bad shape",
+                       qv_kkernel_name(e->kernel), M, N, K);
+    if (!e->x || !e->sa || !e->sw || (w4 ? !e->u : !e->w8) || (e->kernel == QV_KK_W4A8_CHN && !e->sz) ||
+        (g128 && (!e->s1 || !e->sz1)))
+        return qv_fail(QV_ERR_USAGE, "explicit kernel case %s: missing input array", qv_kkernel_name(e->kernel));
+    if (b == QV_KB_GPU && qv_gpu_device_count() == 0) {
+        r->skipped = 1;
+        return QV_OK;
+    }
+    const size_t MK = (size_t)M * K, NK = (size_t)N * K, NG = (size_t)N * (g128 ? K / 128 : 1);
+    qv_kdata d;
+    QV_TRY(qv_kdata_alloc(&d, M, N, K, g128 ? K / 128 : 0));
+    memcpy(d.x, e->x, MK);
+    memcpy(d.sa, e->sa, (size_t)M * sizeof(float));
+    for (int m = 0; m < M; m++) {
+        int32_t s = 0;
+        for (int k = 0; k < K; k++) s += d.x[(size_t)m * K + k];
+        d.rowsum[m] = s;
+    }
+    if (w4) memcpy(d.u, e->u, NK);
+    else memcpy(d.w8, e->w8, NK);
+    memcpy(d.sw, e->sw, (size_t)N * sizeof(qv_fp16));
+    if (e->sz) memcpy(d.sz, e->sz, (size_t)N * sizeof(qv_fp16));
+    else memset(d.sz, 0, (size_t)N * sizeof(qv_fp16));
+    if (g128) {
+        memcpy(d.s1, e->s1, NG);
+        memcpy(d.sz1, e->sz1, NG);
+    }
+    for (size_t i = 0; w4 && i < NK; i++)
+        if (d.u[i] > 15) {
+            qv_kdata_free(&d);
+            return qv_fail(QV_ERR_INPUT, "explicit kernel case: code u[%zu][%zu] = %d is not UINT4", i / K,
+                           i % K, d.u[i]);
+        }
+    qv_kcase c = {e->kernel, QV_KV_RANDOM, M, N, K};
+    QV_TRY(qv_kdata_finish(&c, &d));
+    qv_status st = b == QV_KB_GPU ? qv_kcase_run_gpu(&c, &d, r) : qv_kcase_run_cpu_emul(&c, &d, r);
+    qv_kdata_free(&d);
+    return st;
+}

@@ -82,5 +82,31 @@ const char *qv_kattn_values_name(qv_kattn_values v);
 void qv_kattn_name(const qv_kattn_case *c, char *buf, int n);
 qv_status qv_kattn_matrix(qv_kattn_case **cases, int *n);
 qv_status qv_kattn_run(const qv_kattn_case *c, uint64_t seed, qv_kattn_result *r);
+/* ---- explicit values (the overflow fuzzer, fuzz/corpus replay) ----
+ * Every input given by the caller instead of drawn from a seed. Shapes: N % 32 == 0 for the W4
+ * kernels, K % 32 == 0 (g128: K % 128 == 0). The row sums are computed here (INT32, as a fused
+ * producer emits them). Unused pointers may be NULL (w8 for W4; u, sz for W8A8; s1, sz1 unless
+ * g128). QV_ERR_INPUT/QV_ERR_CHECK when the reference rejects the values (a g128 group that
+ * dequantizes outside [-128, 127], K beyond the format's INT32 bound, NaN/Inf outputs); the
+ * message says which. */
+typedef struct {
+    qv_kkernel kernel;
+    int M, N, K;
+    const int8_t *x;          /* [M][K] activation codes */
+    const float *sa;          /* [M] */
+    const int8_t *w8;         /* W8A8: [N][K] */
+    const uint8_t *u;         /* W4: [N][K] UINT4 codes, one per byte */
+    const uint16_t *sw, *sz;  /* [N] FP16 bits: s_w (g128: s0); chn: scaled zero */
+    const uint8_t *s1, *sz1;  /* g128: logical [N][K/128] */
+} qv_kexplicit;
+/* Runs explicit values on a backend (r as for qv_kcase_run). */
+qv_status qv_kcase_run_explicit(const qv_kexplicit *e, qv_kbackend b, qv_kresult *r);
+
+/* Test hook for the fuzzer's own test (tests/test_fuzz_overflow.c): a nonzero value plants a
+ * known bug in the CPU emulation only (never in the reference), so that the test can show the
+ * overflow fuzzer finds and minimizes it. 1: the emulation counts an FP16 overflow only when the
+ * rounded value is Inf (|v| >= 65520), missing (65504, 65520); 2: the emulation's per-channel row
+ * sum goes through FP16 (wrong once |rowsum| > 2048 and not representable). 0 in production. */
+extern int qv_kcase_emul_plant;
 
 #endif

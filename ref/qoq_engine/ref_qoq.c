@@ -287,10 +287,13 @@ static qv_status open_with(const qv_model *m, qv_qmodel *qm, int owns, const qv_
     if (a->hidden_size != c->hidden_size || a->num_layers != c->num_layers || a->num_heads != c->num_heads ||
         a->num_kv_heads != c->num_kv_heads || a->head_dim != c->head_dim || a->vocab_size != c->vocab_size ||
         a->intermediate_size != c->intermediate_size) {
-        qv_status st = qv_fail(QV_ERR_INPUT, "ref-qoq: checkpoint %s is for another model shape (hidden %d, layers %d, vocab %d) "
-                       "than %s (hidden %d, layers %d, vocab %d)", qm->path ? qm->path : "(memory)", c->hidden_size,
-                       c->num_layers, c->vocab_size, m->dir, a->hidden_size, a->num_layers, a->vocab_size);
-        if (owns) qv_qmodel_close(qm); /* after the message, which names its path */
+        /* the message names qm's path: format it before the qmodel is freed (found by
+         * tests/cli_malformed_all.sh: the path was read after free) */
+        qv_status st = qv_fail(QV_ERR_INPUT, "ref-qoq: checkpoint %s is for another model shape (hidden %d, layers %d, "
+                               "vocab %d) than %s (hidden %d, layers %d, vocab %d)", qm->path ? qm->path : "(memory)",
+                               c->hidden_size, c->num_layers, c->vocab_size, m->dir, a->hidden_size, a->num_layers,
+                               a->vocab_size);
+        if (owns) qv_qmodel_close(qm);
         return st;
     }
     int any_fpw = 0;

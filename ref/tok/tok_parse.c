@@ -45,7 +45,11 @@ static qv_status string_pattern(const qv_tok *t, const cJSON *j, const char *whe
     if (cJSON_IsObject(p) && cJSON_GetObjectItemCaseSensitive(p, "Regex"))
         return qv_fail(QV_ERR_UNSUPPORTED, "%s: %s with a Regex pattern is not supported", t->label, where);
     QV_TRY(dup_str(t, cJSON_IsObject(p) ? cJSON_GetObjectItemCaseSensitive(p, "String") : NULL, where, out, len));
-    if (!*len) return qv_fail(QV_ERR_INPUT, "%s: %s has an empty pattern", t->label, where);
+    if (!*len) {
+        free(*out); /* the empty string was allocated (leak found by fuzz/harness/fz_tokenizer.c) */
+        *out = NULL;
+        return qv_fail(QV_ERR_INPUT, "%s: %s has an empty pattern", t->label, where);
+    }
     return QV_OK;
 }
 

@@ -22,6 +22,7 @@
 #include "qvet/fileio.h"
 #include "qvet/golden.h"
 #include "qvet/gpu.h"
+#include "qvet/fuzz.h"
 #include "qvet/kcases.h"
 #include "qvet/mutant.h"
 #include "qvet/quant.h"
@@ -204,30 +205,23 @@ static void run_corpus(gate *g, int gpu)
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
         snprintf(repro, sizeof repro, "qvet gate --only '^corpus/%s'", names[i]);
         if (!selected(g, gname)) { free(names[i]); continue; }
-        char *text = NULL;
-        qv_status st = qv_read_file(path, 1 << 20, &text, NULL);
-        cJSON *j = st == QV_OK ? cJSON_Parse(text) : NULL;
-        free(text);
-        qv_kcase kc = {0};
-        const cJSON *k = cJSON_GetObjectItemCaseSensitive(j, "kernel"), *v = cJSON_GetObjectItemCaseSensitive(j, "values"),
-                    *M = cJSON_GetObjectItemCaseSensitive(j, "M"), *N = cJSON_GetObjectItemCaseSensitive(j, "N"),
-                    *K = cJSON_GetObjectItemCaseSensitive(j, "K"), *s = cJSON_GetObjectItemCaseSensitive(j, "seed");
-        int ok = cJSON_IsString(k) && cJSON_IsNumber(M) && cJSON_IsNumber(N) && cJSON_IsNumber(K) && cJSON_IsNumber(s) &&
-                 M->valueint >= 1 && N->valueint >= 1 && K->valueint >= 1 && M->valueint <= 65536 && N->valueint <= 262144 &&
-                 K->valueint <= 262144 && s->valuedouble >= 0;
-        int kk = -1, vv = 0;
-        for (int t = 0; ok && t < QV_KK_COUNT; t++) if (!strcmp(k->valuestring, qv_kkernel_name((qv_kkernel)t))) kk = t;
-        if (ok && v) {
-            vv = -1;
-            for (int t = 0; cJSON_IsString(v) && t < QV_KV_COUNT; t++) if (!strcmp(v->valuestring, qv_kvalues_name((qv_kvalues)t))) vv = t;
-        }
-        if (!ok || kk < 0 || vv < 0) {
-            record(g, "corpus", gname, "error", "malformed corpus file (docs/gate.md \"Corpus format\")", NULL, repro, 1);
+        /* explicit-values cases of the overflow fuzzer (docs/fuzz.md): minimized findings and
+         * hand-made edges, replayed on the CPU emulation and, where present, the GPU */
+        qv_fz_case fc;
+        qv_status st = qv_fz_case_load(path, &fc);
+        if (st != QV_OK) {
+            record(g, "corpus", gname, "error", qv_last_error(), NULL, repro, 1);
         } else {
-            kc.kernel = (qv_kkernel)kk, kc.values = (qv_kvalues)vv, kc.M = M->valueint, kc.N = N->valueint, kc.K = K->valueint;
-            run_kernel_case(g, "corpus", gname, &kc, (uint64_t)s->valuedouble, gpu, repro);
+            for (int b = 0; b < (gpu ? 2 : 1); b++) {
+                char cname[700], why[512] = "";
+                int failed = 0;
+                snprintf(cname, sizeof cname, "%s %s", gname, b ? "gpu" : "cpu-emul");
+                st = qv_fz_check(&fc, b ? QV_KB_GPU : QV_KB_CPU_EMUL, &failed, why, sizeof why);
+                if (st != QV_OK) record(g, "corpus", cname, "error", qv_last_error(), NULL, repro, 1);
+                else record(g, "corpus", cname, failed ? "fail" : "pass", failed ? why : fc.note, NULL, repro, 1);
+            }
+            qv_fz_case_free(&fc);
         }
-        cJSON_Delete(j);
         free(names[i]);
     }
     free(names);
