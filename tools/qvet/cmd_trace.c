@@ -238,7 +238,6 @@ int qv_cmd_trace(int argc, char **argv)
         int maxp = p.mr->cfg.max_position_embeddings;
         if (p.mc->cfg.max_position_embeddings < maxp) maxp = p.mc->cfg.max_position_embeddings;
         if (ctx == 0) ctx = n_ids < maxp ? n_ids : maxp;
-        if (positions && pos_hi + 2 > ctx && pos_hi + 2 <= maxp && pos_hi + 2 <= n_ids) ctx = pos_hi + 2;
     }
     if (st == QV_OK && !no_fpkv && quantized_cand) {
         qv_engine_opts o = cand_opts(&po);
