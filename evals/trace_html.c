@@ -335,7 +335,7 @@ qv_status qv_trace_html(const cJSON *j, const char *path)
             sb(&s, "<td>%.0f</td></tr>", num(e, "jump_count"));
         }
         sb(&s, "</table><h3>Worst positions (by KLD)</h3><table><tr><th>pos</th><th>KLD</th><th>context ... token</th><th>next</th>"
-               "<th>jump layer</th><th>max growth layer</th><th>residual rel. error by layer</th></tr>");
+               "<th>jump layer</th><th>max growth layer</th><th>anomaly layer</th><th>residual rel. error by layer</th></tr>");
         const cJSON *ws = cJSON_GetObjectItem(x, "worst");
         for (int i = 0; i < cJSON_GetArraySize(ws); i++) {
             const cJSON *e = cJSON_GetArrayItem(ws, i), *c = cJSON_GetObjectItem(e, "context"), *nx = cJSON_GetObjectItem(e, "next");
@@ -347,7 +347,8 @@ qv_status qv_trace_html(const cJSON *j, const char *path)
             sb(&s, "</td><td class='t'>");
             if (cJSON_IsString(nx)) esc(&s, nx->valuestring);
             else sb(&s, "id %.0f", num(e, "next_id"));
-            sb(&s, "</td><td>%.0f</td><td>%.0f</td><td class='t'>", num(e, "jump_layer"), num(e, "max_growth_layer"));
+            sb(&s, "</td><td>%.0f</td><td>%.0f</td><td>%.0f</td><td class='t'>", num(e, "jump_layer"), num(e, "max_growth_layer"),
+               num(e, "anomaly_layer"));
             const cJSON *r = cJSON_GetObjectItem(e, "residual_rel_err");
             for (int l = 0; l < cJSON_GetArraySize(r); l++) sb(&s, "%s%.2g", l ? " " : "", at(r, l));
             sb(&s, "</td></tr>");

@@ -62,6 +62,35 @@ static int max_growth_layer(const qv_trace_result *t, const float *r)
     return best;
 }
 
+static int cmp_flt(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* per-layer medians over the analyzed positions of the residual relative error */
+static float *layer_medians(const qv_trace_result *t, const qv_trace_var *v)
+{
+    float *med = qv_malloc(sizeof(float) * (size_t)t->L), *col = qv_malloc(sizeof(float) * (size_t)t->n_pos);
+    for (int l = 0; med && col && l < t->L; l++) {
+        for (int p = 0; p < t->n_pos; p++) col[p] = v->res_pos[(size_t)p * t->L + l];
+        qsort(col, (size_t)t->n_pos, sizeof(float), cmp_flt);
+        med[l] = t->n_pos % 2 ? col[t->n_pos / 2] : 0.5f * (col[t->n_pos / 2 - 1] + col[t->n_pos / 2]);
+    }
+    free(col);
+    return med;
+}
+
+/* first layer where this position's residual error is >= QV_TRACE_ANOMALY_RATIO x the layer's
+ * median over positions (and above the jump floor): where a bad position departs from the
+ * typical one, which the jump layer cannot show when every position picks up error at layer 0 */
+static int anomaly_layer(const qv_trace_result *t, const float *r, const float *med)
+{
+    for (int l = 0; med && l < t->L; l++)
+        if (r[l] >= t->jump_floor && r[l] >= QV_TRACE_ANOMALY_RATIO * med[l]) return l;
+    return -1;
+}
+
 static cJSON *variant_json(const qv_trace_result *t, int vi, const int32_t *ids, const qv_tok *tok, int top_k)
 {
     const qv_trace_var *v = &t->var[vi];
@@ -171,6 +200,9 @@ static cJSON *variant_json(const qv_trace_result *t, int vi, const int32_t *ids,
     int *wp = qv_malloc(sizeof(int) * (size_t)(top_k > 0 ? top_k : 1));
     int nw = wp ? qv_trace_worst(t, vi, top_k, wp) : 0;
     cJSON *ws = cJSON_AddArrayToObject(o, "worst");
+    float *med = layer_medians(t, v);
+    cJSON *mj = cJSON_AddArrayToObject(o, "residual_median_by_layer");
+    for (int l = 0; med && l < t->L; l++) cJSON_AddItemToArray(mj, NUM(med[l]));
     for (int i = 0; i < nw; i++) {
         int p = wp[i];
         const float *r = v->res_pos + (size_t)(p - t->pos_lo) * t->L;
@@ -184,11 +216,13 @@ static cJSON *variant_json(const qv_trace_result *t, int vi, const int32_t *ids,
         cJSON_AddItemToObject(e, "context", decode(tok, ids, p >= 16 ? p - 15 : 0, p + 1));
         cJSON_AddNumberToObject(e, "jump_layer", qv_trace_jump_layer(t, vi, p));
         cJSON_AddNumberToObject(e, "max_growth_layer", max_growth_layer(t, r));
+        cJSON_AddNumberToObject(e, "anomaly_layer", anomaly_layer(t, r, med));
         cJSON *ra = cJSON_AddArrayToObject(e, "residual_rel_err");
         for (int l = 0; l < t->L; l++) cJSON_AddItemToArray(ra, NUM(r[l]));
         cJSON_AddItemToArray(ws, e);
     }
     free(wp);
+    free(med);
     return o;
 }
 
@@ -223,8 +257,13 @@ qv_status qv_trace_to_json(const qv_trace_result *t, const qv_trace_meta *m, con
     cJSON_AddItemToObject(jp, "floor", NUM(t->jump_floor));
     cJSON_AddStringToObject(jp, "definition", "first layer l with r_l >= floor and r_l >= ratio * r_(l-1), r_(-1) = 0; "
                                               "r_l = ||C-R|| / ||R|| of the residual stream after block l at that position");
+    cJSON_AddItemToObject(jp, "anomaly_ratio", NUM(QV_TRACE_ANOMALY_RATIO));
+    cJSON_AddStringToObject(jp, "anomaly_definition", "first layer l with r_l >= floor and r_l >= anomaly_ratio * (median over "
+                                                      "the analyzed positions of r_l)");
     cJSON *tm = cJSON_AddObjectToObject(j, "timing");
     cJSON_AddItemToObject(tm, "seconds", NUM(m->seconds));
+    cJSON_AddItemToObject(tm, "main_pass_seconds", NUM(m->main_seconds));
+    cJSON_AddItemToObject(tm, "ablation_seconds", NUM(m->ablation_seconds));
     cJSON_AddNumberToObject(tm, "peak_rss_kb", (double)m->peak_rss_kb);
     cJSON *vs = cJSON_AddArrayToObject(j, "variants");
     for (int i = 0; i < t->n_var; i++) cJSON_AddItemToArray(vs, variant_json(t, i, ids, tok, top_k));

@@ -24,6 +24,9 @@
  * first l with r_l >= floor and r_l >= ratio * r_{l-1}. -1 when no layer qualifies. */
 #define QV_TRACE_JUMP_RATIO 2.0
 #define QV_TRACE_JUMP_FLOOR 1e-3
+/* A worst position's "anomaly layer": the first l where r_l >= floor and r_l >= this times the
+ * median of r_l over the analyzed positions (where it departs from the typical position). */
+#define QV_TRACE_ANOMALY_RATIO 1.5
 
 typedef struct {
     const char *label; /* e.g. "cand", "cand+fp_kv" */
@@ -100,7 +103,7 @@ typedef struct {
     int n_abl, abl_tokens;
     const char *const *abl_label;
     const double *abl_kld; /* [n_abl]; entry 0 is the candidate itself */
-    double seconds;
+    double seconds, main_seconds, ablation_seconds; /* whole command; the streaming pass; the sweep */
     long peak_rss_kb;
 } qv_trace_meta;
 

@@ -210,7 +210,7 @@ int qv_cmd_trace(int argc, char **argv)
     if (n_ablate && !quantized_cand)
         return qv_cli_usage_error("trace", "--ablate needs a quantized candidate (ref-qoq or gpu-qoq), not '%s'", po.cand);
 
-    double t0 = qv_evcli_now();
+    double t0 = qv_evcli_now(), t_main = 0, t_abl = 0;
     char *cmd = qv_evcli_cmdline(argc, argv);
     qv_evcli_pair p;
     qv_status st = qv_evcli_pair_open(&po, &p);
@@ -253,8 +253,10 @@ int qv_cmd_trace(int argc, char **argv)
         qv_trace_opts o = {.ctx = (int)ctx, .pos_lo = pos_lo, .pos_hi = pos_hi, .piece = (int)piece, .top_k = (int)top,
                            .progress = qv_evcli_progress_cb, .progress_user = &pg};
         qv_evcli_progress_init(&pg, "trace");
+        t_main = qv_evcli_now();
         st = qv_trace_run(p.er, vars, e_kv ? 2 : 1, ids, n_ids, &o, &res);
         qv_evcli_progress_end(&pg);
+        t_main = qv_evcli_now() - t_main;
     }
     if (e_kv) qv_engine_close(e_kv);
     int atok = 0;
@@ -267,8 +269,10 @@ int qv_cmd_trace(int argc, char **argv)
         if (alab) alab[0] = "(none)";
         abl_ctx ac = {&po, p.mc, sp};
         qv_evcli_progress_init(&pg, "trace ablation");
+        t_abl = qv_evcli_now();
         if (st == QV_OK) st = qv_trace_ablate(p.er, n_sp + 1, abl_open, &ac, ids, atok, (int)piece, qv_evcli_progress_cb, &pg, akld);
         qv_evcli_progress_end(&pg);
+        t_abl = qv_evcli_now() - t_abl;
     }
     if (st == QV_OK) {
         struct rusage ru;
@@ -278,7 +282,7 @@ int qv_cmd_trace(int argc, char **argv)
         qv_trace_meta m = {.model = p.mr->dir, .ref = po.ref, .cand = po.cand, .quantized = po.quantized,
                            .text = text ? text : "<built-in text>", .command = cmd, .n_tokens = ctx, .ids_hash = hash,
                            .n_abl = n_sp ? n_sp + 1 : 0, .abl_tokens = atok, .abl_label = alab, .abl_kld = akld,
-                           .seconds = qv_evcli_now() - t0, .peak_rss_kb = ru.ru_maxrss};
+                           .seconds = qv_evcli_now() - t0, .main_seconds = t_main, .ablation_seconds = t_abl, .peak_rss_kb = ru.ru_maxrss};
         st = qv_trace_to_json(&res, &m, ids, p.mr->tok, (int)top, &j);
     }
     if (st == QV_OK && mkdir(report, 0777) != 0 && !qv_is_dir(report))
@@ -293,7 +297,7 @@ int qv_cmd_trace(int argc, char **argv)
     if (st == QV_OK) st = qv_trace_html(j, hpath);
     if (st == QV_OK) {
         print_summary(j);
-        printf("time %.1f s, peak RSS %.0f MB\nwrote %s, %s%s%s\n", qv_evcli_now() - t0,
+        printf("time %.1f s (streaming pass %.1f s, ablation %.1f s), peak RSS %.0f MB\nwrote %s, %s%s%s\n", qv_evcli_now() - t0, t_main, t_abl,
                cJSON_GetObjectItem(cJSON_GetObjectItem(j, "timing"), "peak_rss_kb")->valuedouble / 1024.0, jpath, hpath,
                json ? ", " : "", json ? json : "");
     }
