@@ -77,7 +77,7 @@ static void log_range(const cJSON *a, double *lo, double *hi)
 }
 
 /* layer x position-bucket heatmap, log color scale (white -> dark red) */
-static void svg_heat(sbuf *s, const char *title, const cJSON *rows, int bw, int pos0)
+static void svg_heat(sbuf *s, const char *title, const cJSON *rows, int bw, int pos0, int pos1)
 {
     int L = cJSON_GetArraySize(rows), nb = L ? cJSON_GetArraySize(cJSON_GetArrayItem(rows, 0)) : 0;
     if (L < 1 || nb < 1) return;
@@ -102,11 +102,11 @@ static void svg_heat(sbuf *s, const char *title, const cJSON *rows, int bw, int 
             if (f > 1) f = 1;
             int R = 255 - (int)(f * 120), G = 255 - (int)(f * 230), B = 255 - (int)(f * 230);
             sb(s, "<rect x='%d' y='%d' width='%d' height='%d' fill='rgb(%d,%d,%d)'><title>layer %d, positions %d-%d: %.4g</title></rect>",
-               ml + b * cw, mt + l * ch, cw, ch - 1, R, G, B, l, pos0 + b * bw, pos0 + (b + 1) * bw - 1, v);
+               ml + b * cw, mt + l * ch, cw, ch - 1, R, G, B, l, pos0 + b * bw, pos0 + (b + 1) * bw - 1 < pos1 ? pos0 + (b + 1) * bw - 1 : pos1, v);
         }
     }
     sb(s, "<text x='%d' y='%d' font-size='10'>position %d</text><text x='%d' y='%d' font-size='10' text-anchor='end'>%d</text>",
-       ml, mt + L * ch + 14, pos0, ml + nb * cw, mt + L * ch + 14, pos0 + nb * bw - 1);
+       ml, mt + L * ch + 14, pos0, ml + nb * cw, mt + L * ch + 14, pos1);
     sb(s, "</svg>");
 }
 
@@ -213,6 +213,7 @@ qv_status qv_trace_html(const cJSON *j, const char *path)
     const cJSON *tm = cJSON_GetObjectItem(j, "timing"), *ab = cJSON_GetObjectItem(j, "ablation");
     int nv = cJSON_GetArraySize(vs), L = (int)num(me, "layers"), nh = (int)num(me, "heads");
     int bw = (int)num(me, "bucket_width"), p0 = (int)at(cJSON_GetObjectItem(me, "positions"), 0);
+    int p1 = (int)at(cJSON_GetObjectItem(me, "positions"), 1);
     if (nv < 1 || L < 1 || nh < 1) return qv_fail(QV_ERR_INPUT, "trace report: the JSON has no variants or layers");
     if (nv > 6) nv = 6;
     sb(&s, "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>qvet trace report</title><style>"
@@ -315,9 +316,9 @@ qv_status qv_trace_html(const cJSON *j, const char *path)
         sb(&s, "<h2>");
         esc(&s, names[v]);
         sb(&s, ": where the error is</h2><div class='plots'>");
-        svg_heat(&s, "residual rel. error, layer x position", cJSON_GetObjectItem(h, "residual"), bw, p0);
-        svg_heat(&s, "MLP output rel. error", cJSON_GetObjectItem(h, "mlp_out"), bw, p0);
-        svg_heat(&s, "attention output rel. error", cJSON_GetObjectItem(h, "attn_out"), bw, p0);
+        svg_heat(&s, "residual rel. error, layer x position", cJSON_GetObjectItem(h, "residual"), bw, p0, p1);
+        svg_heat(&s, "MLP output rel. error", cJSON_GetObjectItem(h, "mlp_out"), bw, p0, p1);
+        svg_heat(&s, "attention output rel. error", cJSON_GetObjectItem(h, "attn_out"), bw, p0, p1);
         const char *cn[3] = {"residual", "attn_out", "mlp_out"};
         cJSON *c3[3];
         for (int k = 0; k < 3; k++) {
