@@ -50,6 +50,7 @@ int qv_cmd_niah(int argc, char **argv);
 int qv_cmd_merge(int argc, char **argv);
 int qv_cmd_validate(int argc, char **argv);
 int qv_cmd_fuzz(int argc, char **argv);
+int qv_cmd_trace(int argc, char **argv);
 
 /* The tokenizer of the built-in synthetic model (used when no --model is given). */
 qv_status qv_cli_default_tokenizer(qv_tok **tok);
