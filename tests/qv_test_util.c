@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "qvet/fileio.h"
+#include "qvet/gpu.h"
 
 uint64_t qv_test_next(qv_test_rng *r)
 {
@@ -86,6 +87,9 @@ char *qv_test_tmpdir(void)
 int qv_test_main(Suite *s)
 {
     SRunner *sr = srunner_create(s);
+    /* Check forks a child per test by default; a CUDA context does not survive fork (the child
+     * gets "initialization error"), so on a machine with a GPU the tests run in-process. */
+    if (!getenv("CK_FORK") && qv_gpu_device_count() > 0) srunner_set_fork_status(sr, CK_NOFORK);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
