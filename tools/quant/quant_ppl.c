@@ -1,6 +1,7 @@
 /* Perplexity of a model or a quantized checkpoint for docs/quant.md's accuracy table (no `qvet
  * ppl` yet): PPL64K protocol of EVALS.md (no BOS, the first N ids of the text, chunks of ctx).
- * Usage: quant_ppl MODEL_DIR TEXT N_TOKENS CTX ENGINE [CKPT|-] [kv16]
+ * Usage: quant_ppl MODEL_DIR TEXT N_TOKENS CTX ENGINE [CKPT|-] [kv16|-] [NLL_OUT]
+ * NLL_OUT: the per-chunk mean NLLs, one per line (for paired comparisons, tools/quant/paired.py).
  * Built by tools/quant/quant_ppl.sh against build/libqvet.a. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,15 @@ int main(int argc, char **argv)
     if (qv_eval_ppl(e, ids, N, &po, &r)) {
         fprintf(stderr, "%s\n", qv_last_error());
         return 1;
+    }
+    if (argc > 8) {
+        FILE *f = fopen(argv[8], "w");
+        if (!f) {
+            fprintf(stderr, "cannot write %s\n", argv[8]);
+            return 2;
+        }
+        for (int i = 0; i < r.n_chunks; i++) fprintf(f, "%.17g\n", r.chunk_nll[i]);
+        fclose(f);
     }
     printf("ppl %.4f [%.4f, %.4f] tokens %ld ctx %d chunks %d engine %s ckpt %s%s\n", r.ppl, r.ppl_lo, r.ppl_hi, N,
            po.ctx, r.n_chunks, argv[5], o.quantized_path ? o.quantized_path : "-", o.fp_kv ? " kv16" : "");
