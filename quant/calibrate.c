@@ -23,7 +23,7 @@ void qv_quant_opts_init(qv_quant_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->format = QV_QFMT_W4A8_G128;
-    o->smooth_attn = o->rotate = o->smooth = o->clip = o->gptq = 1;
+    o->smooth_attn = o->rotate = o->smooth = o->clip = o->gptq = o->rotate_v = 1;
     qv_gptq_opts_init(&o->gptq_opts);
     o->alpha = 0.5f;
     o->samples = 32;
@@ -206,7 +206,29 @@ static qv_status calibrate_layer(qv_qwork *w, qv_quant_stats *s, int l, const qv
     }
     qv_status st = QV_OK;
     rep->beta_o[l] = rep->beta_down[l] = -1.0f;
-    if (o->smooth) {
+    if (o->rotate_v) {
+        float *sc = qv_malloc(sizeof(float) * 2 * (size_t)hd);
+        if (!sc) return qv_fail(QV_ERR_NOMEM, "quant: layer %d: no memory", l);
+        qv_quant_rotate_v(w, l, sc);
+        /* the o_proj inputs rotate with the values: every head segment of every row */
+        for (int t = 0; t < R; t++)
+            for (int h = 0; h < w->nh; h++) qv_hadamard_apply(xo + (size_t)t * Dq + (size_t)h * hd, hd, sc);
+        if (h_o)
+            for (int pass = 0; pass < 2; pass++) {
+                for (int i = 0; i < Dq; i++)
+                    for (int h = 0; h < w->nh; h++) qv_hadamard_apply(h_o + (size_t)i * Dq + (size_t)h * hd, hd, sc);
+                for (int i = 0; i < Dq; i++)
+                    for (int j = i + 1; j < Dq; j++) {
+                        float t = h_o[(size_t)i * Dq + j];
+                        h_o[(size_t)i * Dq + j] = h_o[(size_t)j * Dq + i];
+                        h_o[(size_t)j * Dq + i] = t;
+                    }
+            }
+        free(sc);
+    }
+    /* o_proj smoothing needs max |x| over every token, which the v rotation changes (only the
+     * subsample is rotated): skipped then, as deepcompressor's QoQ configs skip out_proj */
+    if (o->smooth && !o->rotate_v) {
         /* o_proj: channel (h, j) reads v channel (h / group, j); one factor per v channel, so
          * maxima are shared over the query heads of a group. */
         const float *om = s->omax + (size_t)l * Dq;
@@ -230,6 +252,8 @@ static qv_status calibrate_layer(qv_qwork *w, qv_quant_stats *s, int l, const qv
             div_input_rows(xo, R, Dq, sf);
             if (h_o) div_hessian(h_o, Dq, sf);
         }
+    }
+    if (o->smooth) {
         if (st == QV_OK) {
             qv_col_absmax(d->w_down, H, I, wmax);
             st = search_beta(o->format, xd, R, d->w_down, H, I, s->dmax + (size_t)l * I, wmax, sf, &rep->beta_down[l]);
@@ -268,7 +292,7 @@ qv_status qv_quant_calibrate(const qv_model *m, const int32_t *samples, const qv
     float *signs = NULL, *buf = NULL;
     qv_status st = rep->beta_o && rep->beta_down ? QV_OK : QV_ERR_NOMEM;
     for (int l = 0; st == QV_OK && l < w->L; l++) rep->beta_o[l] = rep->beta_down[l] = -1.0f;
-    int need_stats = o->smooth_attn || o->smooth || o->clip || o->gptq;
+    int need_stats = o->smooth_attn || o->smooth || o->clip || o->gptq || o->rotate_v;
     if (st == QV_OK && o->gptq) {
         size_t n = (size_t)w->L * QV_QL_COUNT;
         w->gptq = qv_calloc(n, sizeof(qv_qlinear));
@@ -300,7 +324,7 @@ qv_status qv_quant_calibrate(const qv_model *m, const int32_t *samples, const qv
         if (st == QV_OK) qv_hadamard_signs(o->seed, w->H, signs);
     }
     clip_tally ct = {0};
-    if (st == QV_OK && (o->smooth || o->clip || o->gptq)) {
+    if (st == QV_OK && (o->smooth || o->clip || o->gptq || o->rotate_v)) {
         int R = s.rows, Dq = w->nh * w->hd, mx = w->I > Dq ? w->I : Dq;
         size_t n = (size_t)R * (2 * (size_t)w->H + Dq + w->I) + 3 * (size_t)mx;
         buf = qv_malloc(sizeof(float) * n);

@@ -66,6 +66,10 @@ void qv_quant_fold_norms(qv_qwork *w);
 /* Rotates the residual stream by H (norms must be folded first: QV_ERR_USAGE otherwise). */
 qv_status qv_quant_rotate(qv_qwork *w, uint64_t seed);
 
+/* v/o head rotation of one layer (quant/rotate.c): V rows per KV head and o_proj input columns
+ * per query head by the normalized head-size Hadamard (no signs). scratch: 2 * head_dim floats. */
+void qv_quant_rotate_v(qv_qwork *w, int layer, float *scratch);
+
 /* ---- SmoothAttention ---- */
 /* lambda [nkv * hd] from kmax [nkv * hd] (post-RoPE max |K|): max(kmax, 1e-5)^alpha, then each
  * RoPE pair (j, j + hd/2) takes the larger of its two. */
@@ -140,6 +144,7 @@ typedef struct {
     qv_qformat format;
     int smooth_attn, rotate, smooth, clip; /* 1 = on */
     int gptq;                              /* 1 = GPTQ codes instead of round-to-nearest */
+    int rotate_v;                          /* 1 = v/o head rotation (then no o_proj smoothing) */
     qv_gptq_opts gptq_opts;
     float alpha;                           /* SmoothAttention exponent (0.5) */
     int samples, seqlen;                   /* calibration sequences and their length */

@@ -95,13 +95,14 @@ static qv_status run(const char *model_dir, const char *calib, const char *out_p
             snprintf(beta_d + b, sizeof beta_d - b, "%s%.2f", l ? "," : "", rep.beta_down[l]);
         }
         snprintf(transforms, sizeof transforms,
-                 "{\"smooth_attn\":%s,\"rotate\":%s,\"smooth\":%s,\"clip\":%s,\"gptq\":%s,\"seed\":%llu,"
+                 "{\"smooth_attn\":%s,\"rotate\":%s,\"smooth\":%s,\"clip\":%s,\"gptq\":%s,\"rotate_v\":%s,\"seed\":%llu,"
                  "\"calib_tokens_text\":%zu}",
                  o->smooth_attn ? "{\"alpha\":0.5,\"lambda\":\"max(max|K|,1e-5)^alpha, RoPE-pair max\"}" : "false",
                  o->rotate ? "{\"kind\":\"block-diagonal normalized Hadamard, random signs\",\"norms_folded\":true}" : "false",
                  o->smooth ? "{\"sites\":[\"o_proj<-v_proj\",\"down_proj<-up_proj\"],\"beta_grid\":\"0.05..0.95 step 0.05 + identity\"}" : "false",
                  o->clip ? "{\"granularity\":\"output channel (g128: each group's range)\",\"grid\":\"1.00..0.80 step 0.02\",\"error\":\"sum (XW^T - A8(X)Q(W)^T)^2\"}" : "false",
                  gptq,
+                 o->rotate_v ? "{\"kind\":\"v rows per KV head, o_proj inputs per query head: normalized head-size Hadamard, no signs\",\"o_proj_smoothing\":false}" : "false",
                  (unsigned long long)o->seed, n_ids);
         /* the per-layer betas are long; append when they fit */
         if (o->smooth && strlen(transforms) + strlen(beta_o) + strlen(beta_d) + 40 < sizeof transforms) {
@@ -118,7 +119,7 @@ static qv_status run(const char *model_dir, const char *calib, const char *out_p
         snprintf(meta.calib_hash_algo, sizeof meta.calib_hash_algo, "fnv1a64");
         meta.calib_samples = o->samples;
         meta.calib_seqlen = o->seqlen;
-        int any = o->smooth_attn || o->rotate || o->smooth || o->clip || o->gptq;
+        int any = o->smooth_attn || o->rotate || o->smooth || o->clip || o->gptq || o->rotate_v;
         snprintf(meta.method, sizeof meta.method, "%s", any ? "qoq" : "rtn");
         qv_qmodel_fp32_src src = {w->embed, w->lm_head, w->final_norm, in, post, W, B, NULL};
         if (st == QV_OK) st = qv_qmodel_from_fp32(m, &src, fmt, kv, &meta, &qm);
@@ -178,6 +179,7 @@ int qv_cmd_quantize(int argc, char **argv)
         else if (!strcmp(a, "--no-smooth")) o.smooth = 0;
         else if (!strcmp(a, "--no-clip")) o.clip = 0;
         else if (!strcmp(a, "--no-gptq")) o.gptq = 0;
+        else if (!strcmp(a, "--no-rotate-v")) o.rotate_v = 0;
         else if (!strcmp(a, "--verbose")) verbose = 1;
         else if (!has && (!strcmp(a, "--model") || !strcmp(a, "--calib") || !strcmp(a, "--out") || !strcmp(a, "--format") ||
                           !strcmp(a, "--kv") || !strcmp(a, "--samples") || !strcmp(a, "--seqlen") || !strcmp(a, "--seed") ||
