@@ -23,7 +23,8 @@ void qv_quant_opts_init(qv_quant_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->format = QV_QFMT_W4A8_G128;
-    o->smooth_attn = o->rotate = o->smooth = o->clip = o->gptq = o->rotate_v = 1;
+    o->smooth_attn = o->rotate = o->smooth = o->clip = o->gptq = 1;
+    o->rotate_v = 0; /* measured neutral on qvet-tiny-llama (docs/quant.md): opt-in */
     qv_gptq_opts_init(&o->gptq_opts);
     o->alpha = 0.5f;
     o->samples = 32;

@@ -144,7 +144,7 @@ typedef struct {
     qv_qformat format;
     int smooth_attn, rotate, smooth, clip; /* 1 = on */
     int gptq;                              /* 1 = GPTQ codes instead of round-to-nearest */
-    int rotate_v;                          /* 1 = v/o head rotation (then no o_proj smoothing) */
+    int rotate_v;                          /* 1 = v/o head rotation (then no o_proj smoothing); default 0 */
     qv_gptq_opts gptq_opts;
     float alpha;                           /* SmoothAttention exponent (0.5) */
     int samples, seqlen;                   /* calibration sequences and their length */

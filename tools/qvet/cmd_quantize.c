@@ -179,7 +179,7 @@ int qv_cmd_quantize(int argc, char **argv)
         else if (!strcmp(a, "--no-smooth")) o.smooth = 0;
         else if (!strcmp(a, "--no-clip")) o.clip = 0;
         else if (!strcmp(a, "--no-gptq")) o.gptq = 0;
-        else if (!strcmp(a, "--no-rotate-v")) o.rotate_v = 0;
+        else if (!strcmp(a, "--rotate-v")) o.rotate_v = 1;
         else if (!strcmp(a, "--verbose")) verbose = 1;
         else if (!has && (!strcmp(a, "--model") || !strcmp(a, "--calib") || !strcmp(a, "--out") || !strcmp(a, "--format") ||
                           !strcmp(a, "--kv") || !strcmp(a, "--samples") || !strcmp(a, "--seqlen") || !strcmp(a, "--seed") ||
