@@ -1,5 +1,6 @@
 /* The FP32 working copy of a model's weights (include/qvet/quant.h) and its in-memory qv_model
  * view, so ref-fp32 (or the quantized-model builder) can run on transformed weights. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,6 +81,8 @@ void qv_qwork_free(qv_qwork *w)
                         d->bq, d->bk, d->bv, d->bo, d->input_norm, d->post_norm};
         for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
     }
+    for (size_t i = 0; w->gptq && i < (size_t)w->L * QV_QL_COUNT; i++) qv_qlinear_free(&w->gptq[i]);
+    free(w->gptq);
     free(w->layers);
     free(w->embed);
     free(w->lm_head);
@@ -147,4 +150,27 @@ void qv_qwork_model_free(qv_model *m)
     free(m->layers);
     free(m->dir);
     free(m);
+}
+
+qv_status qv_quant_install_gptq(qv_qwork *w, qv_qmodel *qm)
+{
+    if (!w->gptq) return QV_OK;
+    if (qm->n_layers != w->L)
+        return qv_fail(QV_ERR_USAGE, "quant: GPTQ linears for %d layers, quantized model has %d", w->L, qm->n_layers);
+    for (int l = 0; l < w->L; l++)
+        for (int id = 0; id < QV_QL_COUNT; id++) {
+            qv_qlinear *src = &w->gptq[(size_t)l * QV_QL_COUNT + id], *dst = qv_qmodel_linear(qm, l, (qv_qlinear_id)id);
+            if (!src->qweight) continue;
+            if (src->N != dst->N || src->K != dst->K || src->fmt != dst->fmt)
+                return qv_fail(QV_ERR_USAGE, "quant: layer %d %s: GPTQ linear [%d, %d] %s does not match [%d, %d] %s", l,
+                               qv_qlinear_module((qv_qlinear_id)id), src->N, src->K, qv_qformat_name(src->fmt), dst->N,
+                               dst->K, qv_qformat_name(dst->fmt));
+            char what[96];
+            snprintf(what, sizeof what, "layer %d %s (GPTQ)", l, qv_qlinear_module((qv_qlinear_id)id));
+            QV_TRY(qv_qlinear_check(src, what));
+            qv_qlinear_free(dst);
+            *dst = *src;
+            memset(src, 0, sizeof *src);
+        }
+    return QV_OK;
 }

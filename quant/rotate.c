@@ -81,3 +81,29 @@ qv_status qv_quant_rotate(qv_qwork *w, uint64_t seed)
     free(signs);
     return st;
 }
+
+/* v/o head rotation (deepcompressor's `rotation.transforms: [out_proj]`): each KV head's values
+ * v -> v Hh (Hh the normalized Hadamard of the head size, block-diagonal when head_dim is not a
+ * power of two, no random signs: deepcompressor's QoQ configs leave rotation.random off), and the
+ * o_proj input channels of every query head of its group by the same Hh. Exact: o reads
+ * attention-weighted sums of V rows, (A V Hh)(W_o,h Hh)^T = A V W_o,h^T. The V cache then holds
+ * rotated values, which spreads a head's outlier channels before KV4 (per token and head) sees
+ * them. */
+void qv_quant_rotate_v(qv_qwork *w, int layer, float *ones)
+{
+    qv_qwork_layer *d = &w->layers[layer];
+    int H = w->H, hd = w->hd, Dq = w->nh * w->hd, Dkv = w->nkv * w->hd;
+    float *col = ones + hd; /* caller's scratch: hd ones, then hd floats */
+    for (int j = 0; j < hd; j++) ones[j] = 1.0f;
+    for (int g = 0; g < w->nkv; g++) {
+        for (int k = 0; k < H; k++) {
+            for (int j = 0; j < hd; j++) col[j] = d->wv[(size_t)(g * hd + j) * H + k];
+            qv_hadamard_apply(col, hd, ones);
+            for (int j = 0; j < hd; j++) d->wv[(size_t)(g * hd + j) * H + k] = col[j];
+        }
+        if (d->bv) qv_hadamard_apply(d->bv + (size_t)g * hd, hd, ones);
+    }
+    for (int n = 0; n < H; n++)
+        for (int h = 0; h < Dq / hd; h++) qv_hadamard_apply(d->wo + (size_t)n * Dq + (size_t)h * hd, hd, ones);
+    (void)Dkv;
+}

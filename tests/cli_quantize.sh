@@ -31,7 +31,11 @@ expect "synthetic end to end" 0 - -- quantize --calib "$T/calib.txt" --out "$T/q
 expect "checkpoint opens" 0 - -- info --quantized "$T/q.st"
 grep -q '"smooth_attn":{"alpha":0.5' "$T/out" && ok "metadata records SmoothAttention alpha" || bad "metadata lacks smooth_attn ($(grep transforms "$T/out"))"
 grep -q 'calibration samples *4 x 64' "$T/out" && ok "metadata records samples" || bad "metadata lacks samples"
-expect "rtn end to end" 0 - -- quantize --calib "$T/calib.txt" --out "$T/r.st" --no-smooth-attn --no-rotate --no-smooth --no-clip --seqlen 64 --format w8a8 --kv 16
+grep -q '"gptq":{"percdamp":0.01,"block":128,"act_order":true,"hessian_rows":256' "$T/out" && ok "metadata records GPTQ and its parameters" || bad "metadata lacks gptq ($(grep transforms "$T/out"))"
+expect "no-gptq end to end" 0 - -- quantize --calib "$T/calib.txt" --out "$T/n.st" --samples 4 --seqlen 64 --threads 1 --no-gptq
+expect "no-gptq opens" 0 - -- info --quantized "$T/n.st"
+grep -q '"gptq":false' "$T/out" && ok "--no-gptq recorded" || bad "--no-gptq not recorded"
+expect "rtn end to end" 0 - -- quantize --calib "$T/calib.txt" --out "$T/r.st" --no-smooth-attn --no-rotate --no-smooth --no-clip --no-gptq --seqlen 64 --format w8a8 --kv 16
 expect "rtn opens" 0 - -- info --quantized "$T/r.st"
 grep -q 'method *rtn' "$T/out" && ok "all transforms off is rtn" || bad "method not rtn"
 echo "cli_quantize: $fails failure(s)"

@@ -225,6 +225,7 @@ START_TEST(calibration_without_clip_preserves_logits_and_is_deterministic)
     qv_quant_opts o;
     qv_quant_opts_init(&o);
     o.samples = 4, o.seqlen = 64, o.sub_rows = 128, o.clip = 0, o.threads = 1;
+    o.rotate_v = 1; /* every FP-preserving step, the optional v/o head rotation included */
     ck_assert(qv_quant_sample(text, 2000, o.samples, o.seqlen, o.seed, &samples) == QV_OK);
     qv_qwork *w, *w2;
     qv_quant_report rep, rep2;

@@ -37,11 +37,15 @@ typedef struct {
     float *lm_head;         /* [V, H], always its own copy */
     float *final_norm;      /* [H] */
     qv_qwork_layer *layers;
+    qv_qlinear *gptq;       /* [L * QV_QL_COUNT] GPTQ linears (owned), or NULL when GPTQ did not run */
 } qv_qwork;
 
 /* FP32 copy of every weight of m (tied embeddings are copied twice). */
 qv_status qv_qwork_from_model(const qv_model *m, qv_qwork **out);
 void qv_qwork_free(qv_qwork *w);
+/* Moves w's GPTQ linears (if any) into qm, replacing the round-to-nearest ones qv_qmodel_from_fp32
+ * built; checks shapes and format, and every range (qv_qlinear_check). */
+qv_status qv_quant_install_gptq(qv_qwork *w, qv_qmodel *qm);
 /* An in-memory qv_model whose tensors (F32) are views of w's arrays: w must outlive it and not
  * be reallocated. tok (may be NULL) is borrowed, not owned. Free with qv_qwork_model_free. */
 qv_status qv_qwork_to_model(const qv_qwork *w, const qv_model *like, qv_model **out);
@@ -61,6 +65,10 @@ void qv_hadamard_signs(uint64_t seed, int n, float *signs);
 void qv_quant_fold_norms(qv_qwork *w);
 /* Rotates the residual stream by H (norms must be folded first: QV_ERR_USAGE otherwise). */
 qv_status qv_quant_rotate(qv_qwork *w, uint64_t seed);
+
+/* v/o head rotation of one layer (quant/rotate.c): V rows per KV head and o_proj input columns
+ * per query head by the normalized head-size Hadamard (no signs). scratch: 2 * head_dim floats. */
+void qv_quant_rotate_v(qv_qwork *w, int layer, float *scratch);
 
 /* ---- SmoothAttention ---- */
 /* lambda [nkv * hd] from kmax [nkv * hd] (post-RoPE max |K|): max(kmax, 1e-5)^alpha, then each
@@ -98,12 +106,46 @@ void qv_smooth_factors(const float *xmax, const float *wmax, int K, float beta, 
 qv_status qv_smooth_error(qv_qformat f, const float *X, int M, const float *W, int N, int K,
                           const float *s, double *err);
 
+/* ---- GPTQ (quant/gptq.c; docs/quant.md) ---- */
+typedef struct {
+    float percdamp;   /* damping: percdamp x mean(diag H) added to the diagonal (0.01) */
+    int block;        /* columns per lazy-update block (128) */
+    int act_order;    /* 1: columns swept by decreasing H diagonal (deepcompressor: always) */
+    int max_tries;    /* Cholesky retries, each adding 0.1 percdamp x mean diag (250) */
+} qv_gptq_opts;
+void qv_gptq_opts_init(qv_gptq_opts *o);
+
+typedef struct {
+    int dead;          /* columns with H_kk = 0 */
+    int tries;         /* Cholesky attempts used */
+    float damp;        /* damping added to the diagonal */
+    double err_rtn;    /* sum_n (w_n - q_n)^T H (w_n - q_n): RTN with the same scales */
+    double err_gptq;   /* the same for the GPTQ codes (H undamped: = 2/M ||X W^T - X Wq^T||^2) */
+} qv_gptq_info;
+
+/* Hs [K][K] += X^T X (upper triangle only) for X [M][K]. */
+void qv_gptq_hessian_add(float *Hs, const float *X, int M, int K);
+/* Hs <- 2/rows Hs, mirrored into the lower triangle. */
+void qv_gptq_hessian_finish(float *Hs, int K, long rows);
+/* sum_n (W - Wq)_n^T Hs (W - Wq)_n over the N rows of [N][K] weights. */
+qv_status qv_gptq_output_error(const float *Hs, int K, const float *W, const float *Wq, int N, double *err);
+/* GPTQ of W [N][K] into format f. The scales and zero points are the format's quantizer's
+ * (qv_qlinear_quantize) for Wscale (NULL: W), e.g. pre-clipped weights; the column sweep starts
+ * from W with error feedback through the Cholesky factor of (Hs + damping)^-1. out is the linear
+ * qv_qlinear_quantize(Wscale, bias) builds, with the sweep's codes (it passes qv_qlinear_check).
+ * info (may be NULL) also gets the RTN and GPTQ errors under Hs. */
+qv_status qv_gptq_quantize(qv_qformat f, const float *W, const float *Wscale, int N, int K, const float *bias,
+                           const float *Hs, const qv_gptq_opts *o, qv_qlinear *out, qv_gptq_info *info);
+
 /* ---- the whole calibration ---- */
 typedef void (*qv_quant_progress_fn)(void *user, int done, int total, const char *what);
 
 typedef struct {
     qv_qformat format;
     int smooth_attn, rotate, smooth, clip; /* 1 = on */
+    int gptq;                              /* 1 = GPTQ codes instead of round-to-nearest */
+    int rotate_v;                          /* 1 = v/o head rotation (then no o_proj smoothing); default 0 */
+    qv_gptq_opts gptq_opts;
     float alpha;                           /* SmoothAttention exponent (0.5) */
     int samples, seqlen;                   /* calibration sequences and their length */
     int sub_rows;                          /* token rows kept per layer input for searches */
@@ -124,6 +166,11 @@ typedef struct {
     double clip_err_gain;     /* sum err(best) / sum err(1.0), over all linears */
     double seconds_stats, seconds_search, seconds_total;
     float *beta_o, *beta_down; /* [L] chosen beta, -1 = identity (owned) */
+    long gptq_rows;            /* calibration rows behind each Hessian (0: no GPTQ) */
+    double seconds_gptq;       /* Hessian transforms + sweeps (the accumulation is in stats) */
+    double gptq_err_rtn, gptq_err; /* summed over all linears (qv_gptq_info) */
+    double *err_rtn, *err_gptq;    /* [L * QV_QL_COUNT] per linear (owned; NULL without GPTQ) */
+    int gptq_max_tries, gptq_dead; /* worst Cholesky tries, dead columns in all */
 } qv_quant_report;
 void qv_quant_report_free(qv_quant_report *r);
 
@@ -148,11 +195,19 @@ typedef struct {
     float *x_mid;  /* [L][rows][H] stream after attention (subsample) */
     float *x_o;    /* [L][rows][Dq] o_proj inputs */
     float *x_d;    /* [L][rows][I] down_proj inputs */
+    /* GPTQ Hessians 2/T sum x^T x over EVERY calibration position (T = h_rows), of the original
+     * model's inputs: h_in/h_mid of the RMS-normalized stream WITHOUT the norm weight (the
+     * calibration maps them: rotation, norm weights, smoothing), h_o / h_d of the o_proj and
+     * down_proj inputs. NULL unless requested. */
+    float *h_in, *h_mid;  /* [L][H][H] */
+    float *h_o;           /* [L][Dq][Dq] */
+    float *h_d;           /* [L][I][I] */
+    long h_rows;
 } qv_quant_stats;
 /* m is run by ref-fp32; w0 is its FP32 copy (for the down_proj inputs, which the engine does
  * not capture: silu(gate(n2)) * up(n2) recomputed from the captured stream). */
 qv_status qv_quant_collect(const qv_model *m, const qv_qwork *w0, const int32_t *samples,
-                           int n_samples, int seqlen, int sub_rows, int threads,
+                           int n_samples, int seqlen, int sub_rows, int hessians, int threads,
                            qv_quant_stats *s);
 void qv_quant_stats_free(qv_quant_stats *s);
 

@@ -1,6 +1,7 @@
 /* Perplexity of a model or a quantized checkpoint for docs/quant.md's accuracy table (no `qvet
  * ppl` yet): PPL64K protocol of EVALS.md (no BOS, the first N ids of the text, chunks of ctx).
- * Usage: quant_ppl MODEL_DIR TEXT N_TOKENS CTX ENGINE [CKPT|-] [kv16]
+ * Usage: quant_ppl MODEL_DIR TEXT N_TOKENS CTX ENGINE [CKPT|-] [kv16|fpacts|kv16,fpacts|-] [NLL_OUT]
+ * NLL_OUT: the per-chunk mean NLLs, one per line (for paired comparisons, tools/quant/paired.py).
  * Built by tools/quant/quant_ppl.sh against build/libqvet.a. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +33,9 @@ int main(int argc, char **argv)
     qv_engine_opts o;
     qv_engine_opts_init(&o);
     if (argc > 6 && strcmp(argv[6], "-")) o.quantized_path = argv[6];
-    if (argc > 7 && !strcmp(argv[7], "kv16")) o.fp_kv = 1;
+    if (argc > 7 && strstr(argv[7], "kv16")) o.fp_kv = 1;
+    if (argc > 7 && strstr(argv[7], "fpacts")) /* activations FP16 in every layer (A8 ablation) */
+        for (int l = 0; l < m->cfg.num_layers; l++) qv_layer_mask_set(&o.fp_acts, l);
     qv_engine *e;
     if (qv_engine_open(argv[5], m, &o, &e)) {
         fprintf(stderr, "%s\n", qv_last_error());
@@ -45,8 +48,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s\n", qv_last_error());
         return 1;
     }
-    printf("ppl %.4f [%.4f, %.4f] tokens %ld ctx %d chunks %d engine %s ckpt %s%s\n", r.ppl, r.ppl_lo, r.ppl_hi, N,
-           po.ctx, r.n_chunks, argv[5], o.quantized_path ? o.quantized_path : "-", o.fp_kv ? " kv16" : "");
+    if (argc > 8) {
+        FILE *f = fopen(argv[8], "w");
+        if (!f) {
+            fprintf(stderr, "cannot write %s\n", argv[8]);
+            return 2;
+        }
+        for (int i = 0; i < r.n_chunks; i++) fprintf(f, "%.17g\n", r.chunk_nll[i]);
+        fclose(f);
+    }
+    printf("ppl %.4f [%.4f, %.4f] tokens %ld ctx %d chunks %d engine %s ckpt %s%s%s\n", r.ppl, r.ppl_lo, r.ppl_hi, N,
+           po.ctx, r.n_chunks, argv[5], o.quantized_path ? o.quantized_path : "-", o.fp_kv ? " kv16" : "", argc > 7 && strstr(argv[7], "fpacts") ? " fpacts" : "");
     qv_ppl_result_free(&r);
     qv_engine_close(e);
     free(ids), free(text);

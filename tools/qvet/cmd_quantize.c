@@ -44,7 +44,7 @@ static int parse_int(const char *cmd, const char *flag, const char *v, long lo, 
 }
 
 static qv_status run(const char *model_dir, const char *calib, const char *out_path, qv_qformat fmt, int kv,
-                     const qv_quant_opts *o)
+                     const qv_quant_opts *o, int verbose)
 {
     qv_model *m = NULL;
     QV_TRY(model_dir ? qv_model_open(model_dir, &m) : qv_cli_default_model(&m));
@@ -81,19 +81,28 @@ static qv_status run(const char *model_dir, const char *calib, const char *out_p
             Bl[QV_QL_Q] = d->bq, Bl[QV_QL_K] = d->bk, Bl[QV_QL_V] = d->bv, Bl[QV_QL_O] = d->bo;
             in[l] = d->input_norm, post[l] = d->post_norm;
         }
-        char transforms[1024], beta_o[256] = "", beta_d[256] = "";
+        char transforms[2048], beta_o[256] = "", beta_d[256] = "", gptq[320] = "false";
+        if (o->gptq)
+            snprintf(gptq, sizeof gptq,
+                     "{\"percdamp\":%g,\"block\":%d,\"act_order\":%s,\"hessian_rows\":%ld,"
+                     "\"scales\":\"fixed before the sweep by the format's quantizer (clipped weights)\","
+                     "\"err_ratio\":%.4f}",
+                     (double)o->gptq_opts.percdamp, o->gptq_opts.block, o->gptq_opts.act_order ? "true" : "false",
+                     rep.gptq_rows, rep.gptq_err_rtn > 0 ? rep.gptq_err / rep.gptq_err_rtn : 1.0);
         for (int l = 0; st == QV_OK && l < L; l++) {
             size_t a = strlen(beta_o), b = strlen(beta_d);
             snprintf(beta_o + a, sizeof beta_o - a, "%s%.2f", l ? "," : "", rep.beta_o[l]);
             snprintf(beta_d + b, sizeof beta_d - b, "%s%.2f", l ? "," : "", rep.beta_down[l]);
         }
         snprintf(transforms, sizeof transforms,
-                 "{\"smooth_attn\":%s,\"rotate\":%s,\"smooth\":%s,\"clip\":%s,\"seed\":%llu,"
+                 "{\"smooth_attn\":%s,\"rotate\":%s,\"smooth\":%s,\"clip\":%s,\"gptq\":%s,\"rotate_v\":%s,\"seed\":%llu,"
                  "\"calib_tokens_text\":%zu}",
                  o->smooth_attn ? "{\"alpha\":0.5,\"lambda\":\"max(max|K|,1e-5)^alpha, RoPE-pair max\"}" : "false",
                  o->rotate ? "{\"kind\":\"block-diagonal normalized Hadamard, random signs\",\"norms_folded\":true}" : "false",
                  o->smooth ? "{\"sites\":[\"o_proj<-v_proj\",\"down_proj<-up_proj\"],\"beta_grid\":\"0.05..0.95 step 0.05 + identity\"}" : "false",
                  o->clip ? "{\"granularity\":\"output channel (g128: each group's range)\",\"grid\":\"1.00..0.80 step 0.02\",\"error\":\"sum (XW^T - A8(X)Q(W)^T)^2\"}" : "false",
+                 gptq,
+                 o->rotate_v ? "{\"kind\":\"v rows per KV head, o_proj inputs per query head: normalized head-size Hadamard, no signs\",\"o_proj_smoothing\":false}" : "false",
                  (unsigned long long)o->seed, n_ids);
         /* the per-layer betas are long; append when they fit */
         if (o->smooth && strlen(transforms) + strlen(beta_o) + strlen(beta_d) + 40 < sizeof transforms) {
@@ -110,13 +119,32 @@ static qv_status run(const char *model_dir, const char *calib, const char *out_p
         snprintf(meta.calib_hash_algo, sizeof meta.calib_hash_algo, "fnv1a64");
         meta.calib_samples = o->samples;
         meta.calib_seqlen = o->seqlen;
-        int any = o->smooth_attn || o->rotate || o->smooth || o->clip;
+        int any = o->smooth_attn || o->rotate || o->smooth || o->clip || o->gptq || o->rotate_v;
         snprintf(meta.method, sizeof meta.method, "%s", any ? "qoq" : "rtn");
         qv_qmodel_fp32_src src = {w->embed, w->lm_head, w->final_norm, in, post, W, B, NULL};
         if (st == QV_OK) st = qv_qmodel_from_fp32(m, &src, fmt, kv, &meta, &qm);
+        if (st == QV_OK) st = qv_quant_install_gptq(w, qm);
         if (st == QV_OK) st = qv_qmodel_write(qm, out_path);
         free(W), free(B), free(in), free(post);
     }
+    if (st == QV_OK && verbose && rep.err_rtn) {
+        fprintf(stderr, "quantize: GPTQ output error per linear (sum over rows of (XW^T - XQ^T)^2 x 2/T; RTN -> GPTQ)\n");
+        for (int l = 0; l < w->L; l++) {
+            fprintf(stderr, "  layer %d:", l);
+            for (int id = 0; id < QV_QL_COUNT; id++) {
+                size_t i = (size_t)l * QV_QL_COUNT + id;
+                fprintf(stderr, " %s %.4g->%.4g (%.2f)", strchr(qv_qlinear_module((qv_qlinear_id)id), '.') + 1, rep.err_rtn[i],
+                        rep.err_gptq[i], rep.err_rtn[i] > 0 ? rep.err_gptq[i] / rep.err_rtn[i] : 1.0);
+            }
+            fputc('\n', stderr);
+        }
+    }
+    if (st == QV_OK && o->gptq)
+        printf("quantize: GPTQ (percdamp %g, block %d, act-order %s): %ld Hessian rows, %.1fs, output error vs RTN %.3f, "
+               "max Cholesky tries %d, dead columns %d\n",
+               (double)o->gptq_opts.percdamp, o->gptq_opts.block, o->gptq_opts.act_order ? "on" : "off", rep.gptq_rows,
+               rep.seconds_gptq, rep.gptq_err_rtn > 0 ? rep.gptq_err / rep.gptq_err_rtn : 1.0, rep.gptq_max_tries,
+               rep.gptq_dead);
     if (st == QV_OK)
         printf("quantize: %s -> %s (%s, KV%d, %s): %d samples x %d tokens; stats %.1fs, search %.1fs, total %.1fs; "
                "clip error ratio %.3f, mean clip ratio %.3f; smoothing beta o %.2f (%d identity), down %.2f (%d identity)\n",
@@ -141,7 +169,7 @@ int qv_cmd_quantize(int argc, char **argv)
     qv_quant_opts o;
     qv_quant_opts_init(&o);
     qv_qformat fmt = QV_QFMT_W4A8_G128;
-    int kv = 4;
+    int kv = 4, verbose = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         long v;
@@ -150,6 +178,9 @@ int qv_cmd_quantize(int argc, char **argv)
         else if (!strcmp(a, "--no-rotate")) o.rotate = 0;
         else if (!strcmp(a, "--no-smooth")) o.smooth = 0;
         else if (!strcmp(a, "--no-clip")) o.clip = 0;
+        else if (!strcmp(a, "--no-gptq")) o.gptq = 0;
+        else if (!strcmp(a, "--rotate-v")) o.rotate_v = 1;
+        else if (!strcmp(a, "--verbose")) verbose = 1;
         else if (!has && (!strcmp(a, "--model") || !strcmp(a, "--calib") || !strcmp(a, "--out") || !strcmp(a, "--format") ||
                           !strcmp(a, "--kv") || !strcmp(a, "--samples") || !strcmp(a, "--seqlen") || !strcmp(a, "--seed") ||
                           !strcmp(a, "--threads")))
@@ -183,5 +214,5 @@ int qv_cmd_quantize(int argc, char **argv)
     o.sub_rows = o.samples * o.seqlen < 512 ? o.samples * o.seqlen : 512;
     progress p = {now_s()};
     if (isatty(2)) o.progress = on_progress, o.progress_user = &p;
-    return qv_cli_report(run(model, calib, out, fmt, kv, &o));
+    return qv_cli_report(run(model, calib, out, fmt, kv, &o, verbose));
 }

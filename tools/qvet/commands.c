@@ -15,7 +15,7 @@ const qv_command qv_commands[] = {
      "print token ids as a JSON array (no BOS unless --bos); --decode goes the other way", qv_cmd_tokenize},
     {"logits", "logits [--model DIR] --engine E [--quantized CKPT] [--attn kv4|serve] [--fp-kv] [--fp-weights LAYERS] [--fp-acts LAYERS] (--ids 1,2,3 | --ids-file F.json) [--last N] --out F.json [--threads N]",
      "run a forward pass and write the logits of the last N positions", qv_cmd_logits},
-    {"quantize", "quantize --model DIR --calib TEXT --out CKPT [--format w4a8-g128|w4a8-chn|w8a8] [--kv 4|16] [--no-smooth-attn] [--no-rotate] [--no-smooth] [--no-clip] [--samples N] [--seqlen L] [--seed N] [--threads N]",
+    {"quantize", "quantize --model DIR --calib TEXT --out CKPT [--format w4a8-g128|w4a8-chn|w8a8] [--kv 4|16] [--no-smooth-attn] [--no-rotate] [--no-smooth] [--no-clip] [--no-gptq] [--rotate-v] [--samples N] [--seqlen L] [--seed N] [--threads N] [--verbose]",
      "QoQ calibration -> quantized checkpoint", qv_cmd_quantize},
     {"ppl", "ppl [--model DIR] --engine E [--quantized CKPT] [--attn kv4|serve] [--qserve-compat] [--fp-kv] [--fp-weights LAYERS] [--fp-acts LAYERS] --text FILE [--ctx 2048] [--max-tokens N] [--no-bos] [--json PATH] [--threads N]",
      "perplexity with its confidence interval", qv_cmd_ppl},
