@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "html_buf.h"
 #include "qvet/eval_report.h"
 #include "qvet/fileio.h"
 
@@ -31,45 +32,6 @@ qv_status qv_thresholds_load(const char *text, const char *label, cJSON **out)
     return st;
 }
 
-typedef struct {
-    char *b;
-    size_t n, cap;
-    int oom;
-} sbuf;
-
-static void sb(sbuf *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb(sbuf *s, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int k = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (k < 0 || s->oom) return;
-    if (s->n + (size_t)k + 1 > s->cap) {
-        size_t cap = (s->cap + (size_t)k + 1) * 2;
-        char *b = realloc(s->b, cap);
-        if (!b) {
-            s->oom = 1;
-            return;
-        }
-        s->b = b, s->cap = cap;
-    }
-    va_start(ap, fmt);
-    vsnprintf(s->b + s->n, (size_t)k + 1, fmt, ap);
-    va_end(ap);
-    s->n += (size_t)k;
-}
-
-static void esc(sbuf *s, const char *t)
-{
-    for (; t && *t; t++) {
-        if (*t == '<') sb(s, "&lt;");
-        else if (*t == '>') sb(s, "&gt;");
-        else if (*t == '&') sb(s, "&amp;");
-        else if (*t == '"') sb(s, "&quot;");
-        else sb(s, "%c", *t);
-    }
-}
 
 static const cJSON *path(const cJSON *j, const char *p)
 {
@@ -90,7 +52,7 @@ static double num(const cJSON *j, const char *p)
 }
 
 /* KLD histogram: counts per log10 bin; under/overflow bins drawn at the ends */
-static void svg_hist(sbuf *s, const cJSON *kld)
+static void svg_hist(qv_sbuf *s, const cJSON *kld)
 {
     const cJSON *c = path(kld, "histogram.counts");
     double lo = num(kld, "histogram.log10_lo"), hi = num(kld, "histogram.log10_hi");
@@ -99,26 +61,26 @@ static void svg_hist(sbuf *s, const cJSON *kld)
     double mx = 1;
     for (int i = 0; i < n; i++) mx = fmax(mx, cJSON_GetArrayItem(c, i)->valuedouble);
     int W = 500, H = 220, L = 50, B = 30, pw = W - L - 10, ph = H - B - 10;
-    sb(s, "<svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d' role='img'><title>KLD histogram</title>", W, H);
-    sb(s, "<rect x='%d' y='10' width='%d' height='%d' fill='#fafafa' stroke='#ccc'/>", L, pw, ph);
+    qv_sb(s, "<svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d' role='img'><title>KLD histogram</title>", W, H);
+    qv_sb(s, "<rect x='%d' y='10' width='%d' height='%d' fill='#fafafa' stroke='#ccc'/>", L, pw, ph);
     double bw = (double)pw / n;
     for (int i = 0; i < n; i++) {
         double v = cJSON_GetArrayItem(c, i)->valuedouble, h = v > 0 ? ph * log10(1 + v) / log10(1 + mx) : 0;
         const char *col = i == 0 ? "#9e9e9e" : i == n - 1 ? "#c62828" : "#3f6fb5";
-        sb(s, "<rect x='%.1f' y='%.1f' width='%.1f' height='%.1f' fill='%s'><title>%.0f</title></rect>", L + i * bw + 0.5,
+        qv_sb(s, "<rect x='%.1f' y='%.1f' width='%.1f' height='%.1f' fill='%s'><title>%.0f</title></rect>", L + i * bw + 0.5,
            10 + ph - h, bw - 1, h, col, v);
     }
     for (int e = (int)lo; e <= (int)hi; e += 2) {
         double x = L + bw * (1 + (e - lo) / (hi - lo) * (n - 2));
-        sb(s, "<line x1='%.1f' x2='%.1f' y1='%d' y2='%d' stroke='#666'/><text x='%.1f' y='%d' font-size='11' text-anchor='middle'>1e%d</text>",
+        qv_sb(s, "<line x1='%.1f' x2='%.1f' y1='%d' y2='%d' stroke='#666'/><text x='%.1f' y='%d' font-size='11' text-anchor='middle'>1e%d</text>",
            x, x, 10 + ph, 14 + ph, x, H - 8, e);
     }
-    sb(s, "<text x='12' y='%d' font-size='11' transform='rotate(-90 12 %d)' text-anchor='middle'>positions (log scale)</text>", 10 + ph / 2, 10 + ph / 2);
-    sb(s, "</svg>");
+    qv_sb(s, "<text x='12' y='%d' font-size='11' transform='rotate(-90 12 %d)' text-anchor='middle'>positions (log scale)</text>", 10 + ph / 2, 10 + ph / 2);
+    qv_sb(s, "</svg>");
 }
 
 /* mean KLD per bucket of positions inside the chunk */
-static void svg_pos(sbuf *s, const cJSON *kld)
+static void svg_pos(qv_sbuf *s, const cJSON *kld)
 {
     const cJSON *m = path(kld, "by_position.mean");
     double w = num(kld, "by_position.bucket_width");
@@ -131,18 +93,18 @@ static void svg_pos(sbuf *s, const cJSON *kld)
     if (n < 1) return;
     if (!(mx > 0)) mx = 1;
     int W = 500, H = 220, L = 60, B = 30, pw = W - L - 10, ph = H - B - 10;
-    sb(s, "<svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d' role='img'><title>KLD vs position</title>", W, H);
-    sb(s, "<rect x='%d' y='10' width='%d' height='%d' fill='#fafafa' stroke='#ccc'/><polyline fill='none' stroke='#3f6fb5' stroke-width='2' points='", L, pw, ph);
+    qv_sb(s, "<svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d' role='img'><title>KLD vs position</title>", W, H);
+    qv_sb(s, "<rect x='%d' y='10' width='%d' height='%d' fill='#fafafa' stroke='#ccc'/><polyline fill='none' stroke='#3f6fb5' stroke-width='2' points='", L, pw, ph);
     for (int i = 0; i < n; i++) {
         const cJSON *v = cJSON_GetArrayItem(m, i);
-        if (cJSON_IsNumber(v)) sb(s, "%.1f,%.1f ", L + (i + 0.5) * pw / n, 10 + ph - ph * v->valuedouble / mx);
+        if (cJSON_IsNumber(v)) qv_sb(s, "%.1f,%.1f ", L + (i + 0.5) * pw / n, 10 + ph - ph * v->valuedouble / mx);
     }
-    sb(s, "'/>");
+    qv_sb(s, "'/>");
     for (int q = 0; q <= 4; q++)
-        sb(s, "<text x='%d' y='%.1f' font-size='11' text-anchor='end'>%.3g</text>", L - 4, 14 + ph - ph * q / 4.0, mx * q / 4);
+        qv_sb(s, "<text x='%d' y='%.1f' font-size='11' text-anchor='end'>%.3g</text>", L - 4, 14 + ph - ph * q / 4.0, mx * q / 4);
     for (int q = 0; q <= 4; q++)
-        sb(s, "<text x='%.1f' y='%d' font-size='11' text-anchor='middle'>%.0f</text>", L + pw * q / 4.0, H - 8, w * n * q / 4);
-    sb(s, "</svg>");
+        qv_sb(s, "<text x='%.1f' y='%d' font-size='11' text-anchor='middle'>%.0f</text>", L + pw * q / 4.0, H - 8, w * n * q / 4);
+    qv_sb(s, "</svg>");
 }
 
 static void color(double t, int diverging, char *out)
@@ -162,39 +124,39 @@ static void color(double t, int diverging, char *out)
     sprintf(out, "#%02x%02x%02x", r, g, b);
 }
 
-static void svg_grid(sbuf *s, const char *title, const cJSON *meta, const cJSON *g, const cJSON *hits, double lo, double hi, int diverging)
+static void svg_grid(qv_sbuf *s, const char *title, const cJSON *meta, const cJSON *g, const cJSON *hits, double lo, double hi, int diverging)
 {
     const cJSON *L = cJSON_GetObjectItem(meta, "lengths"), *D = cJSON_GetObjectItem(meta, "depths");
     int nl = cJSON_GetArraySize(L), nd = cJSON_GetArraySize(D), cw = 52, ch = 28, X = 60, Y = 24;
     int W = X + nd * cw + 10, H = Y + nl * ch + 34;
-    sb(s, "<figure><svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d' role='img'><title>", W, H);
-    esc(s, title);
-    sb(s, "</title>");
+    qv_sb(s, "<figure><svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d' role='img'><title>", W, H);
+    qv_sb_esc(s, title);
+    qv_sb(s, "</title>");
     for (int d = 0; d < nd; d++)
-        sb(s, "<text x='%d' y='%d' font-size='11' text-anchor='middle'>%.2g</text>", X + d * cw + cw / 2, Y - 8,
+        qv_sb(s, "<text x='%d' y='%d' font-size='11' text-anchor='middle'>%.2g</text>", X + d * cw + cw / 2, Y - 8,
            cJSON_GetArrayItem(D, d)->valuedouble);
     for (int l = 0; l < nl; l++) {
-        sb(s, "<text x='%d' y='%d' font-size='11' text-anchor='end'>%d</text>", X - 6, Y + l * ch + ch / 2 + 4,
+        qv_sb(s, "<text x='%d' y='%d' font-size='11' text-anchor='end'>%d</text>", X - 6, Y + l * ch + ch / 2 + 4,
            cJSON_GetArrayItem(L, l)->valueint);
         for (int d = 0; d < nd; d++) {
             const cJSON *v = cJSON_GetArrayItem(cJSON_GetArrayItem(g, l), d);
             double x = cJSON_IsNumber(v) ? v->valuedouble : NAN;
             char col[8];
             color(hi > lo ? (x - lo) / (hi - lo) : 0.5, diverging, col);
-            sb(s, "<rect x='%d' y='%d' width='%d' height='%d' fill='%s' stroke='#fff'/>", X + d * cw, Y + l * ch, cw, ch, col);
+            qv_sb(s, "<rect x='%d' y='%d' width='%d' height='%d' fill='%s' stroke='#fff'/>", X + d * cw, Y + l * ch, cw, ch, col);
             const cJSON *h = hits ? cJSON_GetArrayItem(cJSON_GetArrayItem(hits, l), d) : NULL;
             int dark = !diverging && isfinite(x) && (x - lo) / (hi - lo) < 0.55;
-            sb(s, "<text x='%d' y='%d' font-size='10' text-anchor='middle' fill='%s'>", X + d * cw + cw / 2, Y + l * ch + ch / 2 + 4,
+            qv_sb(s, "<text x='%d' y='%d' font-size='10' text-anchor='middle' fill='%s'>", X + d * cw + cw / 2, Y + l * ch + ch / 2 + 4,
                dark ? "#fff" : "#000");
-            if (isfinite(x)) sb(s, "%.2f%s", x, h && cJSON_IsNumber(h) && h->valuedouble > 0 ? "&#10003;" : "");
-            else sb(s, "-");
-            sb(s, "</text>");
+            if (isfinite(x)) qv_sb(s, "%.2f%s", x, h && cJSON_IsNumber(h) && h->valuedouble > 0 ? "&#10003;" : "");
+            else qv_sb(s, "-");
+            qv_sb(s, "</text>");
         }
     }
-    sb(s, "<text x='%d' y='%d' font-size='11' text-anchor='middle'>depth &#8594; (rows: context length, tokens)</text>", X + nd * cw / 2, H - 6);
-    sb(s, "</svg><figcaption>");
-    esc(s, title);
-    sb(s, "</figcaption></figure>");
+    qv_sb(s, "<text x='%d' y='%d' font-size='11' text-anchor='middle'>depth &#8594; (rows: context length, tokens)</text>", X + nd * cw / 2, H - 6);
+    qv_sb(s, "</svg><figcaption>");
+    qv_sb_esc(s, title);
+    qv_sb(s, "</figcaption></figure>");
 }
 
 static void grid_range(const cJSON *a, const cJSON *b, double *lo, double *hi)
@@ -207,19 +169,19 @@ static void grid_range(const cJSON *a, const cJSON *b, double *lo, double *hi)
                 if (cJSON_IsNumber(v)) *lo = fmin(*lo, v->valuedouble), *hi = fmax(*hi, v->valuedouble);
 }
 
-static void fmt_num(sbuf *s, const cJSON *v)
+static void fmt_num(qv_sbuf *s, const cJSON *v)
 {
-    if (cJSON_IsNumber(v)) sb(s, "%.5g", v->valuedouble);
-    else sb(s, "n/a");
+    if (cJSON_IsNumber(v)) qv_sb(s, "%.5g", v->valuedouble);
+    else qv_sb(s, "n/a");
 }
 
 qv_status qv_report_html(const cJSON *r, const char *out)
 {
-    sbuf s = {0};
+    qv_sbuf s = {0};
     const cJSON *verdict = cJSON_GetObjectItem(r, "verdict"), *rows = cJSON_GetObjectItem(r, "checks");
     const cJSON *cmp = cJSON_GetObjectItem(r, "compare"), *niah = cJSON_GetObjectItem(r, "niah");
     int go = cJSON_IsString(verdict) && !strcmp(verdict->valuestring, "go");
-    sb(&s, "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>qvet validate report</title><style>"
+    qv_sb(&s, "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>qvet validate report</title><style>"
            "body{font-family:sans-serif;max-width:1160px;margin:24px auto;color:#222;padding:0 16px}"
            "table{border-collapse:collapse;margin:8px 0 18px}td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px;vertical-align:top}"
            "th{background:#f0f0f0;text-align:left}.pass{background:#e3f4e1}.fail{background:#fbe0e0}"
@@ -227,67 +189,67 @@ qv_status qv_report_html(const cJSON *r, const char *out)
            ".go{background:#2e7d32;color:#fff}.nogo{background:#c62828;color:#fff}code{font-size:12px;word-break:break-all}"
            "figure{display:inline-block;margin:0 18px 12px 0;vertical-align:top}figcaption{font-size:12px;color:#555}"
            ".why{font-size:11px;color:#555}</style></head><body>");
-    sb(&s, "<h1>qvet validate</h1><div class='verdict %s'>%s</div>", go ? "go" : "nogo", go ? "GO" : "NO-GO");
+    qv_sb(&s, "<h1>qvet validate</h1><div class='verdict %s'>%s</div>", go ? "go" : "nogo", go ? "GO" : "NO-GO");
     const cJSON *meta = cJSON_GetObjectItem(r, "meta");
-    sb(&s, "<table>");
+    qv_sb(&s, "<table>");
     const char *mk[] = {"model", "ref", "cand", "quantized", "text", "haystack", "thresholds", "command", "elapsed_s"};
     for (int i = 0; i < 9; i++) {
         const cJSON *v = cJSON_GetObjectItem(meta, mk[i]);
         if (!v) continue;
-        sb(&s, "<tr><th>%s</th><td>", mk[i]);
-        if (cJSON_IsString(v)) esc(&s, v->valuestring);
+        qv_sb(&s, "<tr><th>%s</th><td>", mk[i]);
+        if (cJSON_IsString(v)) qv_sb_esc(&s, v->valuestring);
         else fmt_num(&s, v);
-        sb(&s, "</td></tr>");
+        qv_sb(&s, "</td></tr>");
     }
-    sb(&s, "</table><h2>Go / no-go</h2><table><tr><th>figure</th><th>value</th><th>threshold</th><th>result</th><th>reproduce</th></tr>");
+    qv_sb(&s, "</table><h2>Go / no-go</h2><table><tr><th>figure</th><th>value</th><th>threshold</th><th>result</th><th>reproduce</th></tr>");
     for (const cJSON *c = rows ? rows->child : NULL; c; c = c->next) {
         const cJSON *pass = cJSON_GetObjectItem(c, "pass");
-        sb(&s, "<tr class='%s'><td><b>", cJSON_IsTrue(pass) ? "pass" : "fail");
-        esc(&s, cJSON_GetObjectItem(c, "figure")->valuestring);
-        sb(&s, "</b><div class='why'>");
+        qv_sb(&s, "<tr class='%s'><td><b>", cJSON_IsTrue(pass) ? "pass" : "fail");
+        qv_sb_esc(&s, cJSON_GetObjectItem(c, "figure")->valuestring);
+        qv_sb(&s, "</b><div class='why'>");
         const cJSON *why = cJSON_GetObjectItem(c, "why");
-        if (cJSON_IsString(why)) esc(&s, why->valuestring);
-        sb(&s, "</div></td><td>");
+        if (cJSON_IsString(why)) qv_sb_esc(&s, why->valuestring);
+        qv_sb(&s, "</div></td><td>");
         fmt_num(&s, cJSON_GetObjectItem(c, "value"));
-        sb(&s, "</td><td>%s ", cJSON_IsString(cJSON_GetObjectItem(c, "op")) ? cJSON_GetObjectItem(c, "op")->valuestring : "");
+        qv_sb(&s, "</td><td>%s ", cJSON_IsString(cJSON_GetObjectItem(c, "op")) ? cJSON_GetObjectItem(c, "op")->valuestring : "");
         fmt_num(&s, cJSON_GetObjectItem(c, "threshold"));
-        sb(&s, "</td><td>%s</td><td><code>", cJSON_IsTrue(pass) ? "pass" : "FAIL");
+        qv_sb(&s, "</td><td>%s</td><td><code>", cJSON_IsTrue(pass) ? "pass" : "FAIL");
         const cJSON *cmd = cJSON_GetObjectItem(c, "command");
-        if (cJSON_IsString(cmd)) esc(&s, cmd->valuestring);
-        sb(&s, "</code></td></tr>");
+        if (cJSON_IsString(cmd)) qv_sb_esc(&s, cmd->valuestring);
+        qv_sb(&s, "</code></td></tr>");
     }
-    sb(&s, "</table>");
+    qv_sb(&s, "</table>");
     if (cmp) {
         const cJSON *k = cJSON_GetObjectItem(cmp, "kld");
-        sb(&s, "<h2>Compare (%g chunks, %g positions)</h2><table><tr><th>figure</th><th>value</th><th>95%% CI</th></tr>",
+        qv_sb(&s, "<h2>Compare (%g chunks, %g positions)</h2><table><tr><th>figure</th><th>value</th><th>95%% CI</th></tr>",
            num(cmp, "chunks"), num(cmp, "positions"));
         const char *ci[][2] = {{"ppl R", "ppl_ref"}, {"ppl C", "ppl_cand"}, {"ln(ppl_C/ppl_R)", "ln_ppl_ratio"},
                                {"KLD mean", "kld.mean"}, {"top-1 agreement", "top1_agreement"}};
         for (int i = 0; i < 5; i++) {
             const cJSON *o = path(cmp, ci[i][1]);
-            sb(&s, "<tr><td>%s</td><td>", ci[i][0]);
+            qv_sb(&s, "<tr><td>%s</td><td>", ci[i][0]);
             fmt_num(&s, cJSON_GetObjectItem(o, "value"));
-            sb(&s, "</td><td>[");
+            qv_sb(&s, "</td><td>[");
             fmt_num(&s, cJSON_GetObjectItem(o, "lo"));
-            sb(&s, ", ");
+            qv_sb(&s, ", ");
             fmt_num(&s, cJSON_GetObjectItem(o, "hi"));
-            sb(&s, "]</td></tr>");
+            qv_sb(&s, "]</td></tr>");
         }
-        sb(&s, "<tr><td>KLD median / p90 / p99 / p99.9</td><td colspan='2'>%.4g / %.4g / %.4g / %.4g</td></tr>",
+        qv_sb(&s, "<tr><td>KLD median / p90 / p99 / p99.9</td><td colspan='2'>%.4g / %.4g / %.4g / %.4g</td></tr>",
            num(k, "median"), num(k, "p90"), num(k, "p99"), num(k, "p99_9"));
-        sb(&s, "<tr><td>KLD max</td><td colspan='2'>%.4g at token %g (chunk %g, offset %g), token id %g</td></tr>", num(k, "max"),
+        qv_sb(&s, "<tr><td>KLD max</td><td colspan='2'>%.4g at token %g (chunk %g, offset %g), token id %g</td></tr>", num(k, "max"),
            num(k, "max_pos"), num(k, "max_chunk"), num(k, "max_offset"), num(k, "max_token"));
-        sb(&s, "<tr><td>&#916;p = p_C(y) &#8722; p_R(y): mean / rms / p1 / p99</td><td colspan='2'>%.4g / %.4g / %.4g / %.4g</td></tr></table>",
+        qv_sb(&s, "<tr><td>&#916;p = p_C(y) &#8722; p_R(y): mean / rms / p1 / p99</td><td colspan='2'>%.4g / %.4g / %.4g / %.4g</td></tr></table>",
            num(cmp, "delta_p.mean"), num(cmp, "delta_p.rms"), num(cmp, "delta_p.p1"), num(cmp, "delta_p.p99"));
-        sb(&s, "<figure>");
+        qv_sb(&s, "<figure>");
         svg_hist(&s, k);
-        sb(&s, "<figcaption>KLD per position: histogram over log10 bins [1e-8, 1e2); grey: below 1e-8 (incl. 0), red: 1e2 and above</figcaption></figure><figure>");
+        qv_sb(&s, "<figcaption>KLD per position: histogram over log10 bins [1e-8, 1e2); grey: below 1e-8 (incl. 0), red: 1e2 and above</figcaption></figure><figure>");
         svg_pos(&s, k);
-        sb(&s, "<figcaption>mean KLD vs position inside the chunk (tokens)</figcaption></figure>");
+        qv_sb(&s, "<figcaption>mean KLD vs position inside the chunk (tokens)</figcaption></figure>");
     }
     if (niah) {
         const cJSON *ns = cJSON_GetObjectItem(niah, "summary"), *nm = cJSON_GetObjectItem(niah, "meta");
-        sb(&s, "<h2>Needle in a haystack</h2><p>Cells: mean log-probability of the answer tokens (teacher-forced); &#10003; = exact "
+        qv_sb(&s, "<h2>Needle in a haystack</h2><p>Cells: mean log-probability of the answer tokens (teacher-forced); &#10003; = exact "
                "greedy retrieval. Retrieval R %.3f, C %.3f; mean log p R %.4f, C %.4f, C&#8722;R %.4f (worst cell %.4f).</p>",
            num(ns, "hit_rate_ref"), num(ns, "hit_rate_cand"), num(ns, "lp_mean_ref"), num(ns, "lp_mean_cand"),
            num(ns, "lp_delta_mean"), num(ns, "lp_delta_min"));
@@ -302,11 +264,11 @@ qv_status qv_report_html(const cJSON *r, const char *out)
     }
     const cJSON *lb = cJSON_GetObjectItem(r, "longbench");
     if (lb) {
-        sb(&s, "<h2>LongBench</h2><p>");
-        esc(&s, cJSON_IsString(lb) ? lb->valuestring : "");
-        sb(&s, "</p>");
+        qv_sb(&s, "<h2>LongBench</h2><p>");
+        qv_sb_esc(&s, cJSON_IsString(lb) ? lb->valuestring : "");
+        qv_sb(&s, "</p>");
     }
-    sb(&s, "<p class='why'>Written by qvet validate. Definitions: docs/evals.md. Every figure is recomputed by the command beside it.</p></body></html>\n");
+    qv_sb(&s, "<p class='why'>Written by qvet validate. Definitions: docs/evals.md. Every figure is recomputed by the command beside it.</p></body></html>\n");
     if (s.oom) {
         free(s.b);
         return qv_fail(QV_ERR_NOMEM, "%s: out of memory", out);

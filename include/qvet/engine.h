@@ -101,7 +101,7 @@ const char *qv_capture_kind_name(qv_capture_kind k);
 typedef struct qv_engine qv_engine;
 
 /* Names: "ref-fp32", "ref-qoq", "gpu-fp16", "gpu-qoq". An unknown name is QV_ERR_USAGE; a known
- * one not implemented yet is QV_ERR_UNSUPPORTED. The model must outlive the engine. */
+ * GPU engine without a GPU is QV_ERR_UNSUPPORTED. The model must outlive the engine. */
 qv_status qv_engine_open(const char *name, const qv_model *model, const qv_engine_opts *opts,
                          qv_engine **out);
 void qv_engine_close(qv_engine *e);

@@ -14,7 +14,7 @@ extern const qv_engine_vtable qv_gpu_qoq_vtable;
 
 static const struct {
     const char *name;
-    const qv_engine_vtable *vt; /* NULL: not implemented yet */
+    const qv_engine_vtable *vt;
 } engines[] = {
     {"ref-fp32", &qv_ref_fp32_vtable},
     {"ref-qoq", &qv_ref_qoq_vtable},
@@ -42,8 +42,6 @@ qv_status qv_engine_open(const char *name, const qv_model *model, const qv_engin
     if (!name || !model) return qv_fail(QV_ERR_USAGE, "engine: name and model are required");
     for (size_t i = 0; i < sizeof engines / sizeof engines[0]; i++) {
         if (strcmp(engines[i].name, name) != 0) continue;
-        if (!engines[i].vt)
-            return qv_fail(QV_ERR_UNSUPPORTED, "engine '%s': not implemented yet", name);
         qv_engine_opts dflt;
         qv_engine_opts_init(&dflt);
         return engines[i].vt->open(model, opts ? opts : &dflt, out);
