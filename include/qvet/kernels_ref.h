@@ -28,6 +28,9 @@ void qv_ref_silu_mul_rows(const uint16_t *gu, int M, int I, float *y);
 /* A8 of v [M, K] via qv_quant_a8_ref plus the INT32 row sums and the pre-rounding values
  * pre = v * (127/amax) (0 for an all-zero row). pre/rowsum may be NULL. */
 qv_status qv_ref_a8_with_pre(const float *v, int M, int K, int8_t *q, float *s_a, int32_t *rowsum, float *pre);
+/* The same with ref-qoq's compat option (QServe's A8: amax floored at 1e-6, FP16 s_a, codes
+ * saturated to [-128, 127]); no row sums. */
+qv_status qv_ref_a8_pre(const float *v, int M, int K, int compat, int8_t *q, float *s_a, float *pre);
 /* NUMERICS.md tie rule for one code: equal codes pass; a differing code passes (as a tie) only when
  * it differs by one and the reference's pre-rounding value lies within rel*|pre| of the rounding
  * boundary between them. Returns 0 ok, 1 tie, -1 violation. */

@@ -46,17 +46,23 @@ void qv_ref_silu_mul_rows(const uint16_t *gu, int M, int I, float *y)
         }
 }
 
-qv_status qv_ref_a8_with_pre(const float *v, int M, int K, int8_t *q, float *s_a, int32_t *rowsum, float *pre)
+qv_status qv_ref_a8_pre(const float *v, int M, int K, int compat, int8_t *q, float *s_a, float *pre)
 {
-    QV_TRY(qv_quant_a8_ref(v, M, K, q, s_a, NULL, 0));
-    if (rowsum) QV_TRY(qv_a8_rowsum_i32(q, M, K, rowsum));
+    QV_TRY(qv_quant_a8_ref(v, M, K, q, s_a, NULL, compat));
     if (!pre) return QV_OK;
     for (int m = 0; m < M; m++) {
-        float amax = 0.0f;
+        float amax = compat ? 1e-6f : 0.0f; /* qv_quant_a8_ref's running max (QServe floors it) */
         for (int k = 0; k < K; k++) amax = fmaxf(amax, fabsf(v[(size_t)m * K + k]));
         float inv = amax == 0.0f ? 0.0f : 127.0f / amax;
         for (int k = 0; k < K; k++) pre[(size_t)m * K + k] = v[(size_t)m * K + k] * inv;
     }
+    return QV_OK;
+}
+
+qv_status qv_ref_a8_with_pre(const float *v, int M, int K, int8_t *q, float *s_a, int32_t *rowsum, float *pre)
+{
+    QV_TRY(qv_ref_a8_pre(v, M, K, 0, q, s_a, pre));
+    if (rowsum) QV_TRY(qv_a8_rowsum_i32(q, M, K, rowsum));
     return QV_OK;
 }
 

@@ -37,6 +37,8 @@ qv_status qv_cli_default_model(qv_model **out);
 /* Implemented commands (one file each: cmd_<name>.c). */
 int qv_cmd_info(int argc, char **argv);
 int qv_cmd_kernels(int argc, char **argv);
+/* `kernels --check DIR` (cmd_kernels_check.c); filter_re is a compiled pcre2_code or NULL. */
+int qv_cmd_kernels_check(const char *dir, const void *filter_re, const char *json_path);
 int qv_cmd_synth(int argc, char **argv);
 int qv_cmd_tokenize(int argc, char **argv);
 int qv_cmd_bench(int argc, char **argv);

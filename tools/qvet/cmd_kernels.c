@@ -1,5 +1,6 @@
 /* qvet kernels [--filter RE] [--seed N] [--cases matrix.json] [--quick] [--backend cpu|gpu|all]
  *              [--json F]
+ * qvet kernels --check DIR [--filter RE] [--json F]   (cmd_kernels_check.c)
  * Differential tests of every kernel over the case matrix, one line per case and backend
  * (include/qvet/kcases.h). A case's inputs are drawn from seed ^ hash(case name), so a case
  * reproduces alone with the printed --filter/--seed command. */
@@ -84,9 +85,9 @@ int qv_cmd_kernels(int argc, char **argv)
         {"backend", required_argument, 0, 'b'}, {"json", required_argument, 0, 'j'},
         {"check", required_argument, 0, 'k'},  {0, 0, 0, 0},
     };
-    const char *filter = NULL, *cases_path = NULL, *json_path = NULL, *backend = "all";
+    const char *filter = NULL, *cases_path = NULL, *json_path = NULL, *backend = NULL, *check_dir = NULL;
     unsigned long long seed = 1;
-    int quick = 0, c;
+    int quick = 0, seed_given = 0, c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -95,19 +96,21 @@ int qv_cmd_kernels(int argc, char **argv)
             char *end;
             seed = strtoull(optarg, &end, 10);
             if (!*optarg || *end || *optarg == '-') return qv_cli_usage_error("kernels", "--seed wants a non-negative integer");
+            seed_given = 1;
             break;
         }
         case 'c': cases_path = optarg; break;
         case 'q': quick = 1; break;
         case 'b': backend = optarg; break;
         case 'j': json_path = optarg; break;
-        case 'k':
-            fprintf(stderr, "qvet kernels --check: not implemented yet\n");
-            return QV_EXIT_USAGE;
+        case 'k': check_dir = optarg; break;
         default: return qv_cli_usage_error("kernels", "unknown or incomplete option '%s'", argv[optind - 1]);
         }
     }
     if (optind < argc) return qv_cli_usage_error("kernels", "unexpected argument '%s'", argv[optind]);
+    if (check_dir && (cases_path || quick || backend || seed_given))
+        return qv_cli_usage_error("kernels", "--check DIR takes only --filter and --json (the cases come from the manifest)");
+    if (!backend) backend = "all";
     int use_cpu = strcmp(backend, "cpu") == 0 || strcmp(backend, "all") == 0;
     int use_gpu = strcmp(backend, "gpu") == 0 || strcmp(backend, "all") == 0;
     if (!use_cpu && !use_gpu) return qv_cli_usage_error("kernels", "--backend is cpu, gpu or all, not '%s'", backend);
@@ -121,6 +124,11 @@ int qv_cmd_kernels(int argc, char **argv)
             pcre2_get_error_message(err, msg, sizeof msg);
             return qv_cli_usage_error("kernels", "--filter: bad regular expression at offset %zu: %s", (size_t)off, msg);
         }
+    }
+    if (check_dir) {
+        int rc = qv_cmd_kernels_check(check_dir, re, json_path);
+        pcre2_code_free(re);
+        return rc;
     }
     qv_kcase *cases;
     int n;
