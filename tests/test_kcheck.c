@@ -1,0 +1,227 @@
+/* `qvet kernels --check` internals (include/qvet/kcheck.h): the FP16 bound test, the derived
+ * epilogue bound against other legitimate FP32 evaluation orders, and a case written here with
+ * qvet's safetensors writer whose output sits on an FP16 rounding midpoint (a kernel rounding to
+ * the other neighbour is accepted, one further is not). The end-to-end cases on the PyTorch
+ * fixture are in tests/cli_kcheck.sh. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cJSON.h>
+
+#include "qv_test_util.h"
+#include "qvet/fileio.h"
+#include "qvet/fp16.h"
+#include "qvet/kcheck.h"
+#include "qvet/qoq.h"
+#include "qvet/safetensors.h"
+
+static uint16_t next16(uint16_t y, int dir) /* one FP16 step up (dir 1) or down (-1) in value */
+{
+    int o = (y & 0x8000u) ? -(int)(y & 0x7fffu) : (int)y;
+    o += dir;
+    return (uint16_t)(o >= 0 ? o : (0x8000 | -o));
+}
+
+START_TEST(fp16_within_rounding_interval)
+{
+    qv_test_rng r = {11};
+    long n_far = 0;
+    for (int i = 0; i < 200000; i++) {
+        /* magnitudes from FP16 subnormals to past 65504 */
+        double v = (qv_test_uniform(&r) * 2 - 1) * pow(2.0, qv_test_uniform(&r) * 42 - 26);
+        float vf = (float)v;
+        uint16_t y = qv_fp32_to_fp16(vf), ys = qv_fp32_to_fp16_sat(vf);
+        ck_assert_msg(qv_kcheck_fp16_within(y, vf, 0, 0), "RN16(%.9g) = 0x%04x not within", (double)vf, y);
+        ck_assert_msg(qv_kcheck_fp16_within(ys, vf, 0, 1), "sat RN16(%.9g) = 0x%04x not within", (double)vf, ys);
+        if ((y & 0x7fffu) >= 0x7bffu) continue; /* no finite neighbour beyond */
+        /* the neighbour away from v is never within; the one toward v only from the midpoint on */
+        uint16_t away = next16(y, (double)qv_fp16_to_fp32(y) >= vf ? 1 : -1);
+        ck_assert_msg(!qv_kcheck_fp16_within(away, vf, 0, 0), "0x%04x accepted for %.9g", away, (double)vf);
+        uint16_t toward = next16(y, (double)qv_fp16_to_fp32(y) >= vf ? -1 : 1);
+        double mid = 0.5 * ((double)qv_fp16_to_fp32(y) + (double)qv_fp16_to_fp32(toward));
+        if (vf != mid) {
+            ck_assert_msg(!qv_kcheck_fp16_within(toward, vf, 0, 0), "0x%04x accepted for %.9g", toward, (double)vf);
+            ck_assert(qv_kcheck_fp16_within(toward, vf, fabs(vf - mid), 0)); /* E reaching the midpoint */
+            n_far++;
+        }
+    }
+    ck_assert(n_far > 100000);
+    ck_assert(qv_kcheck_fp16_within(0x7c00, 65520.0, 0, 0) && !qv_kcheck_fp16_within(0x7c00, 65519.0, 0, 0));
+    ck_assert(qv_kcheck_fp16_within(0x7bff, 1e6, 0, 1) && !qv_kcheck_fp16_within(0x7bff, 1e6, 0, 0));
+    ck_assert(!qv_kcheck_fp16_within(0x7e00, 1.0, 1.0, 1)); /* NaN */
+    ck_assert_int_eq(qv_kcheck_fp16_ulps(0x0000, 0x8000), 0);
+    ck_assert_int_eq(qv_kcheck_fp16_ulps(0x0001, 0x8001), 2);
+    ck_assert_int_eq(qv_kcheck_fp16_ulps(0x3c00, 0x3bff), 1);
+    ck_assert_int_eq(qv_kcheck_fp16_ulps(0x7e00, 0x3c00), 65535);
+}
+END_TEST
+
+/* Epilogues evaluated in other FP32 orders (and with FMA) stay within E = 2 gamma_k T of the
+ * reference's pre-rounding value after FP16 rounding (docs/byo.md derives k = 3 and 4). */
+START_TEST(epilogue_orders_within_derived_bound)
+{
+    enum { M = 64, N = 512 };
+    qv_test_rng r = {5};
+    static int32_t acc[M * N];
+    static float V[M * N];
+    static qv_fp16 Y[M * N];
+    float sa[M], rs[M];
+    qv_fp16 sw[N], sz[N];
+    for (int m = 0; m < M; m++) {
+        sa[m] = (float)(1e-4 + 0.05 * qv_test_uniform(&r));
+        rs[m] = (float)((int)(qv_test_next(&r) % 200001) - 100000);
+    }
+    for (int n = 0; n < N; n++) {
+        sw[n] = qv_fp32_to_fp16((float)(1e-4 + 0.02 * qv_test_uniform(&r)));
+        sz[n] = qv_fp32_to_fp16(qv_fp16_to_fp32(sw[n]) * (float)(qv_test_next(&r) % 16));
+    }
+    for (int i = 0; i < M * N; i++) /* up to 2^25: (float)acc rounds too */
+        acc[i] = (int32_t)(qv_test_next(&r) % (1u << 26)) - (1 << 25);
+    long differ = 0, checked = 0;
+    for (int pc = 0; pc < 2; pc++) {
+        qv_fp16_report rep;
+        if (pc) ck_assert(qv_epilogue_w4a8_pc(acc, M, N, sa, rs, sw, sz, 0, Y, V, &rep) == QV_OK);
+        else ck_assert(qv_epilogue_scaled(acc, M, N, sa, sw, 0, Y, V, &rep) == QV_OK);
+        for (int m = 0; m < M; m++)
+            for (int n = 0; n < N; n++) {
+                int i = m * N + n;
+                float a = (float)acc[i], s = qv_fp16_to_fp32(sw[n]), z = qv_fp16_to_fp32(sz[n]);
+                float alt[4];
+                double T, E;
+                if (!pc) {
+                    T = fabs((double)sa[m] * s * acc[i]);
+                    E = 2 * qv_kcheck_gamma(3) * T + 6 * 0x1p-150;
+                    alt[0] = (a * s) * sa[m];
+                    alt[1] = sa[m] * (s * a);
+                    alt[2] = (float)((double)sa[m] * s * acc[i]);
+                    alt[3] = (a * sa[m]) * s;
+                } else {
+                    T = fabs((double)sa[m]) * (fabs((double)s * acc[i]) + fabs((double)z * rs[m]));
+                    E = 2 * qv_kcheck_gamma(4) * T + 8 * 0x1p-150;
+                    alt[0] = sa[m] * fmaf(s, a, -(z * rs[m]));
+                    alt[1] = (sa[m] * s) * a - (sa[m] * z) * rs[m];
+                    alt[2] = fmaf(sa[m] * s, a, -((sa[m] * z) * rs[m]));
+                    alt[3] = (float)((double)sa[m] * ((double)s * acc[i] - (double)z * rs[m]));
+                }
+                for (int k = 0; k < 4; k++) {
+                    uint16_t y = qv_fp32_to_fp16_sat(alt[k]);
+                    ck_assert_msg(qv_kcheck_fp16_within(y, V[i], E, 1),
+                                  "%s alt %d [%d][%d]: 0x%04x vs ref 0x%04x (v %.9g, alt %.9g, E %.3g)",
+                                  pc ? "per-channel" : "scaled", k, m, n, y, Y[i], (double)V[i], (double)alt[k], E);
+                    differ += y != Y[i];
+                    checked++;
+                }
+            }
+    }
+    printf("epilogue orders: %ld of %ld alternative FP16 outputs differ from the reference, all within the bound\n",
+           differ, checked);
+    ck_assert(differ > 0); /* the orders do differ: the bound is exercised, not a bit-exact check */
+}
+END_TEST
+
+/* ---- a w8a8 case written with qvet's writer ---- */
+
+enum { CM = 2, CN = 32, CK = 32 };
+typedef struct {
+    int8_t x[CM * CK], w[CN * CK];
+    float sa[CM];
+    qv_fp16 sw[CN], y[CM * CN];
+    int32_t acc[CM * CN];
+    float V[CM * CN];
+} w8case;
+
+static void make_case(w8case *c)
+{
+    qv_test_rng r = {7};
+    for (int i = 0; i < CM * CK; i++) c->x[i] = (int8_t)((int)(qv_test_next(&r) % 255) - 127);
+    for (int i = 0; i < CN * CK; i++) c->w[i] = (int8_t)((int)(qv_test_next(&r) % 255) - 127);
+    for (int n = 0; n < CN; n++) c->sw[n] = qv_fp32_to_fp16((float)(1e-3 + 1e-2 * qv_test_uniform(&r)));
+    c->sa[1] = 0.0123f;
+    /* element [0][0]: acc = 127*16 + 17 = 2049, s_w = 1, s_a = 1 + 2^-23: the exact value sits
+     * 2049 * 2^-23 above the FP16 midpoint 2049 (ulp 2 there), inside the derived bound */
+    for (int k = 0; k < CK; k++) c->x[k] = k < 16 ? 127 : k == 16 ? 17 : 0, c->w[k] = 1;
+    c->sw[0] = qv_fp32_to_fp16(1.0f);
+    c->sa[0] = 1.0f + 0x1p-23f;
+    qv_fp16_report rep;
+    ck_assert(qv_gemm_acc_s8s8(c->x, c->w, CM, CN, CK, QV_QOQ_W8_KMAX, c->acc, QV_GEMM_LOOP) == QV_OK);
+    ck_assert(qv_epilogue_scaled(c->acc, CM, CN, c->sa, c->sw, 0, c->y, c->V, &rep) == QV_OK);
+    ck_assert_int_eq(c->acc[0], 2049);
+    ck_assert_int_eq(c->y[0], qv_fp32_to_fp16(2050.0f));
+}
+
+static void write_case(const char *dir, const w8case *c)
+{
+    qv_st_writer *w = qv_st_writer_new();
+    int64_t mk[2] = {CM, CK}, nk[2] = {CN, CK}, mn[2] = {CM, CN}, m1[1] = {CM}, n1[1] = {CN};
+    ck_assert(qv_st_writer_add(w, "x", QV_I8, 2, mk, c->x) == QV_OK);
+    ck_assert(qv_st_writer_add(w, "w", QV_I8, 2, nk, c->w) == QV_OK);
+    ck_assert(qv_st_writer_add(w, "s_a", QV_F32, 1, m1, c->sa) == QV_OK);
+    ck_assert(qv_st_writer_add(w, "s_w", QV_F16, 1, n1, c->sw) == QV_OK);
+    ck_assert(qv_st_writer_add(w, "acc", QV_I32, 2, mn, c->acc) == QV_OK);
+    ck_assert(qv_st_writer_add(w, "y", QV_F16, 2, mn, c->y) == QV_OK);
+    char *p = qv_path_join(dir, "c.safetensors");
+    ck_assert(qv_st_writer_write(w, p) == QV_OK);
+    qv_st_writer_free(w);
+    free(p);
+    const char *man = "{\"schema\": \"qvet.kernel-check/1\", \"cases\": [{\"name\": \"mid\", \"op\": \"w8a8\", "
+                      "\"shape\": {\"M\": 2, \"N\": 32, \"K\": 32}, \"file\": \"c.safetensors\"}]}";
+    p = qv_path_join(dir, "manifest.json");
+    ck_assert(qv_write_file_atomic(p, man, strlen(man)) == QV_OK);
+    free(p);
+}
+
+static int run_case(const char *dir, qv_kcheck_result *r)
+{
+    qv_kcheck_set *s;
+    ck_assert_msg(qv_kcheck_open(dir, &s) == QV_OK, "%s", qv_last_error());
+    ck_assert_msg(qv_kcheck_run(s, &s->cases[0], r) == QV_OK, "%s", qv_last_error());
+    qv_kcheck_close(s);
+    return r->ok;
+}
+
+START_TEST(midpoint_neighbour_accepted_further_rejected)
+{
+    char *dir = qv_test_tmpdir();
+    w8case c;
+    make_case(&c);
+    qv_kcheck_result r;
+    write_case(dir, &c);
+    ck_assert_msg(run_case(dir, &r), "reference outputs: %s", r.summary);
+    ck_assert_str_eq(r.summary, "acc: bit-exact  out: bit-exact");
+    cJSON_Delete(r.json);
+
+    c.y[0] = qv_fp32_to_fp16(2048.0f); /* the other neighbour of the midpoint: within the bound */
+    write_case(dir, &c);
+    ck_assert_msg(run_case(dir, &r), "2048 for 2049.0002: %s / %s", r.summary, r.first);
+    ck_assert_str_eq(r.summary, "acc: bit-exact  out: 1 differ, max 1 ulp, within bound");
+    cJSON_Delete(r.json);
+
+    c.y[0] = qv_fp32_to_fp16(2047.0f); /* one step further (ulp 1 below 2048): beyond */
+    write_case(dir, &c);
+    ck_assert(!run_case(dir, &r));
+    ck_assert_str_eq(r.summary, "acc: bit-exact  out: 1 beyond bound, max 2 ulp");
+    ck_assert_msg(strstr(r.first, "first mismatch m=0 n=0:") != NULL, "%s", r.first);
+    cJSON_Delete(r.json);
+
+    c.y[0] = qv_fp32_to_fp16(2050.0f);
+    c.y[CN + 3] = next16(c.y[CN + 3], 1); /* an ordinary output one ulp off */
+    write_case(dir, &c);
+    ck_assert(!run_case(dir, &r));
+    ck_assert_msg(strstr(r.first, "first mismatch m=1 n=3:") != NULL, "%s", r.first);
+    cJSON_Delete(r.json);
+    free(dir);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("kcheck");
+    TCase *t = tcase_create("core");
+    tcase_add_test(t, fp16_within_rounding_interval);
+    tcase_add_test(t, epilogue_orders_within_derived_bound);
+    tcase_add_test(t, midpoint_neighbour_accepted_further_rejected);
+    suite_add_tcase(s, t);
+    return qv_test_main(s);
+}
