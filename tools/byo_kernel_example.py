@@ -400,7 +400,7 @@ def main():
     ap.add_argument("--backend", choices=["torch", "numpy", "both"], default="torch")
     ap.add_argument("--plant", choices=["zero_sign", "fp16_scales"])
     ap.add_argument("--seed", type=int, default=13)
-    ap.add_argument("--qvet", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build", "qvet"))
+    ap.add_argument("--qvet", default=os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build", "qvet")))
     ap.add_argument("--no-check", action="store_true", help="write DIR only")
     a = ap.parse_args()
     meta = {"tool": "tools/byo_kernel_example.py", "backend": a.backend, "seed": a.seed, "plant": a.plant}
