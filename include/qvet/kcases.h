@@ -44,8 +44,11 @@ typedef struct {
     int32_t first_acc_ref, first_acc_got;
     uint16_t first_out_ref, first_out_got;
     long sat_ref, sat_got; /* outputs whose pre-rounding |v| > 65504: reference / implementation */
+    double gpu_seconds;   /* GPU backend: the production kernel's time (best of QV_KCASE_TIMED_RUNS
+                           * launches, each synchronized, host clock); 0 otherwise */
     int ok;
 } qv_kresult;
+#define QV_KCASE_TIMED_RUNS 5
 
 const char *qv_kkernel_name(qv_kkernel k);
 const char *qv_kvalues_name(qv_kvalues v);

@@ -23,6 +23,7 @@
 #include "qvet/golden.h"
 #include "qvet/gpu.h"
 #include "qvet/fuzz.h"
+#include "qvet/gate_baseline.h"
 #include "qvet/kcases.h"
 #include "qvet/mutant.h"
 #include "qvet/quant.h"
@@ -110,9 +111,7 @@ static void run_kernel_case(gate *g, const char *group, const char *name, const 
             g->n_gpu_skip++;
             continue;
         }
-        double t0 = now_s();
         qv_status st = qv_kcase_run(kc, b ? QV_KB_GPU : QV_KB_CPU_EMUL, seed, &r);
-        double dt = now_s() - t0;
         char rp[900];
         snprintf(rp, sizeof rp, "%s --backend %s", repro, b ? "gpu" : "cpu");
         if (st != QV_OK) {
@@ -125,7 +124,8 @@ static void run_kernel_case(gate *g, const char *group, const char *name, const 
         cJSON_AddNumberToObject(f, "weight_mismatch", (double)r.w_mismatch);
         cJSON_AddNumberToObject(f, "sat_ref", (double)r.sat_ref);
         cJSON_AddNumberToObject(f, "sat_got", (double)r.sat_got);
-        if (b) cJSON_AddNumberToObject(f, "seconds", dt); /* GPU times feed --baseline */
+        cJSON_AddNumberToObject(f, "sat_mismatch", (double)labs(r.sat_got - r.sat_ref));
+        if (b) cJSON_AddNumberToObject(f, "seconds", r.gpu_seconds); /* the kernel's time: feeds --baseline */
         if (r.ok) snprintf(detail, sizeof detail, "bit-exact, sat %ld/%ld", r.sat_got, r.sat_ref);
         else
             snprintf(detail, sizeof detail, "%ld acc, %ld out, %ld weight mismatches, sat %ld (ref %ld); first at m=%ld n=%ld",
@@ -470,42 +470,73 @@ static const cJSON *find_case(const cJSON *cases, const char *name)
     return NULL;
 }
 
-static double fig(const cJSON *c, const char *k)
+static const cJSON *figs(const cJSON *c) { return cJSON_GetObjectItemCaseSensitive(c, "figures"); }
+
+/* A case name as a PCRE2 literal (names hold '(', '+', '.'), for the reproduce command. */
+static void re_quote(const char *s, char *out, size_t n)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(c, "figures"), k);
-    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+    size_t k = 0;
+    for (; *s && k + 3 < n; s++) {
+        if (strchr("\\^$.|?*+()[]{}", *s)) out[k++] = '\\';
+        out[k++] = *s;
+    }
+    out[k] = 0;
 }
 
-static void baseline_compare(gate *g, const cJSON *old)
+/* Every case of this run that the baseline also has gets one `baseline/<case>` case: pass when
+ * no figure regressed beyond its threshold (evals/gate_baseline.c's rules), else fail naming
+ * each regressed figure with its old and new value and the change. Only failures print a line. */
+static void baseline_compare(gate *g, const cJSON *old, const char *path)
 {
     const cJSON *oc = cJSON_GetObjectItemCaseSensitive(old, "cases");
+    const cJSON *thresholds = cJSON_GetObjectItemCaseSensitive(g->cfg, "thresholds");
     int n = cJSON_GetArraySize(g->cases);
-    for (int i = 0; i < n; i++) {
-        const cJSON *c = cJSON_GetArrayItem(g->cases, i);
+    long compared = 0, regressed = 0, not_in_old = 0, not_in_new = 0;
+    const cJSON *c = g->cases->child;
+    for (int i = 0; i < n; i++, c = c->next) { /* n: the cases before this loop appended any */
         const char *name = cJSON_GetObjectItemCaseSensitive(c, "case")->valuestring;
+        if (!strcmp(cJSON_GetObjectItemCaseSensitive(c, "group")->valuestring, "baseline")) continue;
         const cJSON *o = find_case(oc, name);
-        if (!o) continue;
-        char bname[700], detail[300];
-        double nk = fig(c, "kld"), ok = fig(o, "kld"), nt = fig(c, "top1"), ot = fig(o, "top1");
-        if (isfinite(nk) && isfinite(ok)) {
-            double dk = thr(g, "baseline_kld_increase_max"), dt = thr(g, "baseline_top1_drop_max");
-            int bad = nk > ok + dk || nt < ot - dt;
-            snprintf(bname, sizeof bname, "baseline/%s", name);
-            snprintf(detail, sizeof detail, "KLD %.5f (was %.5f, +%.3g allowed), top-1 %.4f (was %.4f, -%.3g allowed)", nk, ok, dk, nt,
-                     ot, dt);
-            cJSON *f = cJSON_CreateObject();
-            cJSON_AddNumberToObject(f, "kld_delta", nk - ok);
-            cJSON_AddNumberToObject(f, "top1_delta", nt - ot);
-            record(g, "baseline", bname, bad ? "fail" : "pass", detail, f, "qvet gate --baseline OLD.json", 1);
+        if (!o) {
+            not_in_old++;
+            continue;
         }
-        double ns = fig(c, "seconds"), os = fig(o, "seconds");
-        if (isfinite(ns) && isfinite(os) && os > 0) { /* only GPU cases carry kernel times */
-            double tr = thr(g, "baseline_kernel_time_increase_rel");
-            snprintf(bname, sizeof bname, "baseline/%s time", name);
-            snprintf(detail, sizeof detail, "%.4g s (was %.4g s, +%.0f%% allowed)", ns, os, tr * 100);
-            record(g, "baseline", bname, ns > os * (1 + tr) ? "fail" : "pass", detail, NULL, "qvet gate --baseline OLD.json", 1);
+        qv_bl_item it[QV_BL_MAX_ITEMS];
+        int k = qv_bl_compare_case(name, figs(c), figs(o), thresholds, it);
+        if (!k) continue;
+        compared++;
+        char detail[1200] = "", bname[700], quoted[1200], repro[1600];
+        cJSON *f = cJSON_CreateObject();
+        int bad = 0;
+        for (int j = 0; j < k; j++) {
+            cJSON *e = cJSON_AddObjectToObject(f, it[j].figure);
+            cJSON_AddNumberToObject(e, "old", it[j].old_v);
+            cJSON_AddNumberToObject(e, "new", it[j].new_v);
+            cJSON_AddNumberToObject(e, "change", isfinite(it[j].change) ? it[j].change : 1e308);
+            cJSON_AddStringToObject(e, "change_is", it[j].rule == QV_BL_REL_INCREASE ? "relative" : "absolute");
+            cJSON_AddNumberToObject(e, "allowed", it[j].limit);
+            cJSON_AddBoolToObject(e, "regressed", it[j].regressed);
+            if (!it[j].regressed) continue;
+            char one[300];
+            qv_bl_describe(&it[j], one, sizeof one);
+            snprintf(detail + strlen(detail), sizeof detail - strlen(detail), "%sREGRESSION %s", bad ? "; " : "", one);
+            bad = 1;
         }
+        if (!bad) snprintf(detail, sizeof detail, "%d figure%s within the baseline thresholds", k, k == 1 ? "" : "s");
+        regressed += bad;
+        snprintf(bname, sizeof bname, "baseline/%s", name);
+        re_quote(name, quoted, sizeof quoted);
+        snprintf(repro, sizeof repro, "qvet gate --baseline %s --seed %llu --only '^%s$'", path, g->seed, quoted);
+        record(g, "baseline", bname, bad ? "fail" : "pass", detail, f, repro, bad);
     }
+    for (const cJSON *o = oc ? oc->child : NULL; o; o = o->next) {
+        const cJSON *grp = cJSON_GetObjectItemCaseSensitive(o, "group");
+        if (strcmp(grp->valuestring, "baseline") && !find_case(g->cases, cJSON_GetObjectItemCaseSensitive(o, "case")->valuestring))
+            not_in_new++;
+    }
+    if (!g->quiet)
+        printf("baseline %s: %ld cases compared, %ld regressed; %ld cases of this run not in the baseline, %ld baseline "
+               "cases not in this run\n", path, compared, regressed, not_in_old, not_in_new);
 }
 
 /* ---- reports ---- */
@@ -581,21 +612,31 @@ static qv_status load_json(const char *path, cJSON **out)
     free(text);
     if (!cJSON_IsObject(*out)) {
         cJSON_Delete(*out);
+        *out = NULL;
         return qv_fail(QV_ERR_INPUT, "%s: not a JSON object", path);
     }
     return QV_OK;
 }
 
+static qv_status check_key(const char *path, const cJSON *t, const char *key)
+{
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(t, key);
+    if (!cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(e, "value")) || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(e, "why")))
+        return qv_fail(QV_ERR_INPUT, "%s: thresholds.%s needs a numeric \"value\" and a \"why\" string", path, key);
+    return QV_OK;
+}
+
+/* Every threshold the gate reads, the baseline rules' included, must be there with its why. */
 static qv_status check_config(const char *path, cJSON *cfg)
 {
-    static const char *keys[] = {"model_tokens", "model_kld_max", "model_top1_min", "smoothattn_logits_rel_max",
-                                 "baseline_kld_increase_max", "baseline_top1_drop_max", "baseline_kernel_time_increase_rel",
-                                 "model_gpu_kld_max"};
+    static const char *keys[] = {"model_tokens", "model_kld_max", "model_top1_min", "smoothattn_logits_rel_max", "model_gpu_kld_max"};
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(cfg, "thresholds");
-    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
-        const cJSON *e = cJSON_GetObjectItemCaseSensitive(t, keys[i]);
-        if (!cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(e, "value")) || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(e, "why")))
-            return qv_fail(QV_ERR_INPUT, "%s: thresholds.%s needs a numeric \"value\" and a \"why\" string", path, keys[i]);
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) QV_TRY(check_key(path, t, keys[i]));
+    int n;
+    const qv_bl_spec *sp = qv_bl_specs(&n);
+    for (int i = 0; i < n; i++) {
+        QV_TRY(check_key(path, t, sp[i].limit_key));
+        if (sp[i].floor_key) QV_TRY(check_key(path, t, sp[i].floor_key));
     }
     return QV_OK;
 }
@@ -710,8 +751,8 @@ int qv_cmd_gate(int argc, char **argv)
     const cJSON *cs = cJSON_GetObjectItemCaseSensitive(g.cfg, "seed");
     if (!seed_given) g.seed = cJSON_IsNumber(cs) ? (unsigned long long)cs->valuedouble : 1;
     cJSON *old = NULL;
-    if (baseline && (st = load_json(baseline, &old)) != QV_OK) {
-        cJSON_Delete(g.cfg);
+    if (baseline && ((st = load_json(baseline, &old)) != QV_OK || (st = qv_bl_validate(baseline, old, g.seed)) != QV_OK)) {
+        cJSON_Delete(g.cfg), cJSON_Delete(old);
         return qv_cli_report(st);
     }
     if (only) {
@@ -738,7 +779,7 @@ int qv_cmd_gate(int argc, char **argv)
         printf("qvet gate: config %s, seed %llu%s; cpu-emul: on; gpu: %s\n", g.cfg_path, g.seed, g.quick ? ", quick matrix" : "",
                qv_gpu_describe());
         run_all(&g, synth, um);
-        if (old) baseline_compare(&g, old);
+        if (old) baseline_compare(&g, old, baseline);
         double secs = now_s() - t0;
         if (g.n_gpu_skip) printf("GPU: %ld GPU cases skipped (no GPU device)\n", g.n_gpu_skip);
         printf("gate: %ld cases: %ld passed, %ld failed, %ld skipped (%.1f s) -> %s\n", g.n_pass + g.n_fail + g.n_skip, g.n_pass,
