@@ -43,7 +43,7 @@ for c in d['cases']:
     if c['case'] == 'model/synth-tiny ref-qoq vs ref-fp32':
         f['kld'] -= 0.01
         f['top1'] += 0.05
-    if c['case'].startswith('attn/'):
+    if c['case'].startswith('attn/') and 'worst_err_over_bound' in f:  # not the skipped GPU cases
         f['worst_err_over_bound'] -= 0.2
 json.dump(d, open(sys.argv[2], 'w'))
 PY
