@@ -35,7 +35,9 @@ struct AttnParams {
     const __half *fresh_k, *fresh_v;
     float scale;
     int nh, nkv, P, max_pages, n_chunks;
-    int max_ctx;
+#ifdef QV_MUTANTS
+    int max_ctx; // the planted bug causal_off_by_one never reads past it
+#endif
     const int32_t *page_table;
     const uint8_t *pool;
     size_t page_bytes;
@@ -85,10 +87,13 @@ __device__ __forceinline__ void load8(const AttnParams &p, int slot, int fstart,
 
 // Query head g of KV head kvh's group: kvh*G + g (GQA: head h reads KV head h / G); the planted
 // bug gqa_map (QV_MUTANTS builds only) pairs KV head kvh with the heads h = g*nkv + kvh instead.
-__device__ __forceinline__ int qhead(const AttnParams &p, int kvh, int g, int G, bool gqa_mut)
-{
-    return gqa_mut ? g * p.nkv + kvh : kvh * G + g;
-}
+// Without mutants the macro is deliberately unparenthesized: `(size_t)r * p.nh + QV_QHEAD(kvh, g)`
+// then parses exactly as the expression it replaced, so the release kernels' PTX is unchanged.
+#ifdef QV_MUTANTS
+#define QV_QHEAD(kvh, g) (gqa_mut ? (g) * p.nkv + (kvh) : (kvh) * G + (g))
+#else
+#define QV_QHEAD(kvh, g) kvh * G + g
+#endif
 
 template <int HD, int G, bool KV4>
 __global__ void __launch_bounds__(kWarps * 32) attn_chunk_kernel(AttnParams p)
@@ -102,8 +107,12 @@ __global__ void __launch_bounds__(kWarps * 32) attn_chunk_kernel(AttnParams p)
     int ctx = p.row_ctx[r], c0 = c * kChunk;
     // planted bugs (QV_MUTANTS builds only): causal_off_by_one lets a row see the next position
     // (when one exists); gqa_map gives this block the query heads h with h % nkv == kvh
+#ifdef QV_MUTANTS
     if (QV_DMUT(causal_off_by_one) && ctx < p.max_ctx) ctx++;
+#endif
+#ifdef QV_MUTANTS
     const bool gqa_mut = QV_DMUT(gqa_map);
+#endif
     if (c0 >= ctx) return; // the combine kernel never reads this chunk
     int n = min(kChunk, ctx - c0);
     int slot = p.row_slot[r], fstart = p.row_fstart[r], fidx = p.row_fidx[r];
@@ -112,7 +121,7 @@ __global__ void __launch_bounds__(kWarps * 32) attn_chunk_kernel(AttnParams p)
     float qf[G][8];
 #pragma unroll
     for (int g = 0; g < G; g++) {
-        uint4 w = *(const uint4 *)(p.q + ((size_t)r * p.nh + qhead(p, kvh, g, G, gqa_mut)) * HD + sub * 8);
+        uint4 w = *(const uint4 *)(p.q + ((size_t)r * p.nh + QV_QHEAD(kvh, g)) * HD + sub * 8);
         const __half2 *h = (const __half2 *)&w;
 #pragma unroll
         for (int j = 0; j < 4; j++) {
@@ -161,7 +170,7 @@ __global__ void __launch_bounds__(kWarps * 32) attn_chunk_kernel(AttnParams p)
         }
         for (int o = 16; o; o >>= 1) sum = __fadd_rn(sum, __shfl_xor_sync(0xffffffffu, sum, o));
         if (lane == 0) {
-            size_t mi = ((size_t)r * p.nh + qhead(p, kvh, g, G, gqa_mut)) * p.n_chunks + c;
+            size_t mi = ((size_t)r * p.nh + QV_QHEAD(kvh, g)) * p.n_chunks + c;
             p.M[mi] = mx;
             p.L[mi] = sum;
         }
@@ -209,7 +218,7 @@ __global__ void __launch_bounds__(kWarps * 32) attn_chunk_kernel(AttnParams p)
         float s = red[0][g][d];
 #pragma unroll
         for (int w = 1; w < kWarps; w++) s = __fadd_rn(s, red[w][g][d]);
-        p.O[(((size_t)r * p.nh + qhead(p, kvh, g, G, gqa_mut)) * p.n_chunks + c) * HD + d] = s;
+        p.O[(((size_t)r * p.nh + QV_QHEAD(kvh, g)) * p.n_chunks + c) * HD + d] = s;
     }
 }
 
@@ -273,7 +282,9 @@ extern "C" qv_status qv_gpu_attention(const qv_gpu_attn_args *a, const qv_gpu_kv
     p.scale = a->scale;
     p.nh = a->nh, p.nkv = nkv, p.P = c->page_size, p.max_pages = c->max_pages;
     p.n_chunks = (a->max_ctx + kChunk - 1) / kChunk;
+#ifdef QV_MUTANTS
     p.max_ctx = a->max_ctx;
+#endif
     p.page_table = c->page_table, p.pool = c->pool;
     p.page_bytes = qv_gpu_kv_page_bytes(c->fmt, nkv, hd, c->page_size);
     size_t nrc = (size_t)a->R * a->nh * p.n_chunks;

@@ -82,11 +82,15 @@ __global__ void rope_kv_kernel(const __half *qkv, int T, int nh, int nkv, int hd
     for (int j = lane; j < half; j += 32) {
         int c0 = 0, c1 = 0;
         if (!zero) {
-            float q0 = __fdiv_rn(__fsub_rn(b[2 * j], lo), sc), q1 = __fdiv_rn(__fsub_rn(b[2 * j + 1], lo), sc);
-            if (QV_DMUT(kv4_round_away)) { // planted bug (QV_MUTANTS builds only): ties away from zero
-                c0 = (int)roundf(q0), c1 = (int)roundf(q1);
-            } else {
-                c0 = __float2int_rn(q0), c1 = __float2int_rn(q1);
+#ifdef QV_MUTANTS
+            if (QV_DMUT(kv4_round_away)) { // planted bug: ties rounded away from zero
+                c0 = (int)roundf(__fdiv_rn(__fsub_rn(b[2 * j], lo), sc));
+                c1 = (int)roundf(__fdiv_rn(__fsub_rn(b[2 * j + 1], lo), sc));
+            } else
+#endif
+            {
+                c0 = __float2int_rn(__fdiv_rn(__fsub_rn(b[2 * j], lo), sc));
+                c1 = __float2int_rn(__fdiv_rn(__fsub_rn(b[2 * j + 1], lo), sc));
             }
             c0 = c0 < 0 ? 0 : c0 > 15 ? 15 : c0;
             c1 = c1 < 0 ? 0 : c1 > 15 ? 15 : c1;
