@@ -19,6 +19,7 @@
 #include <cuda_fp16.h>
 
 #include "qv_cuda_check.h"
+#include "qv_mutant_dev.cuh"
 
 extern "C" {
 #include "qvet/gpu_kernels.h"
@@ -34,6 +35,9 @@ struct AttnParams {
     const __half *fresh_k, *fresh_v;
     float scale;
     int nh, nkv, P, max_pages, n_chunks;
+#ifdef QV_MUTANTS
+    int max_ctx; // the planted bug causal_off_by_one never reads past it
+#endif
     const int32_t *page_table;
     const uint8_t *pool;
     size_t page_bytes;
@@ -44,6 +48,7 @@ template <int HD, bool KV4>
 __device__ __forceinline__ void load8(const AttnParams &p, int slot, int fstart, int fidx, int pos, int kvh, int isv,
                                       int sub, float out[8])
 {
+    if (QV_DMUT(engine_kv_swap)) isv = 0; // planted bug (QV_MUTANTS builds only): V read from the K pages
     if (pos >= fstart) {
         const __half *f = (isv ? p.fresh_v : p.fresh_k) + ((size_t)(fidx + pos - fstart) * p.nkv + kvh) * HD + sub * 8;
         uint4 w = *(const uint4 *)f;
@@ -55,7 +60,9 @@ __device__ __forceinline__ void load8(const AttnParams &p, int slot, int fstart,
         }
         return;
     }
-    int page = p.page_table[(size_t)slot * p.max_pages + pos / p.P], e = pos % p.P;
+    // the planted bug kv_page_boundary (QV_MUTANTS builds only) takes the page of t+1
+    int pg = QV_DMUT(kv_page_boundary) ? min((pos + 1) / p.P, p.max_pages - 1) : pos / p.P;
+    int page = p.page_table[(size_t)slot * p.max_pages + pg], e = pos % p.P;
     const uint8_t *base = p.pool + ((size_t)page * 2 + isv) * p.page_bytes;
     size_t sidx = (size_t)kvh * p.P + e;
     if (KV4) {
@@ -63,7 +70,10 @@ __device__ __forceinline__ void load8(const AttnParams &p, int slot, int fstart,
         const __half *sp = (const __half *)(base + (size_t)p.nkv * p.P * (HD / 2));
         float s = __half2float(sp[sidx]), mn = __half2float(sp[(size_t)p.nkv * p.P + sidx]);
 #pragma unroll
-        for (int j = 0; j < 8; j++) out[j] = __fadd_rn(__fmul_rn((float)((w >> (4 * j)) & 15u), s), mn);
+        for (int j = 0; j < 8; j++) {
+            float us = __fmul_rn((float)((w >> (4 * j)) & 15u), s);
+            out[j] = QV_DMUT(kv4_min_dropped) ? us : __fadd_rn(us, mn); // the mutant drops the min
+        }
     } else {
         uint4 w = *(const uint4 *)((const __half *)base + sidx * HD + sub * 8);
         const __half2 *h = (const __half2 *)&w;
@@ -75,6 +85,16 @@ __device__ __forceinline__ void load8(const AttnParams &p, int slot, int fstart,
     }
 }
 
+// Query head g of KV head kvh's group: kvh*G + g (GQA: head h reads KV head h / G); the planted
+// bug gqa_map (QV_MUTANTS builds only) pairs KV head kvh with the heads h = g*nkv + kvh instead.
+// Without mutants the macro is deliberately unparenthesized: `(size_t)r * p.nh + QV_QHEAD(kvh, g)`
+// then parses exactly as the expression it replaced, so the release kernels' PTX is unchanged.
+#ifdef QV_MUTANTS
+#define QV_QHEAD(kvh, g) (gqa_mut ? (g) * p.nkv + (kvh) : (kvh) * G + (g))
+#else
+#define QV_QHEAD(kvh, g) kvh * G + g
+#endif
+
 template <int HD, int G, bool KV4>
 __global__ void __launch_bounds__(kWarps * 32) attn_chunk_kernel(AttnParams p)
 {
@@ -85,6 +105,14 @@ __global__ void __launch_bounds__(kWarps * 32) attn_chunk_kernel(AttnParams p)
     __shared__ float red[kWarps][G][HD];
     int r = blockIdx.z, kvh = blockIdx.y, c = blockIdx.x;
     int ctx = p.row_ctx[r], c0 = c * kChunk;
+    // planted bugs (QV_MUTANTS builds only): causal_off_by_one lets a row see the next position
+    // (when one exists); gqa_map gives this block the query heads h with h % nkv == kvh
+#ifdef QV_MUTANTS
+    if (QV_DMUT(causal_off_by_one) && ctx < p.max_ctx) ctx++;
+#endif
+#ifdef QV_MUTANTS
+    const bool gqa_mut = QV_DMUT(gqa_map);
+#endif
     if (c0 >= ctx) return; // the combine kernel never reads this chunk
     int n = min(kChunk, ctx - c0);
     int slot = p.row_slot[r], fstart = p.row_fstart[r], fidx = p.row_fidx[r];
@@ -93,7 +121,7 @@ __global__ void __launch_bounds__(kWarps * 32) attn_chunk_kernel(AttnParams p)
     float qf[G][8];
 #pragma unroll
     for (int g = 0; g < G; g++) {
-        uint4 w = *(const uint4 *)(p.q + ((size_t)r * p.nh + kvh * G + g) * HD + sub * 8);
+        uint4 w = *(const uint4 *)(p.q + ((size_t)r * p.nh + QV_QHEAD(kvh, g)) * HD + sub * 8);
         const __half2 *h = (const __half2 *)&w;
 #pragma unroll
         for (int j = 0; j < 4; j++) {
@@ -133,6 +161,7 @@ __global__ void __launch_bounds__(kWarps * 32) attn_chunk_kernel(AttnParams p)
         float mx = -INFINITY;
         for (int i = lane; i < n; i += 32) mx = fmaxf(mx, S[g][i]);
         for (int o = 16; o; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+        if (QV_DMUT(softmax_no_max)) mx = 0.0f; // planted bug: no max subtraction
         float sum = 0.0f;
         for (int i = lane; i < n; i += 32) {
             float e = expf(__fsub_rn(S[g][i], mx));
@@ -141,7 +170,7 @@ __global__ void __launch_bounds__(kWarps * 32) attn_chunk_kernel(AttnParams p)
         }
         for (int o = 16; o; o >>= 1) sum = __fadd_rn(sum, __shfl_xor_sync(0xffffffffu, sum, o));
         if (lane == 0) {
-            size_t mi = ((size_t)r * p.nh + kvh * G + g) * p.n_chunks + c;
+            size_t mi = ((size_t)r * p.nh + QV_QHEAD(kvh, g)) * p.n_chunks + c;
             p.M[mi] = mx;
             p.L[mi] = sum;
         }
@@ -189,7 +218,7 @@ __global__ void __launch_bounds__(kWarps * 32) attn_chunk_kernel(AttnParams p)
         float s = red[0][g][d];
 #pragma unroll
         for (int w = 1; w < kWarps; w++) s = __fadd_rn(s, red[w][g][d]);
-        p.O[(((size_t)r * p.nh + kvh * G + g) * p.n_chunks + c) * HD + d] = s;
+        p.O[(((size_t)r * p.nh + QV_QHEAD(kvh, g)) * p.n_chunks + c) * HD + d] = s;
     }
 }
 
@@ -245,6 +274,7 @@ extern "C" qv_status qv_gpu_attention(const qv_gpu_attn_args *a, const qv_gpu_kv
     size_t need = qv_gpu_attn_ws_bytes(a->R, a->nh, hd, a->max_ctx);
     if (a->ws_bytes < need)
         return qv_fail(QV_ERR_USAGE, "attention: workspace of %zu bytes, %zu needed", a->ws_bytes, need);
+    QV_DMUT_SYNC();
     AttnParams p;
     p.q = (const __half *)a->q;
     p.row_slot = a->row_slot, p.row_ctx = a->row_ctx, p.row_fstart = a->row_fstart, p.row_fidx = a->row_fidx;
@@ -252,6 +282,9 @@ extern "C" qv_status qv_gpu_attention(const qv_gpu_attn_args *a, const qv_gpu_kv
     p.scale = a->scale;
     p.nh = a->nh, p.nkv = nkv, p.P = c->page_size, p.max_pages = c->max_pages;
     p.n_chunks = (a->max_ctx + kChunk - 1) / kChunk;
+#ifdef QV_MUTANTS
+    p.max_ctx = a->max_ctx;
+#endif
     p.page_table = c->page_table, p.pool = c->pool;
     p.page_bytes = qv_gpu_kv_page_bytes(c->fmt, nkv, hd, c->page_size);
     size_t nrc = (size_t)a->R * a->nh * p.n_chunks;

@@ -16,6 +16,11 @@
 #include <cuda_fp16.h>
 
 #include "qv_cuda_check.h"
+#ifdef QV_MUTANTS
+extern "C" {
+#include "qvet/mutant.h"
+}
+#endif
 
 extern "C" {
 #include "qvet/gpu_kernels.h"
@@ -158,6 +163,29 @@ qv_status check_mk(const char *what, int M, int K)
     return QV_OK;
 }
 
+#ifdef QV_MUTANTS
+// The planted bug engine_a8_token (QV_MUTANTS builds only; gpu-qoq's counterpart of ref-qoq's):
+// row t's A8 scale replaced by row t-1's after the producer ran. One thread: a bug, not a path.
+__global__ void mut_shift_scales(float *s_a, int M)
+{
+    for (int t = M - 1; t > 0; t--) s_a[t] = s_a[t - 1];
+}
+#endif
+
+// After an A8 producer: nothing, except in a mutants build with engine_a8_token selected.
+qv_status a8_scales_done(float *s_a, int M, cudaStream_t s)
+{
+#ifdef QV_MUTANTS
+    if (QV_MUT(engine_a8_token)) {
+        mut_shift_scales<<<1, 1, 0, s>>>(s_a, M);
+        QV_CUDA_TRY(cudaGetLastError());
+    }
+#else
+    (void)s_a, (void)M, (void)s;
+#endif
+    return QV_OK;
+}
+
 template <typename F, typename... A>
 qv_status launch_rows(F kernel, const char *what, int M, int K, cudaStream_t s, size_t smem_per_k, A... args)
 {
@@ -175,16 +203,18 @@ extern "C" qv_status qv_gpu_quant_a8(const uint16_t *x, int M, int K, int8_t *q,
                                      void *stream)
 {
     QV_TRY(check_mk("quant_a8", M, K));
-    return launch_rows(quant_a8_kernel, "quant_a8", M, K, (cudaStream_t)stream, sizeof(float), (const __half *)x, K,
-                       q, s_a, rowsum);
+    QV_TRY(launch_rows(quant_a8_kernel, "quant_a8", M, K, (cudaStream_t)stream, sizeof(float), (const __half *)x, K,
+                       q, s_a, rowsum));
+    return a8_scales_done(s_a, M, (cudaStream_t)stream);
 }
 
 extern "C" qv_status qv_gpu_rmsnorm_a8(const float *x, const float *w, float eps, int M, int K, int8_t *q,
                                        float *s_a, int32_t *rowsum, void *stream)
 {
     QV_TRY(check_mk("rmsnorm_a8", M, K));
-    return launch_rows(rmsnorm_kernel<true>, "rmsnorm_a8", M, K, (cudaStream_t)stream, sizeof(float), x, w, eps, K,
-                       q, s_a, rowsum, (__half *)nullptr);
+    QV_TRY(launch_rows(rmsnorm_kernel<true>, "rmsnorm_a8", M, K, (cudaStream_t)stream, sizeof(float), x, w, eps, K,
+                       q, s_a, rowsum, (__half *)nullptr));
+    return a8_scales_done(s_a, M, (cudaStream_t)stream);
 }
 
 extern "C" qv_status qv_gpu_rmsnorm_f16(const float *x, const float *w, float eps, int M, int K, uint16_t *y,
@@ -199,8 +229,9 @@ extern "C" qv_status qv_gpu_silu_mul_a8(const uint16_t *gu, int M, int I, int8_t
                                         void *stream)
 {
     QV_TRY(check_mk("silu_mul_a8", M, I));
-    return launch_rows(silu_mul_kernel<true>, "silu_mul_a8", M, I, (cudaStream_t)stream, sizeof(float),
-                       (const __half *)gu, I, q, s_a, rowsum, (__half *)nullptr);
+    QV_TRY(launch_rows(silu_mul_kernel<true>, "silu_mul_a8", M, I, (cudaStream_t)stream, sizeof(float),
+                       (const __half *)gu, I, q, s_a, rowsum, (__half *)nullptr));
+    return a8_scales_done(s_a, M, (cudaStream_t)stream);
 }
 
 extern "C" qv_status qv_gpu_silu_mul_f16(const uint16_t *gu, int M, int I, uint16_t *y, void *stream)

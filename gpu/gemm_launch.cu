@@ -32,6 +32,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#ifdef QV_MUTANTS
+#include <vector>
+#endif
 
 #include "qv_cuda_check.h"
 #include "gemm_w8a8.cuh"
@@ -41,6 +44,9 @@
 extern "C" {
 #include "qvet/gpu_gemm.h"
 #include "gemm_contract.h"
+#ifdef QV_MUTANTS
+#include "qvet/qoq.h"
+#endif
 }
 
 namespace {
@@ -171,6 +177,7 @@ qv_status launch_cfg(qvg::Params p, cudaStream_t st, bool allow_split, int min_s
 
 template <class P, bool ACC> qv_status launch(const qvg::Params &p, void *stream)
 {
+    QV_DMUT_SYNC(); // QV_MUTANTS builds: the planted-bug selection to this file's kernels
     cudaStream_t st = static_cast<cudaStream_t>(stream);
     const Variant v = variant();
     if (v == V_LEGACY) {
@@ -205,6 +212,37 @@ qvg::Params make_params(const int8_t *x, const void *w, int M, int N, int K)
 }
 
 #define QV_PTR(kind, p, align) QV_TRY(qv_gemm_check_ptr(kind, p, #p, align))
+
+#ifdef QV_MUTANTS
+// The planted bug reorder_twice (QV_MUTANTS builds only): the kernel is handed weights packed
+// twice (the packed bytes, read as row-major codes, packed again), as the CPU emulation's mutant:
+// a layout bug of the weight path, done on a host copy, never on the caller's buffer.
+struct MutW4 {
+    uint8_t *d = nullptr;
+    ~MutW4()
+    {
+        if (d) cudaDeviceSynchronize(), cudaFree(d); // the launch that reads it is asynchronous
+    }
+};
+qv_status mut_reorder_twice(const uint8_t *&w4, int N, int K, MutW4 &tmp)
+{
+    if (!QV_MUT(reorder_twice)) return QV_OK;
+    const size_t nk = (size_t)N * K, nb = nk / 2;
+    std::vector<uint8_t> pk(nb), u(nk), pk2(nb + 1);
+    QV_CUDA_TRY(cudaMemcpy(pk.data(), w4, nb, cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < nk; i++) u[i] = (uint8_t)((pk[i / 2] >> (4 * (i % 2))) & 15u);
+    QV_TRY(qv_w4_pack(u.data(), N, K, pk2.data()));
+    QV_CUDA_TRY(cudaMalloc(&tmp.d, nb));
+    QV_CUDA_TRY(cudaMemcpy(tmp.d, pk2.data(), nb, cudaMemcpyHostToDevice));
+    w4 = tmp.d;
+    return QV_OK;
+}
+#define QV_MUT_W4(w4, N, K) \
+    MutW4 mut_w4_;          \
+    QV_TRY(mut_reorder_twice(w4, N, K, mut_w4_))
+#else
+#define QV_MUT_W4(w4, N, K) ((void)0)
+#endif
 
 } // namespace
 
@@ -241,6 +279,7 @@ extern "C" qv_status qv_gpu_w4a8_chn_gemm(const int8_t *x, const float *sa, cons
     QV_TRY(qv_gemm_check_shape(k, M, N, K, 0));
     QV_PTR(k, x, 16); QV_PTR(k, w4, 16); QV_PTR(k, sa, 4); QV_PTR(k, rowsum, 4); QV_PTR(k, sw, 2);
     QV_PTR(k, sz, 2); QV_PTR(k, y, 4); QV_PTR(k, d_sat, 4);
+    QV_MUT_W4(w4, N, K);
     qvg::Params p = make_params(x, w4, M, N, K);
     p.sa = sa;
     p.rowsum = rowsum;
@@ -257,6 +296,7 @@ extern "C" qv_status qv_gpu_w4a8_chn_gemm_acc(const int8_t *x, const uint8_t *w4
     const int k = QV_GEMM_W4A8_CHN;
     QV_TRY(qv_gemm_check_shape(k, M, N, K, 0));
     QV_PTR(k, x, 16); QV_PTR(k, w4, 16); QV_PTR(k, acc, 8);
+    QV_MUT_W4(w4, N, K);
     qvg::Params p = make_params(x, w4, M, N, K);
     p.acc = acc;
     return launch<qvg::PolicyW4Chn, true>(p, stream);
@@ -270,6 +310,7 @@ extern "C" qv_status qv_gpu_w4a8_g128_gemm(const int8_t *x, const float *sa, con
     QV_TRY(qv_gemm_check_shape(k, M, N, K, group));
     QV_PTR(k, x, 16); QV_PTR(k, w4, 16); QV_PTR(k, sa, 4); QV_PTR(k, s0, 2); QV_PTR(k, s1, 1);
     QV_PTR(k, sz1, 1); QV_PTR(k, y, 4); QV_PTR(k, d_sat, 4);
+    QV_MUT_W4(w4, N, K);
     qvg::Params p = make_params(x, w4, M, N, K);
     p.sa = sa;
     p.sw = reinterpret_cast<const __half *>(s0);
@@ -287,6 +328,7 @@ extern "C" qv_status qv_gpu_w4a8_g128_gemm_acc(const int8_t *x, const uint8_t *w
     const int k = QV_GEMM_W4A8_G128;
     QV_TRY(qv_gemm_check_shape(k, M, N, K, group));
     QV_PTR(k, x, 16); QV_PTR(k, w4, 16); QV_PTR(k, s1, 1); QV_PTR(k, sz1, 1); QV_PTR(k, acc, 8);
+    QV_MUT_W4(w4, N, K);
     qvg::Params p = make_params(x, w4, M, N, K);
     p.s1 = s1;
     p.sz1 = sz1;

@@ -42,6 +42,8 @@
 #include <cstdint>
 #include <cuda_fp16.h>
 
+#include "qv_mutant_dev.cuh"
+
 namespace qvg {
 
 struct Params {
@@ -96,10 +98,17 @@ __device__ __forceinline__ void mma_s8(int32_t (&d)[4], const uint32_t (&a)[4], 
 __device__ __forceinline__ __half sat_half(float v, unsigned int &nsat)
 {
     if (fabsf(v) > 65504.0f) {
-        nsat++;
+        if (!QV_DMUT(fp16_sat_silent)) nsat++; // the mutant saturates without counting
         v = v > 0.0f ? 65504.0f : -65504.0f;
     }
     return __float2half_rn(v);
+}
+
+// s_a of output row m (the planted bug act_scale_token, QV_MUTANTS builds only, reads the
+// previous token's).
+__device__ __forceinline__ float row_scale(const Params &p, int m)
+{
+    return p.sa[QV_DMUT(act_scale_token) && m > 0 ? m - 1 : m];
 }
 
 // Tile configuration. BK is the K extent of one pipeline stage, in elements.
@@ -137,11 +146,14 @@ __device__ __forceinline__ void load_stage(const Params &p, uint8_t *sa_, uint8_
     constexpr int BCH = BKB / 16;
     const long wrow = (long)p.K * P::kBytesNum / 2;          // weight bytes per row
     const int k0 = kt * C::BK, kb0 = kt * BKB;
+    // K extent of x that is read; the planted bug ktail_dropped (W8A8, QV_MUTANTS builds only)
+    // zero-fills the last partial 128-wide K tile, so it is not accumulated
+    const int kx = QV_DMUT(ktail_dropped) && !P::kPacked ? p.K - p.K % 128 : p.K;
 #pragma unroll
     for (int c = threadIdx.x; c < C::BM * ACH; c += C::THREADS) {
         int r = c / ACH, cc = c % ACH;
         int gm = m0 + r, gk = k0 + cc * 16;
-        bool v = gm < p.M && gk < p.K;
+        bool v = gm < p.M && gk < kx;
         const int8_t *src = v ? p.x + (long)gm * p.K + gk : p.x;
         cp_async16(sa_ + r * S::A_ROW + cc * 16, src, v);
     }

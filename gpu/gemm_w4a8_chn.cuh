@@ -34,9 +34,12 @@ __device__ __forceinline__ void load_w4_frags(uint32_t (&b)[C::NI][2], const uin
     static_assert(C::TN % 32 == 0, "packed W4 loads 32-channel blocks");
 #pragma unroll
     for (int q = 0; q < C::NI / 4; q++) {
-        const uint4 w = *reinterpret_cast<const uint4 *>(
-            sb + (((nbase / 32 + q) * (C::BK / 32)) + kk / 32) * 512 + lane * 16);
+        uint4 w = *reinterpret_cast<const uint4 *>(sb + (((nbase / 32 + q) * (C::BK / 32)) + kk / 32) * 512 + lane * 16);
         const uint32_t m = 0x0F0F0F0Fu;
+        if (QV_DMUT(nibble_swap)) { // planted bug (QV_MUTANTS builds only): high nibble read first
+            w.x = ((w.x >> 4) & m) | ((w.x & m) << 4), w.y = ((w.y >> 4) & m) | ((w.y & m) << 4);
+            w.z = ((w.z >> 4) & m) | ((w.z & m) << 4), w.w = ((w.w >> 4) & m) | ((w.w & m) << 4);
+        }
         b[4 * q + 0][0] = w.x & m;        b[4 * q + 0][1] = w.z & m;        // channel c
         b[4 * q + 1][0] = w.y & m;        b[4 * q + 1][1] = w.w & m;        // channel c+8
         b[4 * q + 2][0] = (w.x >> 4) & m; b[4 * q + 2][1] = (w.z >> 4) & m; // channel c+16
@@ -57,8 +60,9 @@ struct PolicyW4Chn {
     static __device__ __forceinline__ float epilogue(const Params &p, int32_t acc, int m, int n)
     {
         float t1 = __fmul_rn(__half2float(p.sw[n]), __int2float_rn(acc));
-        float t2 = __fmul_rn(__half2float(p.sz[n]), __int2float_rn(p.rowsum[m]));
-        return __fmul_rn(p.sa[m], __fsub_rn(t1, t2));
+        // planted bugs (QV_MUTANTS builds only): rowsum_omitted, zp_sign
+        float t2 = __fmul_rn(__half2float(p.sz[n]), QV_DMUT(rowsum_omitted) ? 0.0f : __int2float_rn(p.rowsum[m]));
+        return __fmul_rn(row_scale(p, m), QV_DMUT(zp_sign) ? __fadd_rn(t1, t2) : __fsub_rn(t1, t2));
     }
 };
 

@@ -35,6 +35,11 @@ struct PolicyW4G128 {
     template <class C> struct Frag {
         static_assert(128 % (C::KSTEPS * 32) == 0, "a warp's K slice must stay inside one group");
         uint32_t s1[C::NI], szx4[C::NI];
+#ifdef QV_MUTANTS
+        // the planted bug group_boundary: the next group's scales, the warp's first k, K / 128
+        uint32_t s1n[C::NI], szx4n[C::NI];
+        int k0w, ngroups;
+#endif
         __device__ __forceinline__ void stage_begin(const Params &p, int nbase, int k0, int lane)
         {
             const int g = k0 / 128;
@@ -52,11 +57,40 @@ struct PolicyW4G128 {
                     s1[4 * q + i] = (s >> (8 * i)) & 255u;
                     szx4[4 * q + i] = ((z >> (8 * i)) & 255u) * 0x01010101u;
                 }
+#ifdef QV_MUTANTS
+                if (QV_DMUT(group_boundary) && nb < p.N && (g + 1) * 128 < p.K) {
+                    const long o = (long)(g + 1) * p.N + nb + 4 * (lane >> 2);
+                    s = __ldg(reinterpret_cast<const unsigned int *>(p.s1 + o));
+                    z = __ldg(reinterpret_cast<const unsigned int *>(p.sz1 + o));
+                }
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    s1n[4 * q + i] = (s >> (8 * i)) & 255u;
+                    szx4n[4 * q + i] = ((z >> (8 * i)) & 255u) * 0x01010101u;
+                }
+#endif
             }
+#ifdef QV_MUTANTS
+            k0w = k0;
+            ngroups = p.K / 128;
+#endif
         }
         __device__ __forceinline__ void load(uint32_t (&b)[C::NI][2], const uint8_t *sb, int nbase, int kk, int lane)
         {
             load_w4_frags<C>(b, sb, nbase, kk, lane);
+#ifdef QV_MUTANTS
+            // this mma step's first k is k0w + ks*32 (kk = (wk*KSTEPS + ks)*32); the mutant reads
+            // the next group's scales for the last 32-wide block of a group, as the CPU emulation's
+            const int gk = k0w + ((kk / 32) % C::KSTEPS) * 32;
+            if (QV_DMUT(group_boundary) && (gk + 32) % 128 == 0 && (gk + 32) / 128 < ngroups) {
+#pragma unroll
+                for (int j = 0; j < C::NI; j++) {
+                    b[j][0] = __vsub4(b[j][0] * s1n[j], szx4n[j]);
+                    b[j][1] = __vsub4(b[j][1] * s1n[j], szx4n[j]);
+                }
+                return;
+            }
+#endif
 #pragma unroll
             for (int j = 0; j < C::NI; j++) {
                 b[j][0] = __vsub4(b[j][0] * s1[j], szx4[j]);
@@ -66,7 +100,7 @@ struct PolicyW4G128 {
     };
     static __device__ __forceinline__ float epilogue(const Params &p, int32_t acc, int m, int n)
     {
-        return __fmul_rn(__fmul_rn(p.sa[m], __half2float(p.sw[n])), __int2float_rn(acc));
+        return __fmul_rn(__fmul_rn(row_scale(p, m), __half2float(p.sw[n])), __int2float_rn(acc));
     }
 };
 

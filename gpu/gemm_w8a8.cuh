@@ -38,8 +38,27 @@ struct PolicyW8A8 {
     };
     static __device__ __forceinline__ float epilogue(const Params &p, int32_t acc, int m, int n)
     {
-        return __fmul_rn(__fmul_rn(p.sa[m], __half2float(p.sw[n])), __int2float_rn(acc));
+#ifdef QV_MUTANTS
+        if (QV_DMUT(scale_before_sum)) return scale_each_tile(p, m, n);
+#endif
+        return __fmul_rn(__fmul_rn(row_scale(p, m), __half2float(p.sw[n])), __int2float_rn(acc));
     }
+#ifdef QV_MUTANTS
+    // The planted bug scale_before_sum: each 32-wide K tile's INT32 partial sum scaled in FP32 and
+    // the partials summed in FP32, as the CPU emulation's mutant (recomputed from global memory:
+    // a bug's arithmetic, not a fast path).
+    static __device__ float scale_each_tile(const Params &p, int m, int n)
+    {
+        const int8_t *w = reinterpret_cast<const int8_t *>(p.w);
+        float s = __fmul_rn(p.sa[m], __half2float(p.sw[n])), v = 0.0f;
+        for (int k0 = 0; k0 < p.K; k0 += 32) {
+            int32_t part = 0;
+            for (int k = k0; k < p.K && k < k0 + 32; k++) part += (int32_t)p.x[(long)m * p.K + k] * w[(long)n * p.K + k];
+            v = __fadd_rn(v, __fmul_rn(__int2float_rn(part), s));
+        }
+        return v;
+    }
+#endif
 };
 
 } // namespace qvg

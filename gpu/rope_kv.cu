@@ -13,6 +13,7 @@
 #include <cuda_fp16.h>
 
 #include "qv_cuda_check.h"
+#include "qv_mutant_dev.cuh"
 
 extern "C" {
 #include "qvet/gpu_kernels.h"
@@ -81,8 +82,16 @@ __global__ void rope_kv_kernel(const __half *qkv, int T, int nh, int nkv, int hd
     for (int j = lane; j < half; j += 32) {
         int c0 = 0, c1 = 0;
         if (!zero) {
-            c0 = __float2int_rn(__fdiv_rn(__fsub_rn(b[2 * j], lo), sc));
-            c1 = __float2int_rn(__fdiv_rn(__fsub_rn(b[2 * j + 1], lo), sc));
+#ifdef QV_MUTANTS
+            if (QV_DMUT(kv4_round_away)) { // planted bug: ties rounded away from zero
+                c0 = (int)roundf(__fdiv_rn(__fsub_rn(b[2 * j], lo), sc));
+                c1 = (int)roundf(__fdiv_rn(__fsub_rn(b[2 * j + 1], lo), sc));
+            } else
+#endif
+            {
+                c0 = __float2int_rn(__fdiv_rn(__fsub_rn(b[2 * j], lo), sc));
+                c1 = __float2int_rn(__fdiv_rn(__fsub_rn(b[2 * j + 1], lo), sc));
+            }
             c0 = c0 < 0 ? 0 : c0 > 15 ? 15 : c0;
             c1 = c1 < 0 ? 0 : c1 > 15 ? 15 : c1;
         }
@@ -112,6 +121,7 @@ extern "C" qv_status qv_gpu_rope_kv_write(const uint16_t *qkv, int T, int nh, co
         c->page_size < 1 || c->max_pages < 1)
         return qv_fail(QV_ERR_USAGE, "rope_kv_write: bad shape (tokens %d, heads %d/%d, head_dim %d (even, <= %d), "
                        "page %d, max_pages %d)", T, nh, c->n_kv_heads, c->head_dim, kMaxHd, c->page_size, c->max_pages);
+    QV_DMUT_SYNC();
     long warps = (long)T * (nh + 2 * c->n_kv_heads);
     unsigned blocks = (unsigned)((warps + kWarps - 1) / kWarps);
     rope_kv_kernel<<<blocks, kWarps * 32, 0, (cudaStream_t)stream>>>(

@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kcase_internal.h"
 #include "qvet/fp16.h"
+#include "qvet/gpu.h"
 #include "qvet/kcases.h"
 #include "qvet/kernels_ref.h"
 #include "qvet/mutant.h"
@@ -150,9 +152,13 @@ static void emul_attention(const qv_kattn_case *c, const uint8_t *kp, const uint
     }
 }
 
-qv_status qv_kattn_run(const qv_kattn_case *c, uint64_t seed, qv_kattn_result *r)
+qv_status qv_kattn_run(const qv_kattn_case *c, qv_kbackend b, uint64_t seed, qv_kattn_result *r)
 {
     memset(r, 0, sizeof *r);
+    if (b == QV_KB_GPU && qv_gpu_device_count() == 0) {
+        r->skipped = 1;
+        return QV_OK;
+    }
     if (c->nh < 1 || c->nkv < 1 || c->nh % c->nkv || c->hd < 2 || c->hd % 2 || c->ctx < 1 || c->T < 1 ||
         c->T > c->ctx || c->page < 1 || (unsigned)c->values >= QV_KA_COUNT)
         return qv_fail(QV_ERR_USAGE, "attention case: bad geometry (nh %% nkv == 0, even hd, 1 <= T <= ctx, page >= 1)");
@@ -180,11 +186,15 @@ qv_status qv_kattn_run(const qv_kattn_case *c, uint64_t seed, qv_kattn_result *r
         for (int t = 0; t < ctx_a; t++) draw_kv(c, &rg, ka + t * D), draw_kv(c, &rg, va + t * D);
         for (int t = 0; t < ctx; t++) draw_kv(c, &rg, kb + t * D), draw_kv(c, &rg, vb + t * D);
         for (size_t i = 0; i < (size_t)T * nh * hd; i++) q[i] = aunif(&rg, c->values == QV_KA_LARGE ? 16.0f : 2.0f);
-        /* the emulated kernel: sequence A fills the slot, then sequence B reuses it */
-        for (int t = 0; t < ctx_a; t++) emul_write(c, kp, t, ka + t * D), emul_write(c, vp, t, va + t * D);
-        int start = QV_MUT(stale_kv) ? ctx_a : 0; /* mutant: the slot's length is not reset */
-        for (int t = start; t < ctx; t++) emul_write(c, kp, t, kb + t * D), emul_write(c, vp, t, vb + t * D);
-        emul_attention(c, kp, vp, n_pages, q, out, tmp, tmp + hd, tmp + 2 * hd);
+        if (b == QV_KB_GPU) {
+            st = qv_kattn_run_gpu(c, ctx_a, ka, va, kb, vb, q, kp, vp, out);
+        } else {
+            /* the emulated kernel: sequence A fills the slot, then sequence B reuses it */
+            for (int t = 0; t < ctx_a; t++) emul_write(c, kp, t, ka + t * D), emul_write(c, vp, t, va + t * D);
+            int start = QV_MUT(stale_kv) ? ctx_a : 0; /* mutant: the slot's length is not reset */
+            for (int t = start; t < ctx; t++) emul_write(c, kp, t, kb + t * D), emul_write(c, vp, t, vb + t * D);
+            emul_attention(c, kp, vp, n_pages, q, out, tmp, tmp + hd, tmp + 2 * hd);
+        }
         /* the definition: pages of B through qv_kv4_write_token, K/V read back */
         for (int t = 0; t < ctx && st == QV_OK; t++) {
             st = qv_kv4_write_token(kpr, n_pages, g, t, kb + t * D, 0);

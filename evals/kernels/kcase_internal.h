@@ -35,4 +35,11 @@ void qv_kdata_compare(const qv_kdata *d, const int32_t *acc, const qv_fp16 *y, l
 qv_status qv_kcase_run_cpu_emul(const qv_kcase *c, const qv_kdata *d, qv_kresult *r);
 qv_status qv_kcase_run_gpu(const qv_kcase *c, const qv_kdata *d, qv_kresult *r);
 
+/* An attention case on the GPU kernels (kcase_attn_gpu.c): sequence A (ctx_a tokens of ka/va,
+ * [t][nkv*hd]) then B (ctx tokens of kb/vb) through one cache slot, attention for B's last T
+ * positions (q [T][nh*hd]); returns B's pages in logical order (kp, vp: n_pages * page bytes each)
+ * and the outputs (out [T][nh*hd]). QV_ERR_USAGE for a shape outside the kernels' contract. */
+qv_status qv_kattn_run_gpu(const qv_kattn_case *c, int ctx_a, const float *ka, const float *va, const float *kb,
+                           const float *vb, const float *q, uint8_t *kp, uint8_t *vp, float *out);
+
 #endif

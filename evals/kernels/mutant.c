@@ -5,7 +5,7 @@
 #include "qvet/mutant.h"
 
 static const qv_mutant_info catalog[] = {
-#define QV_MUTANT(id, what, targets) {#id, what, targets},
+#define QV_MUTANT(id, what, targets, gpu) {#id, what, targets, gpu},
 #include "evals/kernels/mutants.def"
 #undef QV_MUTANT
 };

@@ -44,8 +44,11 @@ typedef struct {
     int32_t first_acc_ref, first_acc_got;
     uint16_t first_out_ref, first_out_got;
     long sat_ref, sat_got; /* outputs whose pre-rounding |v| > 65504: reference / implementation */
+    double gpu_seconds;   /* GPU backend: the production kernel's time (best of QV_KCASE_TIMED_RUNS
+                           * launches, each synchronized, host clock); 0 otherwise */
     int ok;
 } qv_kresult;
+#define QV_KCASE_TIMED_RUNS 5
 
 const char *qv_kkernel_name(qv_kkernel k);
 const char *qv_kvalues_name(qv_kvalues v);
@@ -64,7 +67,9 @@ qv_status qv_kcase_matrix(int quick, qv_kcase **cases, int *n);
 qv_status qv_kcase_run(const qv_kcase *c, qv_kbackend b, uint64_t seed, qv_kresult *r);
 
 /* ---- attention cases (evals/kernels/kcase_attn.c): the paged KV4 attention kernel's CPU
- * emulation against the definitions (KV4 pages bit for bit; output within the derived bound) ---- */
+ * emulation (QV_KB_CPU_EMUL) or the GPU kernels themselves (QV_KB_GPU: gpu/rope_kv.cu writes the
+ * pages, gpu/attn_paged.cu reads them) against the definitions (KV4 pages bit for bit; output
+ * within the derived bound) ---- */
 typedef enum { QV_KA_RANDOM = 0, QV_KA_TIES, QV_KA_LARGE, QV_KA_COUNT } qv_kattn_values;
 typedef struct {
     int nh, nkv, hd, ctx, T, page; /* heads, KV heads, head_dim, context, query rows (last T), page size */
@@ -75,13 +80,16 @@ typedef struct {
     long out_bad;       /* outputs beyond the derived bound */
     long nonfinite;     /* NaN/Inf outputs */
     double worst_ratio; /* max |err| / bound */
+    int skipped;        /* QV_KB_GPU without a device */
     int ok;
 } qv_kattn_result;
 const char *qv_kattn_values_name(qv_kattn_values v);
 /* "nh=8 nkv=2 hd=32 ctx=40 T=8 page=16 random" */
 void qv_kattn_name(const qv_kattn_case *c, char *buf, int n);
 qv_status qv_kattn_matrix(qv_kattn_case **cases, int *n);
-qv_status qv_kattn_run(const qv_kattn_case *c, uint64_t seed, qv_kattn_result *r);
+/* QV_KB_GPU: QV_ERR_USAGE for a shape outside the GPU kernels' contract (head_dim in
+ * {32, 64, 128}, heads per KV head in {1, 2, 3, 4, 8}); r->skipped without a device. */
+qv_status qv_kattn_run(const qv_kattn_case *c, qv_kbackend b, uint64_t seed, qv_kattn_result *r);
 /* ---- explicit values (the overflow fuzzer, fuzz/corpus replay) ----
  * Every input given by the caller instead of drawn from a seed. Shapes: N % 32 == 0 for the W4
  * kernels, K % 32 == 0 (g128: K % 128 == 0). The row sums are computed here (INT32, as a fused

@@ -8,7 +8,7 @@
 #include "qvet/status.h"
 
 typedef enum {
-#define QV_MUTANT(id, what, targets) QV_MUT_##id,
+#define QV_MUTANT(id, what, targets, gpu) QV_MUT_##id,
 #include "evals/kernels/mutants.def"
 #undef QV_MUTANT
     QV_MUT_COUNT
@@ -16,6 +16,7 @@ typedef enum {
 
 typedef struct {
     const char *id, *what, *targets;
+    int gpu; /* 1: also planted in the GPU kernels (gpu/qv_mutant_dev.cuh) */
 } qv_mutant_info;
 
 /* 1 when the build carries mutants. */
