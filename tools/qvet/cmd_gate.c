@@ -775,7 +775,7 @@ int qv_cmd_gate(int argc, char **argv)
     }
     qv_kcase_set_plugin(g.plugin);
     qv_model *synth = NULL, *um = NULL;
-    if ((st = qv_synth_open(QV_SYNTH_TINY, 0, &synth)) != QV_OK || (g.model_dir && (st = qv_model_open(g.model_dir, &um)) != QV_OK)) {
+    if ((!g.plugin && (st = qv_synth_open(QV_SYNTH_TINY, 0, &synth)) != QV_OK) || (g.model_dir && (st = qv_model_open(g.model_dir, &um)) != QV_OK)) {
         qv_model_close(synth);
         cJSON_Delete(g.cfg), cJSON_Delete(old);
         qv_kcase_set_plugin(NULL);
