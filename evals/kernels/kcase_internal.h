@@ -4,6 +4,7 @@
 
 #include "qvet/fp16.h"
 #include "qvet/kcases.h"
+#include "qvet/kernel_plugin.h"
 
 typedef struct {
     int M, N, K, G;
@@ -29,11 +30,17 @@ qv_status qv_kdata_alloc(qv_kdata *d, int M, int N, int K, int G);
 /* From the inputs (x, sa, rowsum, w8 or u, sw, sz, s1, sz1): derived operands and the reference
  * outputs; frees d on failure. */
 qv_status qv_kdata_finish(const qv_kcase *c, qv_kdata *d);
-/* Fills r's mismatch fields comparing (acc, y, sat) with the reference. */
+/* Fills r's mismatch fields comparing (acc, y, sat) with the reference; acc or y NULL: not compared. */
 void qv_kdata_compare(const qv_kdata *d, const int32_t *acc, const qv_fp16 *y, long sat, qv_kresult *r);
 
 qv_status qv_kcase_run_cpu_emul(const qv_kcase *c, const qv_kdata *d, qv_kresult *r);
 qv_status qv_kcase_run_gpu(const qv_kcase *c, const qv_kdata *d, qv_kresult *r);
+qv_status qv_kcase_run_plugin(const qv_kcase *c, const qv_kdata *d, qv_kresult *r);
+/* The loaded plugin's registered struct, and a QV_KP_ERR_* code's name (kplugin.c). */
+const qv_kernel_plugin *qv_kplugin_api(const qv_kplugin *p);
+const char *qv_kplugin_code_name(int rc);
+/* QV_ERR_USAGE without a current plugin; r->skipped when it does not implement kernel k. */
+qv_status qv_kcase_plugin_check(qv_kkernel k, qv_kresult *r);
 
 /* An attention case on the GPU kernels (kcase_attn_gpu.c): sequence A (ctx_a tokens of ka/va,
  * [t][nkv*hd]) then B (ctx tokens of kb/vb) through one cache slot, attention for B's last T

@@ -61,6 +61,13 @@ qv_status qv_kcase_matrix(int quick, qv_kcase **cases, int *n)
     return QV_OK;
 }
 
+static qv_status run_backend(const qv_kcase *c, qv_kbackend b, const qv_kdata *d, qv_kresult *r)
+{
+    if (b == QV_KB_GPU) return qv_kcase_run_gpu(c, d, r);
+    if (b == QV_KB_PLUGIN) return qv_kcase_run_plugin(c, d, r);
+    return qv_kcase_run_cpu_emul(c, d, r);
+}
+
 qv_status qv_kcase_run(const qv_kcase *c, qv_kbackend b, uint64_t seed, qv_kresult *r)
 {
     memset(r, 0, sizeof *r);
@@ -71,9 +78,13 @@ qv_status qv_kcase_run(const qv_kcase *c, qv_kbackend b, uint64_t seed, qv_kresu
             return QV_OK;
         }
     }
+    if (b == QV_KB_PLUGIN) { /* before the (costly) reference: skip what the plugin lacks */
+        QV_TRY(qv_kcase_plugin_check(c->kernel, r));
+        if (r->skipped) return QV_OK;
+    }
     qv_kdata d;
     QV_TRY(qv_kdata_make(c, seed, &d));
-    qv_status st = b == QV_KB_GPU ? qv_kcase_run_gpu(c, &d, r) : qv_kcase_run_cpu_emul(c, &d, r);
+    qv_status st = run_backend(c, b, &d, r);
     qv_kdata_free(&d);
     return st;
 }
@@ -94,6 +105,10 @@ qv_status qv_kcase_run_explicit(const qv_kexplicit *e, qv_kbackend b, qv_kresult
     if (b == QV_KB_GPU && qv_gpu_device_count() == 0) {
         r->skipped = 1;
         return QV_OK;
+    }
+    if (b == QV_KB_PLUGIN) {
+        QV_TRY(qv_kcase_plugin_check(e->kernel, r));
+        if (r->skipped) return QV_OK;
     }
     const size_t MK = (size_t)M * K, NK = (size_t)N * K, NG = (size_t)N * (g128 ? K / 128 : 1);
     qv_kdata d;
@@ -122,7 +137,7 @@ qv_status qv_kcase_run_explicit(const qv_kexplicit *e, qv_kbackend b, qv_kresult
         }
     qv_kcase c = {e->kernel, QV_KV_RANDOM, M, N, K};
     QV_TRY(qv_kdata_finish(&c, &d));
-    qv_status st = b == QV_KB_GPU ? qv_kcase_run_gpu(&c, &d, r) : qv_kcase_run_cpu_emul(&c, &d, r);
+    qv_status st = run_backend(&c, b, &d, r);
     qv_kdata_free(&d);
     return st;
 }

@@ -82,7 +82,7 @@ static qv_status check_gemm(const qv_fz_case *c, qv_kbackend b, int *failed, cha
     qv_kexplicit e = {c->kernel, c->M, c->N, c->K, c->x, c->sa, c->w8, c->u, c->sw, c->sz, c->s1, c->sz1};
     qv_kresult r;
     qv_status st = qv_kcase_run_explicit(&e, b, &r);
-    if (st == QV_ERR_NOMEM || st == QV_ERR_USAGE) return st;
+    if (st == QV_ERR_NOMEM || st == QV_ERR_USAGE || (st != QV_OK && r.impl_error)) return st; /* a plugin op failed */
     if (c->expect_reject) {
         if (st == QV_OK) *failed = 1, snprintf(why, nwhy, "reference accepted input it must reject");
         return QV_OK;

@@ -10,7 +10,10 @@
  *                   accumulation on BLAS dgemm (exact), the epilogue from those accumulators.
  *                   Runs everywhere: this is what the gate checks without a GPU.
  *   QV_KB_GPU       the CUDA kernels (gpu/), INT32 accumulators via their debug entries; skipped
- *                   (visibly) where no device exists. */
+ *                   (visibly) where no device exists.
+ *   QV_KB_PLUGIN    an external implementation loaded through the qv_kernel_plugin ABI
+ *                   (include/qvet/kernel_plugin.h) by qv_kplugin_load and made current by
+ *                   qv_kcase_set_plugin; ops it leaves NULL are skipped. */
 #ifndef QVET_KCASES_H
 #define QVET_KCASES_H
 
@@ -27,7 +30,7 @@ typedef enum {
     QV_KV_BIGSCALE,   /* maximal scales: outputs overflow FP16 and must be reported */
     QV_KV_COUNT
 } qv_kvalues;
-typedef enum { QV_KB_CPU_EMUL = 0, QV_KB_GPU } qv_kbackend;
+typedef enum { QV_KB_CPU_EMUL = 0, QV_KB_GPU, QV_KB_PLUGIN } qv_kbackend;
 
 typedef struct {
     qv_kkernel kernel;
@@ -36,7 +39,9 @@ typedef struct {
 } qv_kcase;
 
 typedef struct {
-    int skipped;          /* backend unavailable (no GPU) */
+    int skipped;          /* backend unavailable (no GPU; the plugin lacks the kernel) */
+    int no_acc, no_out;   /* plugin: the _acc entry / the GEMM entry is absent, so not compared */
+    int impl_error;       /* the implementation (a plugin op) returned an error: the status says */
     long acc_mismatch;    /* INT32 accumulators that differ */
     long out_mismatch;    /* FP16 outputs whose bits differ */
     long w_mismatch;      /* CPU emulation: dequantized INT8 weights that differ from the definition */
@@ -116,5 +121,21 @@ qv_status qv_kcase_run_explicit(const qv_kexplicit *e, qv_kbackend b, qv_kresult
  * rounded value is Inf (|v| >= 65520), missing (65504, 65520); 2: the emulation's per-channel row
  * sum goes through FP16 (wrong once |rowsum| > 2048 and not representable). 0 in production. */
 extern int qv_kcase_emul_plant;
+
+/* ---- external implementations: the qv_kernel_plugin ABI (evals/kernels/kplugin.c) ---- */
+typedef struct qv_kplugin qv_kplugin;
+/* dlopens path (a name without '/' is taken in the current directory, never searched in the
+ * library path), looks up qv_kernel_plugin_register, registers and checks the ABI version, the
+ * name and that at least one op is set. QV_ERR_INPUT naming the library otherwise. */
+qv_status qv_kplugin_load(const char *path, qv_kplugin **out);
+/* Calls the plugin's destroy, then dlcloses it. NULL is allowed. */
+void qv_kplugin_close(qv_kplugin *p);
+const char *qv_kplugin_name(const qv_kplugin *p);
+const char *qv_kplugin_path(const qv_kplugin *p);
+/* Bit 1: the kernel's GEMM entry is set; bit 2: its _acc entry. 0: kernel not implemented. */
+int qv_kplugin_ops(const qv_kplugin *p, qv_kkernel k);
+/* The plugin QV_KB_PLUGIN runs (one per process: the CLI sets it). NULL: none, QV_KB_PLUGIN then
+ * fails with QV_ERR_USAGE. */
+void qv_kcase_set_plugin(const qv_kplugin *p);
 
 #endif

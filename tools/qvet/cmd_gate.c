@@ -1,5 +1,8 @@
 /* qvet gate [--config gate.json] [--junit F.xml] [--json F] [--baseline OLD.json] [--self-test]
  *           [--quick] [--only RE] [--model DIR] [--seed N]
+ * qvet gate --plugin LIB.so [--config F] [--quick] [--only RE] [--seed N] [--junit F] [--json F]
+ *           the kernel groups only (kernels/, the GEMM files of corpus/) on a shared library's
+ *           kernels (include/qvet/kernel_plugin.h, docs/byo.md section 6)
  * The CI gate (docs/gate.md): the kernel case matrix (CPU emulation; GPU where present), the
  * attention cases, the overflow corpus replay (fuzz/corpus/ JSON files), `qvet golden check`, the
  * SmoothAttention transform check and model-level checks (ref-qoq vs ref-fp32: KLD, top-1). It
@@ -40,6 +43,8 @@ typedef struct {
     long n_pass, n_fail, n_skip, n_gpu_skip;
     float *fp32_logits;         /* cached reference logits of the synthetic model check */
     const char *mutant;         /* for the reproduce commands */
+    qv_kplugin *plugin;         /* --plugin: the only backend, kernel groups only */
+    const char *plugin_path;
 } gate;
 
 static double now_s(void)
@@ -102,18 +107,27 @@ static void run_kernel_case(gate *g, const char *group, const char *name, const 
 {
     qv_kresult r;
     char detail[400];
-    for (int b = 0; b < 2; b++) {
+    for (int b = g->plugin ? 2 : 0; b < (g->plugin ? 3 : 2); b++) {
+        static const char *bnames[] = {"cpu-emul", "gpu", "plugin"};
+        static const qv_kbackend backends[] = {QV_KB_CPU_EMUL, QV_KB_GPU, QV_KB_PLUGIN};
         char cname[300];
-        snprintf(cname, sizeof cname, "%s %s", name, b ? "gpu" : "cpu-emul");
+        snprintf(cname, sizeof cname, "%s %s", name, bnames[b]);
         if (!selected(g, cname)) continue;
         if (b == 1 && !gpu) {
             record(g, group, cname, "skip", "no GPU device", NULL, NULL, 0);
             g->n_gpu_skip++;
             continue;
         }
-        qv_status st = qv_kcase_run(kc, b ? QV_KB_GPU : QV_KB_CPU_EMUL, seed, &r);
-        char rp[900];
-        snprintf(rp, sizeof rp, "%s --backend %s", repro, b ? "gpu" : "cpu");
+        qv_status st = qv_kcase_run(kc, backends[b], seed, &r);
+        char rp[1600];
+        if (b == 2) snprintf(rp, sizeof rp, "%s", repro); /* the plugin's command carries --plugin */
+        else snprintf(rp, sizeof rp, "%s --backend %s", repro, b ? "gpu" : "cpu");
+        if (st == QV_OK && r.skipped) {
+            snprintf(detail, sizeof detail, "plugin '%s' does not implement %s", qv_kplugin_name(g->plugin),
+                     qv_kkernel_name(kc->kernel));
+            record(g, group, cname, "skip", detail, NULL, NULL, 1);
+            continue;
+        }
         if (st != QV_OK) {
             record(g, group, cname, "error", qv_last_error(), NULL, rp, 1);
             continue;
@@ -125,8 +139,11 @@ static void run_kernel_case(gate *g, const char *group, const char *name, const 
         cJSON_AddNumberToObject(f, "sat_ref", (double)r.sat_ref);
         cJSON_AddNumberToObject(f, "sat_got", (double)r.sat_got);
         cJSON_AddNumberToObject(f, "sat_mismatch", (double)labs(r.sat_got - r.sat_ref));
-        if (b) cJSON_AddNumberToObject(f, "seconds", r.gpu_seconds); /* the kernel's time: feeds --baseline */
-        if (r.ok) snprintf(detail, sizeof detail, "bit-exact, sat %ld/%ld", r.sat_got, r.sat_ref);
+        if (b == 1) cJSON_AddNumberToObject(f, "seconds", r.gpu_seconds); /* the kernel's time: feeds --baseline */
+        if (r.ok && (r.no_acc || r.no_out)) /* a plugin without one of the two entries */
+            snprintf(detail, sizeof detail, "bit-exact (%s not implemented), sat %ld/%ld", r.no_acc ? "acc" : "out",
+                     r.sat_got, r.sat_ref);
+        else if (r.ok) snprintf(detail, sizeof detail, "bit-exact, sat %ld/%ld", r.sat_got, r.sat_ref);
         else
             snprintf(detail, sizeof detail, "%ld acc, %ld out, %ld weight mismatches, sat %ld (ref %ld); first at m=%ld n=%ld",
                      r.acc_mismatch, r.out_mismatch, r.w_mismatch, r.sat_got, r.sat_ref, r.first >= 0 ? r.first / kc->N : -1,
@@ -144,14 +161,18 @@ static void run_kernels(gate *g, int gpu)
         return;
     }
     for (int i = 0; i < n; i++) {
-        char name[160], gname[200], repro[600];
+        char name[160], gname[200], repro[1400];
         qv_kcase_name(&cases[i], name, sizeof name);
         snprintf(gname, sizeof gname, "kernels/%s", name);
-        snprintf(repro, sizeof repro, "qvet kernels --filter '^%s$' --seed %llu", name, g->seed);
+        if (g->plugin)
+            snprintf(repro, sizeof repro, "qvet kernels --plugin %s --filter '^%s$' --seed %llu", g->plugin_path, name,
+                     g->seed);
+        else snprintf(repro, sizeof repro, "qvet kernels --filter '^%s$' --seed %llu", name, g->seed);
         run_kernel_case(g, "kernels", gname, &cases[i], (uint64_t)g->seed ^ name_hash(name), gpu, repro);
     }
     free(cases);
     qv_kattn_case *ac;
+    if (g->plugin) return; /* the ABI has no attention op (docs/byo.md section 6) */
     if (qv_kattn_matrix(&ac, &n) != QV_OK) return;
     for (int i = 0; i < n * 2; i++) {
         char name[160], gname[200], repro[600], detail[300];
@@ -213,7 +234,8 @@ static void run_corpus(gate *g, int gpu)
         char gname[600], path[4500], repro[5000];
         snprintf(gname, sizeof gname, "corpus/%s", names[i]);
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        snprintf(repro, sizeof repro, "qvet gate --only '^corpus/%s'", names[i]);
+        if (g->plugin) snprintf(repro, sizeof repro, "qvet gate --plugin %s --only '^corpus/%s'", g->plugin_path, names[i]);
+        else snprintf(repro, sizeof repro, "qvet gate --only '^corpus/%s'", names[i]);
         if (!selected(g, gname)) { free(names[i]); continue; }
         /* explicit-values cases of the overflow fuzzer (docs/fuzz.md): minimized findings and
          * hand-made edges, replayed on the CPU emulation and, where present, the GPU */
@@ -221,6 +243,24 @@ static void run_corpus(gate *g, int gpu)
         qv_status st = qv_fz_case_load(path, &fc);
         if (st != QV_OK) {
             record(g, "corpus", gname, "error", qv_last_error(), NULL, repro, 1);
+        } else if (g->plugin) {
+            char cname[700], why[512] = "";
+            int failed = 0;
+            snprintf(cname, sizeof cname, "%s plugin", gname);
+            if (fc.kind != QV_FZ_GEMM) {
+                record(g, "corpus", cname, "skip", "a reference-side check (no kernel op)", NULL, NULL, 1);
+            } else if (!qv_kplugin_ops(g->plugin, fc.kernel)) {
+                snprintf(why, sizeof why, "plugin '%s' does not implement %s", qv_kplugin_name(g->plugin),
+                         qv_kkernel_name(fc.kernel));
+                record(g, "corpus", cname, "skip", why, NULL, NULL, 1);
+            } else {
+                st = qv_fz_check(&fc, QV_KB_PLUGIN, &failed, why, sizeof why);
+                if (st == QV_ERR_USAGE) /* outside the kernels' shape contract (N % 8, N % 32) */
+                    record(g, "corpus", cname, "skip", qv_last_error(), NULL, NULL, 1);
+                else if (st != QV_OK) record(g, "corpus", cname, "error", qv_last_error(), NULL, repro, 1);
+                else record(g, "corpus", cname, failed ? "fail" : "pass", failed ? why : fc.note, NULL, repro, 1);
+            }
+            qv_fz_case_free(&fc);
         } else {
             for (int b = 0; b < (gpu ? 2 : 1); b++) {
                 char cname[700], why[512] = "";
@@ -480,6 +520,7 @@ static void run_all(gate *g, const qv_model *synth, const qv_model *user_model)
     int gpu = qv_gpu_device_count() > 0;
     run_kernels(g, gpu);
     run_corpus(g, gpu);
+    if (g->plugin) return; /* --plugin: the kernel groups only */
     run_golden(g);
     smoothattn_check(g, synth);
     model_check(g, "synth-tiny", synth, &g->fp32_logits);
@@ -764,7 +805,7 @@ int qv_cmd_gate(int argc, char **argv)
         {"config", required_argument, 0, 'c'}, {"junit", required_argument, 0, 'x'},   {"json", required_argument, 0, 'j'},
         {"baseline", required_argument, 0, 'b'}, {"self-test", no_argument, 0, 't'},   {"quick", no_argument, 0, 'q'},
         {"only", required_argument, 0, 'o'},   {"model", required_argument, 0, 'm'},   {"seed", required_argument, 0, 's'},
-        {"golden-dir", required_argument, 0, 'g'}, {0, 0, 0, 0}};
+        {"golden-dir", required_argument, 0, 'g'}, {"plugin", required_argument, 0, 'p'}, {0, 0, 0, 0}};
     gate g;
     memset(&g, 0, sizeof g);
     g.cfg_path = QV_SOURCE_DIR "/golden/gate.default.json";
@@ -784,6 +825,7 @@ int qv_cmd_gate(int argc, char **argv)
         case 'o': only = optarg; break;
         case 'm': g.model_dir = optarg; break;
         case 'g': g.golden_dir = optarg; break;
+        case 'p': g.plugin_path = optarg; break;
         case 's': {
             char *end;
             g.seed = strtoull(optarg, &end, 10);
@@ -795,6 +837,9 @@ int qv_cmd_gate(int argc, char **argv)
         }
     }
     if (optind < argc) return qv_cli_usage_error("gate", "unexpected argument '%s'", argv[optind]);
+    if (g.plugin_path && (selftest || g.model_dir || baseline))
+        return qv_cli_usage_error("gate", "--plugin runs the kernel groups on the plugin only; --self-test, --model and "
+                                          "--baseline do not apply (docs/byo.md section 6: planted bugs in a plugin)");
     if (selftest && !qv_mutants_built())
         return qv_cli_usage_error("gate", "--self-test needs a build with the mutants compiled in: "
                                           "cmake -DQV_MUTANTS=ON (this build carries none)");
@@ -820,10 +865,19 @@ int qv_cmd_gate(int argc, char **argv)
         }
         set_only(&g, re);
     }
+    if (g.plugin_path && (st = qv_kplugin_load(g.plugin_path, &g.plugin)) != QV_OK) {
+        cJSON_Delete(g.cfg), cJSON_Delete(old);
+        pcre2_match_data_free(g.md);
+        pcre2_code_free(g.only);
+        return qv_cli_report(st);
+    }
+    qv_kcase_set_plugin(g.plugin);
     qv_model *synth = NULL, *um = NULL;
-    if ((st = qv_synth_open(QV_SYNTH_TINY, 0, &synth)) != QV_OK || (g.model_dir && (st = qv_model_open(g.model_dir, &um)) != QV_OK)) {
+    if ((!g.plugin && (st = qv_synth_open(QV_SYNTH_TINY, 0, &synth)) != QV_OK) || (g.model_dir && (st = qv_model_open(g.model_dir, &um)) != QV_OK)) {
         qv_model_close(synth);
         cJSON_Delete(g.cfg), cJSON_Delete(old);
+        qv_kcase_set_plugin(NULL);
+        qv_kplugin_close(g.plugin);
         return qv_cli_report(st);
     }
     g.cases = cJSON_CreateArray();
@@ -833,15 +887,23 @@ int qv_cmd_gate(int argc, char **argv)
     if (selftest) {
         rc = self_test(&g, synth);
     } else {
-        printf("qvet gate: config %s, seed %llu%s; cpu-emul: on; gpu: %s\n", g.cfg_path, g.seed, g.quick ? ", quick matrix" : "",
-               qv_gpu_describe());
+        if (g.plugin)
+            printf("qvet gate: config %s, seed %llu%s; plugin '%s' (%s): kernel groups only (kernels/, corpus/)\n",
+                   g.cfg_path, g.seed, g.quick ? ", quick matrix" : "", qv_kplugin_name(g.plugin), g.plugin_path);
+        else
+            printf("qvet gate: config %s, seed %llu%s; cpu-emul: on; gpu: %s\n", g.cfg_path, g.seed,
+                   g.quick ? ", quick matrix" : "", qv_gpu_describe());
         run_all(&g, synth, um);
         if (old) baseline_compare(&g, old, baseline);
         double secs = now_s() - t0;
         if (g.n_gpu_skip) printf("GPU: %ld GPU cases skipped (no GPU device)\n", g.n_gpu_skip);
+        /* --plugin with every case skipped (the plugin implements none of the selected kernels):
+         * nothing was proven, which is not a pass */
+        const int hollow = g.plugin && g.n_pass == 0 && g.n_fail == 0, verdict_fail = g.n_fail || hollow;
+        if (hollow) printf("gate: no case ran on the plugin\n");
         printf("gate: %ld cases: %ld passed, %ld failed, %ld skipped (%.1f s) -> %s\n", g.n_pass + g.n_fail + g.n_skip, g.n_pass,
-               g.n_fail, g.n_skip, secs, g.n_fail ? "FAIL" : "PASS");
-        rc = g.n_fail ? QV_EXIT_FAIL : QV_EXIT_OK;
+               g.n_fail, g.n_skip, secs, verdict_fail ? "FAIL" : "PASS");
+        rc = verdict_fail ? QV_EXIT_FAIL : QV_EXIT_OK;
         cJSON *root = cJSON_CreateObject();
         cJSON_AddStringToObject(root, "schema", "qvet.gate/1");
         cJSON_AddStringToObject(root, "qvet_version", QV_VERSION_STRING);
@@ -851,12 +913,17 @@ int qv_cmd_gate(int argc, char **argv)
         cJSON_AddNumberToObject(root, "seed", (double)g.seed);
         cJSON_AddBoolToObject(root, "quick", g.quick);
         cJSON_AddBoolToObject(root, "gpu", qv_gpu_device_count() > 0);
+        if (g.plugin) {
+            cJSON *jp = cJSON_AddObjectToObject(root, "plugin");
+            cJSON_AddStringToObject(jp, "name", qv_kplugin_name(g.plugin));
+            cJSON_AddStringToObject(jp, "path", g.plugin_path);
+        }
         cJSON *sum = cJSON_AddObjectToObject(root, "summary");
         cJSON_AddNumberToObject(sum, "passed", (double)g.n_pass);
         cJSON_AddNumberToObject(sum, "failed", (double)g.n_fail);
         cJSON_AddNumberToObject(sum, "skipped", (double)g.n_skip);
         cJSON_AddNumberToObject(sum, "gpu_skipped", (double)g.n_gpu_skip);
-        cJSON_AddStringToObject(sum, "verdict", g.n_fail ? "fail" : "pass");
+        cJSON_AddStringToObject(sum, "verdict", verdict_fail ? "fail" : "pass");
         cJSON *tm = cJSON_AddObjectToObject(root, "timing"); /* the only run-dependent fields */
         char ts[32];
         strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", gmtime(&started));
@@ -880,5 +947,7 @@ int qv_cmd_gate(int argc, char **argv)
     qv_model_close(um);
     cJSON_Delete(g.cfg);
     cJSON_Delete(old);
+    qv_kcase_set_plugin(NULL);
+    qv_kplugin_close(g.plugin);
     return rc;
 }

@@ -1,5 +1,7 @@
 /* qvet kernels [--filter RE] [--seed N] [--cases matrix.json] [--quick] [--backend cpu|gpu|all]
  *              [--json F]
+ * qvet kernels --plugin LIB.so [--filter RE] [--seed N] [--cases F] [--quick] [--json F]
+ *              the matrix on an external implementation (include/qvet/kernel_plugin.h) instead
  * qvet kernels --check DIR [--filter RE] [--json F]   (cmd_kernels_check.c)
  * Differential tests of every kernel over the case matrix, one line per case and backend
  * (include/qvet/kcases.h). A case's inputs are drawn from seed ^ hash(case name), so a case
@@ -83,9 +85,10 @@ int qv_cmd_kernels(int argc, char **argv)
         {"filter", required_argument, 0, 'f'}, {"seed", required_argument, 0, 's'},
         {"cases", required_argument, 0, 'c'},  {"quick", no_argument, 0, 'q'},
         {"backend", required_argument, 0, 'b'}, {"json", required_argument, 0, 'j'},
-        {"check", required_argument, 0, 'k'},  {0, 0, 0, 0},
+        {"check", required_argument, 0, 'k'},  {"plugin", required_argument, 0, 'p'}, {0, 0, 0, 0},
     };
-    const char *filter = NULL, *cases_path = NULL, *json_path = NULL, *backend = NULL, *check_dir = NULL;
+    const char *filter = NULL, *cases_path = NULL, *json_path = NULL, *backend = NULL, *check_dir = NULL,
+               *plugin_path = NULL;
     unsigned long long seed = 1;
     int quick = 0, seed_given = 0, c;
     opterr = 0;
@@ -104,12 +107,17 @@ int qv_cmd_kernels(int argc, char **argv)
         case 'b': backend = optarg; break;
         case 'j': json_path = optarg; break;
         case 'k': check_dir = optarg; break;
+        case 'p': plugin_path = optarg; break;
         default: return qv_cli_usage_error("kernels", "unknown or incomplete option '%s'", argv[optind - 1]);
         }
     }
     if (optind < argc) return qv_cli_usage_error("kernels", "unexpected argument '%s'", argv[optind]);
     if (check_dir && (cases_path || quick || backend || seed_given))
         return qv_cli_usage_error("kernels", "--check DIR takes only --filter and --json (the cases come from the manifest)");
+    if (check_dir && plugin_path)
+        return qv_cli_usage_error("kernels", "--check DIR judges dumped outputs; --plugin LIB runs a library: one or the other");
+    if (plugin_path && backend)
+        return qv_cli_usage_error("kernels", "--plugin LIB is the backend; --backend does not go with it");
     if (!backend) backend = "all";
     int use_cpu = strcmp(backend, "cpu") == 0 || strcmp(backend, "all") == 0;
     int use_gpu = strcmp(backend, "gpu") == 0 || strcmp(backend, "all") == 0;
@@ -132,18 +140,40 @@ int qv_cmd_kernels(int argc, char **argv)
     }
     qv_kcase *cases;
     int n;
+    qv_kplugin *plugin = NULL;
     qv_status st = cases_path ? load_cases(cases_path, &cases, &n) : qv_kcase_matrix(quick, &cases, &n);
+    if (st == QV_OK && plugin_path && (st = qv_kplugin_load(plugin_path, &plugin)) != QV_OK) free(cases);
     if (st != QV_OK) {
         pcre2_code_free(re);
         return qv_cli_report(st);
     }
+    if (plugin) {
+        use_cpu = use_gpu = 0;
+        qv_kcase_set_plugin(plugin);
+    }
     int gpu = use_gpu && qv_gpu_device_count() > 0;
-    printf("qvet kernels: %d cases in the matrix, seed %llu; cpu-emul: %s; gpu: %s\n", n, seed,
-           use_cpu ? "on" : "off", use_gpu ? qv_gpu_describe() : "off");
+    if (plugin) {
+        char have[128] = "";
+        for (int k = 0; k < QV_KK_COUNT; k++) {
+            int o = qv_kplugin_ops(plugin, (qv_kkernel)k);
+            if (o) snprintf(have + strlen(have), sizeof have - strlen(have), "%s%s%s", have[0] ? ", " : "",
+                            qv_kkernel_name((qv_kkernel)k), o == 1 ? " (no _acc)" : o == 2 ? " (_acc only)" : "");
+        }
+        printf("qvet kernels: %d cases in the matrix, seed %llu; plugin '%s' (%s): %s\n", n, seed,
+               qv_kplugin_name(plugin), plugin_path, have);
+    } else {
+        printf("qvet kernels: %d cases in the matrix, seed %llu; cpu-emul: %s; gpu: %s\n", n, seed,
+               use_cpu ? "on" : "off", use_gpu ? qv_gpu_describe() : "off");
+    }
     pcre2_match_data *md = re ? pcre2_match_data_create_from_pattern(re, NULL) : NULL;
     cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "cases");
     cJSON_AddStringToObject(root, "schema", "qvet.kernels/1");
     cJSON_AddNumberToObject(root, "seed", (double)seed);
+    if (plugin) {
+        cJSON *jp = cJSON_AddObjectToObject(root, "plugin");
+        cJSON_AddStringToObject(jp, "name", qv_kplugin_name(plugin));
+        cJSON_AddStringToObject(jp, "path", plugin_path);
+    }
     long passed = 0, failed = 0, skipped = 0, errors = 0, run = 0;
     char first_fail[512] = "";
     for (int i = 0; i < n; i++) {
@@ -151,9 +181,10 @@ int qv_cmd_kernels(int argc, char **argv)
         qv_kcase_name(&cases[i], name, sizeof name);
         if (re && pcre2_match(re, (PCRE2_SPTR)name, PCRE2_ZERO_TERMINATED, 0, 0, md, NULL) < 0) continue;
         uint64_t cseed = (uint64_t)seed ^ name_hash(name);
-        for (int b = 0; b < 2; b++) {
-            if ((b == 0 && !use_cpu) || (b == 1 && !use_gpu)) continue;
-            const char *bn = b == 0 ? "cpu-emul" : "gpu";
+        for (int b = 0; b < 3; b++) {
+            if ((b == 0 && !use_cpu) || (b == 1 && !use_gpu) || (b == 2 && !plugin)) continue;
+            const qv_kbackend kb = b == 0 ? QV_KB_CPU_EMUL : b == 1 ? QV_KB_GPU : QV_KB_PLUGIN;
+            const char *bn = b == 0 ? "cpu-emul" : b == 1 ? "gpu" : "plugin";
             cJSON *jc = cJSON_CreateObject();
             cJSON_AddStringToObject(jc, "case", name);
             cJSON_AddStringToObject(jc, "backend", bn);
@@ -165,17 +196,29 @@ int qv_cmd_kernels(int argc, char **argv)
                 continue;
             }
             qv_kresult r;
+            st = qv_kcase_run(&cases[i], kb, cseed, &r);
+            if (st == QV_OK && r.skipped) { /* the plugin leaves this kernel's ops NULL */
+                printf("%-44s %-8s SKIP plugin '%s' does not implement %s\n", name, bn, qv_kplugin_name(plugin),
+                       qv_kkernel_name(cases[i].kernel));
+                cJSON_AddStringToObject(jc, "result", "skip");
+                cJSON_AddItemToArray(arr, jc);
+                skipped++;
+                continue;
+            }
             run++;
-            st = qv_kcase_run(&cases[i], b == 0 ? QV_KB_CPU_EMUL : QV_KB_GPU, cseed, &r);
             if (st != QV_OK) {
                 printf("%-44s %-8s ERROR %s\n", name, bn, qv_last_error());
                 cJSON_AddStringToObject(jc, "result", "error");
                 cJSON_AddStringToObject(jc, "error", qv_last_error());
                 errors++;
             } else {
-                printf("%-44s %-8s acc: %s  out: %s%s  sat %ld/%ld  %s\n", name, bn,
-                       r.acc_mismatch ? "MISMATCH" : "bit-exact", r.out_mismatch ? "MISMATCH" : "bit-exact",
-                       r.w_mismatch ? "  w: MISMATCH" : "", r.sat_got, r.sat_ref, r.ok ? "OK" : "FAIL");
+                char sat[64];
+                if (r.no_out) snprintf(sat, sizeof sat, "sat n/a");
+                else snprintf(sat, sizeof sat, "sat %ld/%ld", r.sat_got, r.sat_ref);
+                printf("%-44s %-8s acc: %s  out: %s%s  %s  %s\n", name, bn,
+                       r.no_acc ? "n/a" : r.acc_mismatch ? "MISMATCH" : "bit-exact",
+                       r.no_out ? "n/a" : r.out_mismatch ? "MISMATCH" : "bit-exact",
+                       r.w_mismatch ? "  w: MISMATCH" : "", sat, r.ok ? "OK" : "FAIL");
                 if (!r.ok && r.first >= 0)
                     printf("    first mismatch m=%ld n=%ld: acc %d (ref %d), out 0x%04x (ref 0x%04x); %ld acc, %ld out, %ld weight mismatches\n",
                            r.first / cases[i].N, r.first % cases[i].N, r.first_acc_got, r.first_acc_ref,
@@ -189,20 +232,31 @@ int qv_cmd_kernels(int argc, char **argv)
                 if (r.ok) passed++;
                 else failed++;
             }
-            if ((st != QV_OK || !r.ok) && !first_fail[0])
-                snprintf(first_fail, sizeof first_fail, "qvet kernels --filter '^%s$' --seed %llu --backend %s", name,
-                         seed, b == 0 ? "cpu" : "gpu");
+            if ((st != QV_OK || !r.ok) && !first_fail[0]) {
+                if (plugin)
+                    snprintf(first_fail, sizeof first_fail, "qvet kernels --plugin %s --filter '^%s$' --seed %llu",
+                             plugin_path, name, seed);
+                else
+                    snprintf(first_fail, sizeof first_fail, "qvet kernels --filter '^%s$' --seed %llu --backend %s",
+                             name, seed, b == 0 ? "cpu" : "gpu");
+            }
             cJSON_AddItemToArray(arr, jc);
         }
     }
-    printf("kernels: %ld run, %ld bit-exact, %ld failed, %ld errors; %ld GPU cases skipped%s\n", run, passed,
-           failed, errors, skipped, skipped ? " (no device)" : "");
+    if (plugin)
+        printf("kernels: %ld run, %ld bit-exact, %ld failed, %ld errors; %ld cases skipped (ops the plugin lacks)\n",
+               run, passed, failed, errors, skipped);
+    else
+        printf("kernels: %ld run, %ld bit-exact, %ld failed, %ld errors; %ld GPU cases skipped%s\n", run, passed,
+               failed, errors, skipped, skipped ? " (no device)" : "");
     if (first_fail[0]) printf("reproduce the first failure: %s\n", first_fail);
     cJSON_AddNumberToObject(root, "passed", (double)passed);
     cJSON_AddNumberToObject(root, "failed", (double)failed);
     cJSON_AddNumberToObject(root, "errors", (double)errors);
     cJSON_AddNumberToObject(root, "skipped", (double)skipped);
-    int rc = failed || errors ? QV_EXIT_FAIL : QV_EXIT_OK;
+    /* a plugin that skips every selected case has proven nothing: that is not a pass */
+    int rc = failed || errors || (plugin && run == 0) ? QV_EXIT_FAIL : QV_EXIT_OK;
+    if (plugin && run == 0) printf("kernels: no case ran on the plugin -> FAIL\n");
     if (json_path) {
         char *txt = cJSON_Print(root);
         st = txt ? qv_write_file_atomic(json_path, txt, strlen(txt)) : QV_ERR_NOMEM;
@@ -213,5 +267,7 @@ int qv_cmd_kernels(int argc, char **argv)
     pcre2_match_data_free(md);
     pcre2_code_free(re);
     free(cases);
+    qv_kcase_set_plugin(NULL);
+    qv_kplugin_close(plugin);
     return rc;
 }
