@@ -135,7 +135,7 @@ qv_status qv_qmodel_write(const qv_qmodel *qm, const char *path)
 
 /* ---------------------------------------------------------------- open */
 
-static qv_status parse_meta(const char *path, const char *text, qv_qmodel_meta *m)
+qv_status qv_qmodel_meta_parse(const char *text, const char *path, qv_qmodel_meta *m)
 {
     memset(m, 0, sizeof *m);
     if (!text) return qv_fail(QV_ERR_INPUT, "%s: not a qvet quantized checkpoint (no \"qvet\" entry in __metadata__)", path);
@@ -264,7 +264,7 @@ qv_status qv_qmodel_open(const char *path, qv_qmodel **out)
     qv_st_file *f = NULL;
     QV_TRY(qv_st_open(path, &f));
     qv_qmodel_meta meta;
-    qv_status st = parse_meta(f->path, qv_st_meta(f, "qvet"), &meta);
+    qv_status st = qv_qmodel_meta_parse(qv_st_meta(f, "qvet"), f->path, &meta);
     const char *cfg_text = qv_st_meta(f, "config");
     qv_config c;
     if (st == QV_OK && !cfg_text) st = qv_fail(QV_ERR_INPUT, "%s: no \"config\" entry in __metadata__", f->path);

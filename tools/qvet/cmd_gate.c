@@ -23,13 +23,14 @@
 #include "qvet/golden.h"
 #include "qvet/gpu.h"
 #include "qvet/fuzz.h"
+#include "qvet/gate_config.h"
 #include "qvet/kcases.h"
 #include "qvet/mutant.h"
 #include "qvet/quant.h"
 #include "qvet/synth.h"
 
 typedef struct {
-    cJSON *cfg;                 /* the thresholds file */
+    qv_gate_config cfg;         /* the thresholds file */
     const char *cfg_path, *model_dir, *golden_dir, *shared;
     unsigned long long seed;
     int quick, quiet;
@@ -53,13 +54,6 @@ static uint64_t name_hash(const char *s) /* as qvet kernels: a case reproduces a
     uint64_t h = 1469598103934665603ull;
     for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
     return h;
-}
-
-static double thr(gate *g, const char *key)
-{
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(g->cfg, "thresholds"), key);
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(t, "value");
-    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
 
 static int selected(gate *g, const char *name)
@@ -341,7 +335,7 @@ static void gpu_model_check(gate *g, const char *label, const qv_model *m, const
     if (st != QV_OK) {
         record(g, "model", gname, st == QV_ERR_CHECK ? "fail" : "error", qv_last_error(), NULL, repro, 1);
     } else {
-        double kld, top1, kmax, kt = thr(g, "model_gpu_kld_max");
+        double kld, top1, kmax, kt = g->cfg.model_gpu_kld_max;
         kld_top1(a, b, rows, V, &kld, &top1, &kmax);
         cJSON *f = cJSON_CreateObject();
         cJSON_AddNumberToObject(f, "kld", isfinite(kld) ? kld : 1e308);
@@ -362,8 +356,7 @@ static void model_check(gate *g, const char *label, const qv_model *m, float **c
     snprintf(gname, sizeof gname, "model/%s ref-qoq vs ref-fp32", label);
     snprintf(repro, sizeof repro, "qvet gate --only '^model/%s ref-qoq'%s%s", label, g->model_dir ? " --model " : "",
              g->model_dir ? g->model_dir : "");
-    int n_tok = (int)thr(g, "model_tokens");
-    if (n_tok < 2 || n_tok > 4096) n_tok = 64;
+    int n_tok = g->cfg.model_tokens;
     if (selected(g, gname)) {
         int V = m->cfg.vocab_size;
         long rows = (long)GATE_SEQS * n_tok;
@@ -380,7 +373,7 @@ static void model_check(gate *g, const char *label, const qv_model *m, float **c
         } else {
             double kld, top1, kmax;
             kld_top1(ref, got, rows, V, &kld, &top1, &kmax);
-            double kt = thr(g, "model_kld_max"), tt = thr(g, "model_top1_min");
+            double kt = g->cfg.model_kld_max, tt = g->cfg.model_top1_min;
             int ok = kld <= kt && top1 >= tt;
             cJSON *f = cJSON_CreateObject();
             cJSON_AddNumberToObject(f, "kld", isfinite(kld) ? kld : 1e308);
@@ -434,7 +427,7 @@ static void smoothattn_check(gate *g, const qv_model *m)
         double mx = 0, err = 0;
         for (long i = 0; i < (long)GATE_SEQS * n_tok * V; i++) mx = fmax(mx, fabs(a[i])), err = fmax(err, fabs(a[i] - b[i]));
         if (!(err == err)) err = INFINITY;
-        double rel = mx > 0 ? err / mx : err, t = thr(g, "smoothattn_logits_rel_max");
+        double rel = mx > 0 ? err / mx : err, t = g->cfg.smoothattn_logits_rel_max;
         char detail[300];
         snprintf(detail, sizeof detail, "max|logits change| %.3g of max|logit| (max %.3g)", rel, t);
         cJSON *f = cJSON_CreateObject();
@@ -488,7 +481,7 @@ static void baseline_compare(gate *g, const cJSON *old)
         char bname[700], detail[300];
         double nk = fig(c, "kld"), ok = fig(o, "kld"), nt = fig(c, "top1"), ot = fig(o, "top1");
         if (isfinite(nk) && isfinite(ok)) {
-            double dk = thr(g, "baseline_kld_increase_max"), dt = thr(g, "baseline_top1_drop_max");
+            double dk = g->cfg.baseline_kld_increase_max, dt = g->cfg.baseline_top1_drop_max;
             int bad = nk > ok + dk || nt < ot - dt;
             snprintf(bname, sizeof bname, "baseline/%s", name);
             snprintf(detail, sizeof detail, "KLD %.5f (was %.5f, +%.3g allowed), top-1 %.4f (was %.4f, -%.3g allowed)", nk, ok, dk, nt,
@@ -500,7 +493,7 @@ static void baseline_compare(gate *g, const cJSON *old)
         }
         double ns = fig(c, "seconds"), os = fig(o, "seconds");
         if (isfinite(ns) && isfinite(os) && os > 0) { /* only GPU cases carry kernel times */
-            double tr = thr(g, "baseline_kernel_time_increase_rel");
+            double tr = g->cfg.baseline_kernel_time_increase_rel;
             snprintf(bname, sizeof bname, "baseline/%s time", name);
             snprintf(detail, sizeof detail, "%.4g s (was %.4g s, +%.0f%% allowed)", ns, os, tr * 100);
             record(g, "baseline", bname, ns > os * (1 + tr) ? "fail" : "pass", detail, NULL, "qvet gate --baseline OLD.json", 1);
@@ -582,20 +575,6 @@ static qv_status load_json(const char *path, cJSON **out)
     if (!cJSON_IsObject(*out)) {
         cJSON_Delete(*out);
         return qv_fail(QV_ERR_INPUT, "%s: not a JSON object", path);
-    }
-    return QV_OK;
-}
-
-static qv_status check_config(const char *path, cJSON *cfg)
-{
-    static const char *keys[] = {"model_tokens", "model_kld_max", "model_top1_min", "smoothattn_logits_rel_max",
-                                 "baseline_kld_increase_max", "baseline_top1_drop_max", "baseline_kernel_time_increase_rel",
-                                 "model_gpu_kld_max"};
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(cfg, "thresholds");
-    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
-        const cJSON *e = cJSON_GetObjectItemCaseSensitive(t, keys[i]);
-        if (!cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(e, "value")) || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(e, "why")))
-            return qv_fail(QV_ERR_INPUT, "%s: thresholds.%s needs a numeric \"value\" and a \"why\" string", path, keys[i]);
     }
     return QV_OK;
 }
@@ -703,21 +682,14 @@ int qv_cmd_gate(int argc, char **argv)
     qv_status st = qv_mutant_from_env();
     if (st != QV_OK) return qv_cli_report(st);
     if (qv_mutant_active() >= 0) g.mutant = getenv("QV_MUTANT");
-    if ((st = load_json(g.cfg_path, &g.cfg)) != QV_OK || (st = check_config(g.cfg_path, g.cfg)) != QV_OK) {
-        cJSON_Delete(g.cfg);
-        return qv_cli_report(st);
-    }
-    const cJSON *cs = cJSON_GetObjectItemCaseSensitive(g.cfg, "seed");
-    if (!seed_given) g.seed = cJSON_IsNumber(cs) ? (unsigned long long)cs->valuedouble : 1;
+    if ((st = qv_gate_config_load(g.cfg_path, &g.cfg)) != QV_OK) return qv_cli_report(st);
+    if (!seed_given) g.seed = g.cfg.seed;
     cJSON *old = NULL;
-    if (baseline && (st = load_json(baseline, &old)) != QV_OK) {
-        cJSON_Delete(g.cfg);
-        return qv_cli_report(st);
-    }
+    if (baseline && (st = load_json(baseline, &old)) != QV_OK) return qv_cli_report(st);
     if (only) {
         pcre2_code *re = compile_re(only);
         if (!re) {
-            cJSON_Delete(g.cfg), cJSON_Delete(old);
+            cJSON_Delete(old);
             return qv_cli_usage_error("gate", "--only: bad regular expression '%s'", only);
         }
         set_only(&g, re);
@@ -725,7 +697,7 @@ int qv_cmd_gate(int argc, char **argv)
     qv_model *synth = NULL, *um = NULL;
     if ((st = qv_synth_open(QV_SYNTH_TINY, 0, &synth)) != QV_OK || (g.model_dir && (st = qv_model_open(g.model_dir, &um)) != QV_OK)) {
         qv_model_close(synth);
-        cJSON_Delete(g.cfg), cJSON_Delete(old);
+        cJSON_Delete(old);
         return qv_cli_report(st);
     }
     g.cases = cJSON_CreateArray();
@@ -748,8 +720,7 @@ int qv_cmd_gate(int argc, char **argv)
         cJSON_AddStringToObject(root, "schema", "qvet.gate/1");
         cJSON_AddStringToObject(root, "qvet_version", QV_VERSION_STRING);
         cJSON_AddStringToObject(root, "config", g.cfg_path);
-        const cJSON *ver = cJSON_GetObjectItemCaseSensitive(g.cfg, "version");
-        cJSON_AddNumberToObject(root, "config_version", cJSON_IsNumber(ver) ? ver->valuedouble : 0);
+        cJSON_AddNumberToObject(root, "config_version", g.cfg.version);
         cJSON_AddNumberToObject(root, "seed", (double)g.seed);
         cJSON_AddBoolToObject(root, "quick", g.quick);
         cJSON_AddBoolToObject(root, "gpu", qv_gpu_device_count() > 0);
@@ -780,7 +751,6 @@ int qv_cmd_gate(int argc, char **argv)
     pcre2_code_free(g.only);
     qv_model_close(synth);
     qv_model_close(um);
-    cJSON_Delete(g.cfg);
     cJSON_Delete(old);
     return rc;
 }

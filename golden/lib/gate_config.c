@@ -1,0 +1,65 @@
+/* Parser of the gate's thresholds file (include/qvet/gate_config.h). Kept out of the CLI so the
+ * libFuzzer harness fuzz/harness/fz_gate_config.c can call it. */
+#include <cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qvet/fileio.h"
+#include "qvet/gate_config.h"
+
+#define GATE_CONFIG_MAX_BYTES (64u << 20)
+
+static qv_status threshold(const char *path, const cJSON *t, const char *key, double *v)
+{
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(t, key);
+    const cJSON *val = cJSON_GetObjectItemCaseSensitive(e, "value");
+    if (!cJSON_IsNumber(val) || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(e, "why")))
+        return qv_fail(QV_ERR_INPUT, "%s: thresholds.%s needs a numeric \"value\" and a \"why\" string", path, key);
+    *v = val->valuedouble;
+    return QV_OK;
+}
+
+qv_status qv_gate_config_parse(const char *text, size_t len, const char *path, qv_gate_config *out)
+{
+    memset(out, 0, sizeof *out);
+    cJSON *cfg = cJSON_ParseWithLength(text, len);
+    if (!cJSON_IsObject(cfg)) {
+        cJSON_Delete(cfg);
+        return qv_fail(QV_ERR_INPUT, "%s: not a JSON object", path);
+    }
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(cfg, "thresholds");
+    double tokens = 0;
+    qv_status st = QV_OK;
+    struct {
+        const char *key;
+        double *v;
+    } keys[] = {{"model_tokens", &tokens},
+                {"model_kld_max", &out->model_kld_max},
+                {"model_top1_min", &out->model_top1_min},
+                {"smoothattn_logits_rel_max", &out->smoothattn_logits_rel_max},
+                {"baseline_kld_increase_max", &out->baseline_kld_increase_max},
+                {"baseline_top1_drop_max", &out->baseline_top1_drop_max},
+                {"baseline_kernel_time_increase_rel", &out->baseline_kernel_time_increase_rel},
+                {"model_gpu_kld_max", &out->model_gpu_kld_max}};
+    for (size_t i = 0; st == QV_OK && i < sizeof keys / sizeof *keys; i++) st = threshold(path, t, keys[i].key, keys[i].v);
+    if (st == QV_OK) {
+        /* the model check falls back to 64 tokens outside [2, 4096] (docs/gate.md) */
+        out->model_tokens = (int)tokens;
+        if (out->model_tokens < 2 || out->model_tokens > 4096) out->model_tokens = 64;
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(cfg, "seed"), *v = cJSON_GetObjectItemCaseSensitive(cfg, "version");
+        out->seed = cJSON_IsNumber(s) ? (unsigned long long)s->valuedouble : 1;
+        out->version = cJSON_IsNumber(v) ? v->valuedouble : 0;
+    }
+    cJSON_Delete(cfg);
+    return st;
+}
+
+qv_status qv_gate_config_load(const char *path, qv_gate_config *out)
+{
+    char *text = NULL;
+    size_t len = 0;
+    QV_TRY(qv_read_file(path, GATE_CONFIG_MAX_BYTES, &text, &len));
+    qv_status st = qv_gate_config_parse(text, len, path, out);
+    free(text);
+    return st;
+}
