@@ -1,6 +1,7 @@
 /* Parser of the gate's thresholds file (include/qvet/gate_config.h). Kept out of the CLI so the
  * libFuzzer harness fuzz/harness/fz_gate_config.c can call it. */
 #include <cJSON.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,12 +43,17 @@ qv_status qv_gate_config_parse(const char *text, size_t len, const char *path, q
                 {"baseline_kernel_time_increase_rel", &out->baseline_kernel_time_increase_rel},
                 {"model_gpu_kld_max", &out->model_gpu_kld_max}};
     for (size_t i = 0; st == QV_OK && i < sizeof keys / sizeof *keys; i++) st = threshold(path, t, keys[i].key, keys[i].v);
+    /* range checks before the conversions: a double outside the integer type is undefined
+     * behaviour (found by fz_gate_config: model_tokens 2e77, seed -1) */
+    if (st == QV_OK && !(tokens >= 2 && tokens <= 4096 && tokens == floor(tokens)))
+        st = qv_fail(QV_ERR_INPUT, "%s: thresholds.model_tokens.value must be an integer in [2, 4096], got %g", path, tokens);
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(cfg, "seed"), *v = cJSON_GetObjectItemCaseSensitive(cfg, "version");
+    if (st == QV_OK && s && !(cJSON_IsNumber(s) && s->valuedouble >= 0 && s->valuedouble <= 9007199254740992.0 &&
+                              s->valuedouble == floor(s->valuedouble)))
+        st = qv_fail(QV_ERR_INPUT, "%s: \"seed\" must be an integer in [0, 2^53]", path);
     if (st == QV_OK) {
-        /* the model check falls back to 64 tokens outside [2, 4096] (docs/gate.md) */
         out->model_tokens = (int)tokens;
-        if (out->model_tokens < 2 || out->model_tokens > 4096) out->model_tokens = 64;
-        const cJSON *s = cJSON_GetObjectItemCaseSensitive(cfg, "seed"), *v = cJSON_GetObjectItemCaseSensitive(cfg, "version");
-        out->seed = cJSON_IsNumber(s) ? (unsigned long long)s->valuedouble : 1;
+        out->seed = s ? (unsigned long long)s->valuedouble : 1;
         out->version = cJSON_IsNumber(v) ? v->valuedouble : 0;
     }
     cJSON_Delete(cfg);

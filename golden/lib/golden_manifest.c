@@ -48,7 +48,10 @@ static qv_status parse_independent(const cJSON *r, qv_golden_manifest *m)
         if (!copy_str(cJSON_GetObjectItemCaseSensitive(it, "file"), s->file, sizeof s->file) || strchr(s->file, '/') ||
             !s->file[0] || !int_in(cJSON_GetObjectItemCaseSensitive(it, "length"), 1, QV_GOLDEN_MAX_LEN, &s->length) ||
             !int_in(cJSON_GetObjectItemCaseSensitive(it, "logits_rows"), 1, s->length, &s->logits_rows))
-            return qv_fail(QV_ERR_INPUT, "%s: a \"files\" entry (#%d) lacks file/length/logits_rows", path, m->n_seq);
+            return qv_fail(QV_ERR_INPUT,
+                           "%s: \"files\" entry #%d needs a \"file\" name without '/', an integer \"length\" in [1, %d] "
+                           "and an integer \"logits_rows\" in [1, length]",
+                           path, m->n_seq, QV_GOLDEN_MAX_LEN);
         s->hidden_states = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(it, "hidden_states"));
         hidden |= s->hidden_states;
     }

@@ -2,6 +2,7 @@
  * for the FP parts, per linear `<prefix>.qweight` plus its scale tensors, and __metadata__
  * {"qvet": JSON, "config": config.json text, "tokenizer": tokenizer.json text (optional)}.
  * Opening checks every shape against the config and every range the kernels rely on. */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,6 +136,8 @@ qv_status qv_qmodel_write(const qv_qmodel *qm, const char *path)
 
 /* ---------------------------------------------------------------- open */
 
+static int nonneg_int(double v, double max) { return v >= 0 && v <= max && v == floor(v); }
+
 qv_status qv_qmodel_meta_parse(const char *text, const char *path, qv_qmodel_meta *m)
 {
     memset(m, 0, sizeof *m);
@@ -178,13 +181,23 @@ qv_status qv_qmodel_meta_parse(const char *text, const char *path, qv_qmodel_met
             snprintf(m->calib_hash, sizeof m->calib_hash, "%s", cJSON_IsString(s) ? s->valuestring : "");
             s = cJSON_GetObjectItemCaseSensitive(c, "hash_algo");
             snprintf(m->calib_hash_algo, sizeof m->calib_hash_algo, "%s", cJSON_IsString(s) ? s->valuestring : "");
+            /* range-checked before the conversion: a double outside long/int is undefined
+             * behaviour (found by fz_qmodel_meta: samples 6.7e77) */
             s = cJSON_GetObjectItemCaseSensitive(c, "samples");
-            m->calib_samples = cJSON_IsNumber(s) ? (long)s->valuedouble : 0;
+            if (cJSON_IsNumber(s) && !nonneg_int(s->valuedouble, 9007199254740992.0))
+                st = qv_fail(QV_ERR_INPUT, "%s: metadata qvet.calibration.samples must be an integer in [0, 2^53]", path);
+            else m->calib_samples = cJSON_IsNumber(s) ? (long)s->valuedouble : 0;
             s = cJSON_GetObjectItemCaseSensitive(c, "seqlen");
-            m->calib_seqlen = cJSON_IsNumber(s) ? (int)s->valuedouble : 0;
+            if (st == QV_OK && cJSON_IsNumber(s) && !nonneg_int(s->valuedouble, INT_MAX))
+                st = qv_fail(QV_ERR_INPUT, "%s: metadata qvet.calibration.seqlen must be an integer in [0, %d]", path, INT_MAX);
+            else m->calib_seqlen = cJSON_IsNumber(s) ? (int)s->valuedouble : 0;
         }
     }
     cJSON_Delete(r);
+    if (st != QV_OK) {
+        free(m->transforms_json);
+        m->transforms_json = NULL;
+    }
     return st;
 }
 
