@@ -182,15 +182,17 @@ qv_status qv_qmodel_meta_parse(const char *text, const char *path, qv_qmodel_met
             s = cJSON_GetObjectItemCaseSensitive(c, "hash_algo");
             snprintf(m->calib_hash_algo, sizeof m->calib_hash_algo, "%s", cJSON_IsString(s) ? s->valuestring : "");
             /* range-checked before the conversion: a double outside long/int is undefined
-             * behaviour (found by fz_qmodel_meta: samples 6.7e77) */
-            s = cJSON_GetObjectItemCaseSensitive(c, "samples");
-            if (cJSON_IsNumber(s) && !nonneg_int(s->valuedouble, 9007199254740992.0))
+             * behaviour (found by fz_qmodel_meta: samples 6.7e77; then, in the first version of this
+             * check, seqlen 1e10 converted when samples was already refused) */
+            const cJSON *ns = cJSON_GetObjectItemCaseSensitive(c, "samples"), *nl = cJSON_GetObjectItemCaseSensitive(c, "seqlen");
+            if (cJSON_IsNumber(ns) && !nonneg_int(ns->valuedouble, 9007199254740992.0))
                 st = qv_fail(QV_ERR_INPUT, "%s: metadata qvet.calibration.samples must be an integer in [0, 2^53]", path);
-            else m->calib_samples = cJSON_IsNumber(s) ? (long)s->valuedouble : 0;
-            s = cJSON_GetObjectItemCaseSensitive(c, "seqlen");
-            if (st == QV_OK && cJSON_IsNumber(s) && !nonneg_int(s->valuedouble, INT_MAX))
+            else if (cJSON_IsNumber(nl) && !nonneg_int(nl->valuedouble, INT_MAX))
                 st = qv_fail(QV_ERR_INPUT, "%s: metadata qvet.calibration.seqlen must be an integer in [0, %d]", path, INT_MAX);
-            else m->calib_seqlen = cJSON_IsNumber(s) ? (int)s->valuedouble : 0;
+            else {
+                m->calib_samples = cJSON_IsNumber(ns) ? (long)ns->valuedouble : 0;
+                m->calib_seqlen = cJSON_IsNumber(nl) ? (int)nl->valuedouble : 0;
+            }
         }
     }
     cJSON_Delete(r);
