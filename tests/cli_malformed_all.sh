@@ -126,6 +126,8 @@ printf '[1, 2, 99999999]' > $T/ids2.json
 mal ids-out-of-vocab "ids2.json\|99999999" "vocab|range" $O -- $Q logits --engine ref-fp32 --ids-file $T/ids2.json --out $O
 printf '{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a b"]}}' > $T/tok.json
 mal tok-merge-unknown tok.json "merge|b|vocab" /nonexistent -- $Q tokenize --tokenizer $T/tok.json --text ab
+printf '{"model": {"type": "BPE", "vocab": {"a": 0, "b": 5000000}, "merges": []}}' > $T/tok2.json
+mal tok-sparse-ids tok2.json "ids reach 5000000" /nonexistent -- $Q tokenize --tokenizer $T/tok2.json --text ab
 printf '{"min_top1": ' > $T/thr.json
 mal thresholds-broken thr.json "JSON|parse" $T/rep -- $Q validate --text $T/text.txt --thresholds $T/thr.json --report $T/rep
 
