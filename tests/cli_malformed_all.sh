@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The malformed-input catalog across every file kind the CLI reads (docs/fuzz.md lists it):
 # quantized checkpoints, model folders (config, weights, tokenizer), text corpora, LongBench
-# JSONL, ids files, thresholds, tokenizer files. Each case: exit code 2, a message naming the
-# file and the problem, and no output file written. Under the ASan+UBSan build (CI) a crash or UB
-# aborts, which this script reports as a wrong exit code. tests/test_malformed.c holds the
-# safetensors/config/model-folder cases at the library level; these are end to end.
+# JSONL, ids files, thresholds, tokenizer files, gate configs, golden manifests. Each case: exit
+# code 2, a message naming the file and the problem, and no output file written. Under the
+# ASan+UBSan build (CI) a crash or UB aborts, which this script reports as a wrong exit code.
+# tests/test_malformed.c holds the safetensors/config/model-folder cases at the library level;
+# these are end to end.
 set -u
 Q=$QVET
 T=$(mktemp -d)
@@ -125,8 +126,54 @@ printf '[1, 2, 99999999]' > $T/ids2.json
 mal ids-out-of-vocab "ids2.json\|99999999" "vocab|range" $O -- $Q logits --engine ref-fp32 --ids-file $T/ids2.json --out $O
 printf '{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a b"]}}' > $T/tok.json
 mal tok-merge-unknown tok.json "merge|b|vocab" /nonexistent -- $Q tokenize --tokenizer $T/tok.json --text ab
+printf '{"model": {"type": "BPE", "vocab": {"a": 0, "b": 5000000}, "merges": []}}' > $T/tok2.json
+mal tok-sparse-ids tok2.json "ids reach 5000000" /nonexistent -- $Q tokenize --tokenizer $T/tok2.json --text ab
 printf '{"min_top1": ' > $T/thr.json
 mal thresholds-broken thr.json "JSON|parse" $T/rep -- $Q validate --text $T/text.txt --thresholds $T/thr.json --report $T/rep
+
+# quantized checkpoint metadata: a calibration sample count no integer type holds (UB before the
+# range check, found by fz_qmodel_meta)
+python3 - $CK/w8a8.qckpt $T/meta.ckpt <<'PY'
+import json, struct, sys
+b = open(sys.argv[1], 'rb').read()
+n = struct.unpack('<Q', b[:8])[0]
+h = json.loads(b[8:8 + n])
+q = json.loads(h['__metadata__']['qvet'])
+q['calibration']['samples'] = 1e300
+h['__metadata__']['qvet'] = json.dumps(q)
+hj = json.dumps(h).encode()
+open(sys.argv[2], 'wb').write(struct.pack('<Q', len(hj)) + hj + b[8 + n:])
+PY
+mal q-meta-samples-huge meta.ckpt "calibration.samples" $O -- $Q info --quantized $T/meta.ckpt --json $O
+
+# gate thresholds (qvet gate --config): checked before any case runs
+G=$S/golden/gate.default.json
+printf '{"thresholds": ' > $T/gate1.json
+mal gate-not-json gate1.json "not a JSON object" $O -- $Q gate --config $T/gate1.json --json $O
+jq 'del(.thresholds.model_kld_max.why)' $G > $T/gate2.json
+mal gate-threshold-without-why gate2.json "thresholds.model_kld_max" $O -- $Q gate --config $T/gate2.json --json $O
+jq '.thresholds.model_tokens.value = 2e77' $G > $T/gate3.json
+mal gate-model-tokens-huge gate3.json "model_tokens" $O -- $Q gate --config $T/gate3.json --json $O
+jq '.seed = -1' $G > $T/gate4.json
+mal gate-seed-negative gate4.json "seed" $O -- $Q gate --config $T/gate4.json --json $O
+
+# golden manifests (qvet golden check|update --dir): a broken entry is an input error, and update
+# leaves the file as it was
+gold() { rm -rf $T/g; mkdir -p $T/g/x; printf '%s' "$1" > $T/g/x/manifest.json; cp $T/g/x/manifest.json $T/g/before.json; }
+gold '{"independent": false, "kind": "tokenizer-ids", "expected": {"ids": [1, 2'
+mal golden-not-json x/manifest.json "not a JSON object" /nonexistent -- $Q golden check --dir $T/g --only x
+gold '{"independent": false, "expected": {"ids": [1]}}'
+mal golden-pin-without-kind x/manifest.json "kind" /nonexistent -- $Q golden update --dir $T/g --only x
+cmp -s $T/g/x/manifest.json $T/g/before.json || { echo "FAIL golden-pin-without-kind: manifest rewritten"; nfail=$((nfail + 1)); }
+gold '{"independent": false, "kind": "tokenizer-ids", "expected": [1, 2]}'
+mal golden-expected-not-object x/manifest.json "expected" /nonexistent -- $Q golden update --dir $T/g --only x
+cmp -s $T/g/x/manifest.json $T/g/before.json || { echo "FAIL golden-expected-not-object: manifest rewritten"; nfail=$((nfail + 1)); }
+jq '.files[2].file = "../seq_64.safetensors"' $S/golden/synth-tiny/manifest.json > $T/m1.json; gold "$(cat $T/m1.json)"
+mal golden-file-outside-entry x/manifest.json "files" /nonexistent -- $Q golden check --dir $T/g --only x
+jq '.files[2].length = 1e300' $S/golden/synth-tiny/manifest.json > $T/m2.json; gold "$(cat $T/m2.json)"
+mal golden-length-huge x/manifest.json "files" /nonexistent -- $Q golden check --dir $T/g --only x
+jq '.model["model.safetensors_sha256"] = "abc"' $S/golden/synth-tiny/manifest.json > $T/m3.json; gold "$(cat $T/m3.json)"
+mal golden-sha-malformed x/manifest.json "sha256" /nonexistent -- $Q golden check --dir $T/g --only x
 
 echo "catalog: $ncase cases, $nfail failed"
 [ $nfail = 0 ] || exit 1

@@ -3,12 +3,13 @@
 # (default 600 s each, all harnesses, one after the other, at nice 19). Builds build-fuzz with
 # clang when needed. New inputs go to build-fuzz/fuzz-work/<name>/ (never the source tree);
 # crashes to build-fuzz/fuzz-crash/<name>/. Prints executions, coverage and features per harness
-# and a summary line each (docs/fuzz.md records the figures).
+# and a summary line each (docs/fuzz.md records the figures). QV_FUZZ_BUILD=DIR uses another build
+# folder (e.g. to keep fuzzing a fixed build while build-fuzz is rebuilt).
 set -u
 cd "$(dirname "$0")/.."
 secs=${1:-600}
 shift || true
-B=build-fuzz
+B=${QV_FUZZ_BUILD:-build-fuzz}
 if [ ! -x $B/fuzz/harness/fz_config ]; then
   CC=clang-14 cmake -S . -B $B -DQV_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug > /dev/null || exit 2
 fi

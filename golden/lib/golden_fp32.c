@@ -1,7 +1,6 @@
 /* ref-fp32 against goldens from an independent implementation (transformers' LlamaForCausalLM in
  * FP32, tools/golden_transformers.py), moved here from tests/test_golden_fp32.c so that the test
  * and `qvet golden check` run the same comparison (include/qvet/golden.h). */
-#include <cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +9,7 @@
 #include "qvet/compare.h"
 #include "qvet/engine.h"
 #include "qvet/fileio.h"
+#include "golden/lib/golden_internal.h"
 #include "qvet/golden.h"
 #include "qvet/safetensors.h"
 
@@ -26,36 +26,14 @@ static void logf_(qv_golden_log_fn log, void *user, const char *fmt, ...)
     log(user, line);
 }
 
-static qv_status load_manifest(const char *gdir, cJSON **out)
-{
-    char *path = qv_path_join(gdir, "manifest.json");
-    if (!path) return qv_fail(QV_ERR_NOMEM, "out of memory");
-    char *text = NULL;
-    size_t len = 0;
-    qv_status st = qv_read_file(path, 1 << 20, &text, &len);
-    if (st == QV_OK) {
-        *out = cJSON_ParseWithLength(text, len);
-        if (!cJSON_IsObject(*out)) {
-            cJSON_Delete(*out);
-            *out = NULL;
-            st = qv_fail(QV_ERR_INPUT, "%s: not a JSON object", path);
-        }
-    }
-    free(text);
-    free(path);
-    return st;
-}
-
 qv_status qv_golden_manifest_sha(const char *gdir, char hex[65])
 {
-    cJSON *man;
-    QV_TRY(load_manifest(gdir, &man));
-    const cJSON *sha = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(man, "model"), "model.safetensors_sha256");
+    qv_golden_manifest *man;
+    QV_TRY(qv_golden_manifest_load(gdir, &man));
     qv_status st = QV_OK;
-    if (!cJSON_IsString(sha) || strlen(sha->valuestring) != 64)
-        st = qv_fail(QV_ERR_INPUT, "%s/manifest.json: no model.safetensors_sha256", gdir);
-    else memcpy(hex, sha->valuestring, 65);
-    cJSON_Delete(man);
+    if (!man->independent) st = qv_fail(QV_ERR_INPUT, "%s: no model.safetensors_sha256 (not an independent entry)", man->path);
+    else memcpy(hex, man->model_sha256, 65);
+    qv_golden_manifest_free(man);
     return st;
 }
 
@@ -97,19 +75,14 @@ static qv_status check(qv_golden_log_fn log, void *user, const char *what, const
     return st;
 }
 
-static qv_status run_file(const char *gdir, const cJSON *it, const qv_model *m, qv_golden_log_fn log, void *user,
-                          int *hidden_seen, double *worst)
+static qv_status run_file(const char *gdir, const qv_golden_seq *seq, const qv_model *m, qv_golden_log_fn log, void *user,
+                          double *worst)
 {
     const qv_config *c = &m->cfg;
     const int V = c->vocab_size, H = c->hidden_size, L = c->num_layers;
-    const cJSON *jf = cJSON_GetObjectItemCaseSensitive(it, "file"), *jn = cJSON_GetObjectItemCaseSensitive(it, "length"),
-                *jr = cJSON_GetObjectItemCaseSensitive(it, "logits_rows");
-    if (!cJSON_IsString(jf) || !cJSON_IsNumber(jn) || !cJSON_IsNumber(jr) || jn->valueint < 1 || jr->valueint < 1 ||
-        jr->valueint > jn->valueint || strchr(jf->valuestring, '/'))
-        return qv_fail(QV_ERR_INPUT, "%s/manifest.json: a \"files\" entry lacks file/length/logits_rows", gdir);
-    int n = jn->valueint, rows = jr->valueint;
-    int want_hidden = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(it, "hidden_states"));
-    char *path = qv_path_join(gdir, jf->valuestring);
+    int n = seq->length, rows = seq->logits_rows; /* validated by qv_golden_manifest_parse */
+    int want_hidden = seq->hidden_states;
+    char *path = qv_path_join(gdir, seq->file);
     qv_st_file *f = NULL;
     qv_engine *e = NULL;
     int32_t *ids = NULL;
@@ -157,7 +130,6 @@ static qv_status run_file(const char *gdir, const cJSON *it, const qv_model *m, 
         qv_status cs = check(log, user, what, logits, gold, (int64_t)rows * V, qv_golden_bound_rel(c, L, n), &rel);
         *worst = fmax(*worst, rel);
         if (want_hidden) {
-            *hidden_seen = 1;
             const float *g;
             /* the embedding output is an exact FP16 -> FP32 copy on both sides: bit equality */
             qv_status s2 = f32_tensor(f, "embed", (int64_t)n * H, &g);
@@ -186,27 +158,31 @@ static qv_status run_file(const char *gdir, const cJSON *it, const qv_model *m, 
     return st;
 }
 
-qv_status qv_golden_check_fp32(const char *gdir, const qv_model *m, qv_golden_log_fn log, void *user, double *worst)
+qv_status qv_golden_check_fp32_manifest(const char *gdir, const qv_golden_manifest *man, const qv_model *m,
+                                        qv_golden_log_fn log, void *user, double *worst)
 {
-    cJSON *man;
-    QV_TRY(load_manifest(gdir, &man));
     *worst = 0;
-    const cJSON *files = cJSON_GetObjectItemCaseSensitive(man, "files");
-    qv_status st = QV_OK;
-    if (cJSON_GetArraySize(files) < 1) st = qv_fail(QV_ERR_INPUT, "%s/manifest.json: no files", gdir);
-    int hidden_seen = 0;
-    qv_status first_check = QV_OK;
-    for (const cJSON *it = files ? files->child : NULL; st == QV_OK && it; it = it->next) {
-        qv_status s = run_file(gdir, it, m, log, user, &hidden_seen, worst);
+    if (!man->independent) return qv_fail(QV_ERR_INPUT, "%s: not an independent entry (no \"files\" to compare)", man->path);
+    qv_status st = QV_OK, first_check = QV_OK;
+    for (int i = 0; st == QV_OK && i < man->n_seq; i++) {
+        qv_status s = run_file(gdir, &man->seq[i], m, log, user, worst);
         if (s == QV_ERR_CHECK) { /* keep comparing the other files; report the first failure */
             if (first_check == QV_OK) first_check = s;
         } else {
             st = s;
         }
     }
-    if (st == QV_OK && !hidden_seen) st = qv_fail(QV_ERR_INPUT, "%s: no sequence with per-layer states", gdir);
     if (st == QV_OK) st = first_check;
     logf_(log, user, "%s: worst logits error %.2e of max|logit|", gdir, *worst);
-    cJSON_Delete(man);
+    return st;
+}
+
+qv_status qv_golden_check_fp32(const char *gdir, const qv_model *m, qv_golden_log_fn log, void *user, double *worst)
+{
+    qv_golden_manifest *man;
+    *worst = 0;
+    QV_TRY(qv_golden_manifest_load(gdir, &man));
+    qv_status st = qv_golden_check_fp32_manifest(gdir, man, m, log, user, worst);
+    qv_golden_manifest_free(man);
     return st;
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "evals/kernels/kcase_internal.h"
+#include "golden/lib/golden_internal.h"
 #include "qvet/fileio.h"
 #include "qvet/golden.h"
 #include "qvet/qmodel.h"
@@ -60,27 +61,6 @@ qv_status qv_golden_list(const char *dir, char ***names, int *n)
     *names = v;
     *n = k;
     return QV_OK;
-}
-
-static qv_status read_manifest(const char *dir, const char *name, cJSON **out, char **path_out)
-{
-    char *sub = qv_path_join(dir, name), *path = sub ? qv_path_join(sub, "manifest.json") : NULL;
-    free(sub);
-    if (!path) return qv_fail(QV_ERR_NOMEM, "out of memory");
-    char *text = NULL;
-    size_t len = 0;
-    qv_status st = qv_read_file(path, 1 << 20, &text, &len);
-    if (st == QV_OK) {
-        *out = cJSON_ParseWithLength(text, len);
-        if (!cJSON_IsObject(*out)) {
-            cJSON_Delete(*out);
-            st = qv_fail(QV_ERR_INPUT, "%s: not a JSON object", path);
-        }
-    }
-    free(text);
-    if (st == QV_OK && path_out) *path_out = path;
-    else free(path);
-    return st;
 }
 
 /* ---- the producers of qvet's pins: each fills `out` with its named values ---- */
@@ -199,70 +179,24 @@ static qv_status produce(const char *kind, const char *where, cJSON **out)
     return st;
 }
 
-/* Compares expected vs got key by key; logs each difference; returns how many keys differ. */
-static int diff(const cJSON *exp, const cJSON *got, qv_golden_log_fn log, void *user, char *first, size_t nfirst)
-{
-    int changed = 0;
-    if (first && nfirst) first[0] = 0;
-    for (const cJSON *g = got->child; g; g = g->next) {
-        const cJSON *e = cJSON_GetObjectItemCaseSensitive(exp, g->string);
-        char line[900] = "";
-        if (!e) snprintf(line, sizeof line, "%s: new (not in the stored golden)", g->string);
-        else if (cJSON_IsString(g)) {
-            if (!cJSON_IsString(e) || strcmp(e->valuestring, g->valuestring))
-                snprintf(line, sizeof line, "%s: %.20s... -> %.20s...", g->string, cJSON_IsString(e) ? e->valuestring : "?",
-                         g->valuestring);
-        } else if (cJSON_IsArray(g)) {
-            int n = cJSON_GetArraySize(g), ne = cJSON_GetArraySize(e), nd = 0, at = -1;
-            double mx = 0;
-            for (int i = 0; i < n; i++) {
-                const cJSON *a = cJSON_GetArrayItem(e, i), *b = cJSON_GetArrayItem(g, i);
-                double d = cJSON_IsNumber(a) ? fabs(a->valuedouble - b->valuedouble) : INFINITY;
-                if (!(d == 0)) {
-                    nd++;
-                    if (!(d <= mx)) mx = d, at = i;
-                }
-            }
-            if (nd || n != ne)
-                snprintf(line, sizeof line, "%s: %d of %d values changed (stored %d), max change %.6g at [%d]", g->string, nd, n,
-                         ne, mx, at);
-        }
-        if (line[0]) {
-            changed++;
-            say(log, user, "  changed %s", line);
-            if (first && !first[0]) snprintf(first, nfirst, "%s", line);
-        }
-    }
-    for (const cJSON *e = exp->child; e; e = e->next)
-        if (!cJSON_GetObjectItemCaseSensitive(got, e->string)) {
-            changed++;
-            say(log, user, "  changed %s: no longer produced", e->string);
-        }
-    return changed;
-}
-
-static qv_status check_independent(const char *dir, const char *name, const cJSON *man, const char *shared_dir,
+static qv_status check_independent(const char *gdir, const qv_golden_manifest *man, const char *shared_dir,
                                    qv_golden_log_fn log, void *user, qv_golden_result *r)
 {
-    const cJSON *src = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(man, "qvet_check"), "model");
-    if (!cJSON_IsString(src))
-        return qv_fail(QV_ERR_INPUT, "%s/%s/manifest.json: independent entry without qvet_check.model", dir, name);
-    char *gdir = qv_path_join(dir, name);
-    char want[65], hex[65] = "";
-    qv_status st = gdir ? qv_golden_manifest_sha(gdir, want) : QV_ERR_NOMEM;
+    const char *src = man->model, *want = man->model_sha256;
+    char hex[65] = "";
+    qv_status st = QV_OK;
     qv_model *m = NULL;
-    if (st == QV_OK && strcmp(src->valuestring, "synthetic:tiny:0") == 0) {
+    if (strcmp(src, "synthetic:tiny:0") == 0) {
         qv_synth_files sf;
         st = qv_synth_build(QV_SYNTH_TINY, 0, &sf);
         if (st == QV_OK) qv_sha256_hex(sf.safetensors, sf.safetensors_size, hex), qv_synth_files_free(&sf);
         if (st == QV_OK) st = qv_synth_open(QV_SYNTH_TINY, 0, &m);
-    } else if (st == QV_OK && strncmp(src->valuestring, "shared:", 7) == 0) {
-        char *mdir = shared_dir ? qv_path_join(shared_dir, src->valuestring + 7) : NULL;
+    } else if (strncmp(src, "shared:", 7) == 0) {
+        char *mdir = shared_dir ? qv_path_join(shared_dir, src + 7) : NULL;
         if (!mdir || !qv_is_dir(mdir)) {
             r->skipped = 1;
-            snprintf(r->detail, sizeof r->detail, "SKIP: shared model %s absent", src->valuestring + 7);
+            snprintf(r->detail, sizeof r->detail, "SKIP: shared model %s absent", src + 7);
             free(mdir);
-            free(gdir);
             return QV_OK;
         }
         char *stp = qv_path_join(mdir, "model.safetensors");
@@ -274,15 +208,14 @@ static qv_status check_independent(const char *dir, const char *name, const cJSO
         free(stp);
         if (st == QV_OK) st = qv_model_open(mdir, &m);
         free(mdir);
-    } else if (st == QV_OK) {
-        st = qv_fail(QV_ERR_INPUT, "%s/%s/manifest.json: qvet_check.model '%s' is not synthetic:tiny:0 or shared:<path>", dir,
-                     name, src->valuestring);
+    } else {
+        st = qv_fail(QV_ERR_INPUT, "%s: qvet_check.model '%s' is not synthetic:tiny:0 or shared:<path>", man->path, src);
     }
     if (st == QV_OK && strcmp(hex, want) != 0) {
         r->pass = 0;
         snprintf(r->detail, sizeof r->detail, "model bytes sha256 %.16s..., the golden was made from %.16s...", hex, want);
     } else if (st == QV_OK) {
-        st = qv_golden_check_fp32(gdir, m, log, user, &r->worst);
+        st = qv_golden_check_fp32_manifest(gdir, man, m, log, user, &r->worst);
         r->pass = st == QV_OK;
         if (st == QV_OK)
             snprintf(r->detail, sizeof r->detail, "ref-fp32 vs transformers: worst logits error %.2e of max|logit|, within bounds",
@@ -291,7 +224,6 @@ static qv_status check_independent(const char *dir, const char *name, const cJSO
             snprintf(r->detail, sizeof r->detail, "%s", qv_last_error()), st = QV_OK;
     }
     qv_model_close(m);
-    free(gdir);
     return st;
 }
 
@@ -300,21 +232,25 @@ qv_status qv_golden_check_entry(const char *dir, const char *name, const char *s
 {
     memset(r, 0, sizeof *r);
     snprintf(r->name, sizeof r->name, "%s", name);
-    cJSON *man;
-    QV_TRY(read_manifest(dir, name, &man, NULL));
-    r->independent = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(man, "independent"));
-    qv_status st;
+    char *gdir = qv_path_join(dir, name);
+    qv_golden_manifest *man = NULL;
+    qv_status st = gdir ? qv_golden_manifest_load(gdir, &man) : qv_fail(QV_ERR_NOMEM, "out of memory");
+    if (st != QV_OK) {
+        free(gdir);
+        return st;
+    }
+    r->independent = man->independent;
     if (r->independent) {
-        st = check_independent(dir, name, man, shared_dir, log, user, r);
+        st = check_independent(gdir, man, shared_dir, log, user, r);
     } else {
-        const cJSON *kind = cJSON_GetObjectItemCaseSensitive(man, "kind"), *exp = cJSON_GetObjectItemCaseSensitive(man, "expected");
+        const cJSON *exp = cJSON_GetObjectItemCaseSensitive(man->json, "expected");
         cJSON *got = NULL;
-        if (!cJSON_IsString(kind) || !cJSON_IsObject(exp))
-            st = qv_fail(QV_ERR_INPUT, "%s/%s/manifest.json: needs \"independent\": true or a \"kind\" and \"expected\"", dir, name);
+        if (!man->has_expected)
+            st = qv_fail(QV_ERR_INPUT, "%s: needs \"independent\": true or a \"kind\" and \"expected\"", man->path);
         else
-            st = produce(kind->valuestring, name, &got);
+            st = produce(man->kind, name, &got);
         if (st == QV_OK) {
-            int nd = diff(exp, got, log, user, r->detail, sizeof r->detail);
+            int nd = qv_golden_diff(exp, got, log, user, r->detail, sizeof r->detail);
             r->pass = nd == 0;
             r->worst = nd;
             if (nd == 0) snprintf(r->detail, sizeof r->detail, "%d values identical to the pin", cJSON_GetArraySize(exp));
@@ -325,29 +261,30 @@ qv_status qv_golden_check_entry(const char *dir, const char *name, const char *s
         }
         cJSON_Delete(got);
     }
-    cJSON_Delete(man);
+    qv_golden_manifest_free(man);
+    free(gdir);
     return st;
 }
 
 qv_status qv_golden_update_entry(const char *dir, const char *name, qv_golden_log_fn log, void *user, int *changed)
 {
     *changed = 0;
-    cJSON *man;
-    char *path = NULL;
-    QV_TRY(read_manifest(dir, name, &man, &path));
-    qv_status st = QV_OK;
-    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(man, "kind");
-    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(man, "independent")))
+    char *gdir = qv_path_join(dir, name);
+    qv_golden_manifest *gm = NULL;
+    qv_status st = gdir ? qv_golden_manifest_load(gdir, &gm) : qv_fail(QV_ERR_NOMEM, "out of memory");
+    free(gdir);
+    if (st != QV_OK) return st;
+    cJSON *man = gm->json;
+    const char *path = gm->path;
+    if (gm->independent)
         st = qv_fail(QV_ERR_USAGE, "%s: independent golden (made by another implementation): qvet never regenerates it", path);
-    else if (!cJSON_IsString(kind))
-        st = qv_fail(QV_ERR_INPUT, "%s: no \"kind\"", path);
     cJSON *got = NULL;
-    if (st == QV_OK) st = produce(kind->valuestring, name, &got);
+    if (st == QV_OK) st = produce(gm->kind, name, &got);
     if (st == QV_OK) {
         const cJSON *exp = cJSON_GetObjectItemCaseSensitive(man, "expected");
         cJSON *empty = cJSON_CreateObject();
         say(log, user, "%s: diff against the stored values:", name);
-        *changed = diff(exp ? exp : empty, got, log, user, NULL, 0);
+        *changed = qv_golden_diff(exp ? exp : empty, got, log, user, NULL, 0);
         cJSON_Delete(empty);
         if (*changed) {
             char date[32];
@@ -368,7 +305,6 @@ qv_status qv_golden_update_entry(const char *dir, const char *name, qv_golden_lo
         }
     }
     cJSON_Delete(got);
-    cJSON_Delete(man);
-    free(path);
+    qv_golden_manifest_free(gm);
     return st;
 }

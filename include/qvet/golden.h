@@ -20,6 +20,39 @@
 void qv_sha256(const void *data, size_t n, uint8_t out[32]);
 void qv_sha256_hex(const void *data, size_t n, char hex[65]);
 
+/* One sequence of an independent entry ("files"). */
+typedef struct {
+    char file[256];      /* a safetensors file in the entry's folder (no '/') */
+    int length;          /* tokens, 1..QV_GOLDEN_MAX_LEN */
+    int logits_rows;     /* the last logits_rows positions carry logits, 1..length */
+    int hidden_states;   /* "embed" and "residual.<l>" are stored too */
+} qv_golden_seq;
+
+#define QV_GOLDEN_MAX_LEN (1 << 20)
+
+/* A parsed golden/<name>/manifest.json, validated for the kind of entry it declares. */
+typedef struct {
+    char *path;                /* the manifest's path, for messages */
+    int independent;           /* "independent": true */
+    /* independent entries */
+    char model[256];           /* qvet_check.model: "synthetic:tiny:0" or "shared:<folder>" */
+    char model_sha256[65];     /* model."model.safetensors_sha256" (64 hex digits) */
+    int n_seq;                 /* >= 1, at least one with hidden_states */
+    qv_golden_seq *seq;        /* "files" */
+    /* pins */
+    char kind[32];             /* the producer (qv_golden_update_entry lists them) */
+    int has_expected;          /* "expected" present (an object) */
+    void *json;                /* the whole manifest (cJSON *), for the pin comparison and update */
+} qv_golden_manifest;
+
+/* Parses a manifest's text (len bytes, need not be NUL-terminated); path names it in messages.
+ * QV_ERR_INPUT naming the file and the field for anything missing or malformed. Free with
+ * qv_golden_manifest_free. */
+qv_status qv_golden_manifest_parse(const char *text, size_t len, const char *path, qv_golden_manifest **out);
+/* Reads and parses <gdir>/manifest.json. */
+qv_status qv_golden_manifest_load(const char *gdir, qv_golden_manifest **out);
+void qv_golden_manifest_free(qv_golden_manifest *m);
+
 /* A line of progress/detail output; user is the caller's. */
 typedef void (*qv_golden_log_fn)(void *user, const char *line);
 

@@ -128,5 +128,8 @@ qv_status qv_qmodel_open(const char *path, qv_qmodel **out);
 void qv_qmodel_hash_text(const void *data, size_t n, char out[17]);
 /* The metadata as the JSON text stored under "qvet" (malloc'd). */
 char *qv_qmodel_meta_json(const qv_qmodel_meta *m);
+/* Parses the "qvet" metadata text (NUL-terminated; NULL: the entry is absent) of the checkpoint
+ * at path (named in messages). On QV_OK the caller frees m->transforms_json (NULL otherwise). */
+qv_status qv_qmodel_meta_parse(const char *text, const char *path, qv_qmodel_meta *m);
 
 #endif

@@ -2,6 +2,7 @@
  * for the FP parts, per linear `<prefix>.qweight` plus its scale tensors, and __metadata__
  * {"qvet": JSON, "config": config.json text, "tokenizer": tokenizer.json text (optional)}.
  * Opening checks every shape against the config and every range the kernels rely on. */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,7 +136,9 @@ qv_status qv_qmodel_write(const qv_qmodel *qm, const char *path)
 
 /* ---------------------------------------------------------------- open */
 
-static qv_status parse_meta(const char *path, const char *text, qv_qmodel_meta *m)
+static int nonneg_int(double v, double max) { return v >= 0 && v <= max && v == floor(v); }
+
+qv_status qv_qmodel_meta_parse(const char *text, const char *path, qv_qmodel_meta *m)
 {
     memset(m, 0, sizeof *m);
     if (!text) return qv_fail(QV_ERR_INPUT, "%s: not a qvet quantized checkpoint (no \"qvet\" entry in __metadata__)", path);
@@ -178,13 +181,25 @@ static qv_status parse_meta(const char *path, const char *text, qv_qmodel_meta *
             snprintf(m->calib_hash, sizeof m->calib_hash, "%s", cJSON_IsString(s) ? s->valuestring : "");
             s = cJSON_GetObjectItemCaseSensitive(c, "hash_algo");
             snprintf(m->calib_hash_algo, sizeof m->calib_hash_algo, "%s", cJSON_IsString(s) ? s->valuestring : "");
-            s = cJSON_GetObjectItemCaseSensitive(c, "samples");
-            m->calib_samples = cJSON_IsNumber(s) ? (long)s->valuedouble : 0;
-            s = cJSON_GetObjectItemCaseSensitive(c, "seqlen");
-            m->calib_seqlen = cJSON_IsNumber(s) ? (int)s->valuedouble : 0;
+            /* range-checked before the conversion: a double outside long/int is undefined
+             * behaviour (found by fz_qmodel_meta: samples 6.7e77; then, in the first version of this
+             * check, seqlen 1e10 converted when samples was already refused) */
+            const cJSON *ns = cJSON_GetObjectItemCaseSensitive(c, "samples"), *nl = cJSON_GetObjectItemCaseSensitive(c, "seqlen");
+            if (cJSON_IsNumber(ns) && !nonneg_int(ns->valuedouble, 9007199254740992.0))
+                st = qv_fail(QV_ERR_INPUT, "%s: metadata qvet.calibration.samples must be an integer in [0, 2^53]", path);
+            else if (cJSON_IsNumber(nl) && !nonneg_int(nl->valuedouble, INT_MAX))
+                st = qv_fail(QV_ERR_INPUT, "%s: metadata qvet.calibration.seqlen must be an integer in [0, %d]", path, INT_MAX);
+            else {
+                m->calib_samples = cJSON_IsNumber(ns) ? (long)ns->valuedouble : 0;
+                m->calib_seqlen = cJSON_IsNumber(nl) ? (int)nl->valuedouble : 0;
+            }
         }
     }
     cJSON_Delete(r);
+    if (st != QV_OK) {
+        free(m->transforms_json);
+        m->transforms_json = NULL;
+    }
     return st;
 }
 
@@ -264,7 +279,7 @@ qv_status qv_qmodel_open(const char *path, qv_qmodel **out)
     qv_st_file *f = NULL;
     QV_TRY(qv_st_open(path, &f));
     qv_qmodel_meta meta;
-    qv_status st = parse_meta(f->path, qv_st_meta(f, "qvet"), &meta);
+    qv_status st = qv_qmodel_meta_parse(qv_st_meta(f, "qvet"), f->path, &meta);
     const char *cfg_text = qv_st_meta(f, "config");
     qv_config c;
     if (st == QV_OK && !cfg_text) st = qv_fail(QV_ERR_INPUT, "%s: no \"config\" entry in __metadata__", f->path);

@@ -154,6 +154,13 @@ static qv_status parse_model(qv_tok *t, const cJSON *model, const cJSON *added)
         t->n_added = k + 1;
     }
     if (max_id < 0) return qv_fail(QV_ERR_INPUT, "%s: model.vocab is empty", t->label);
+    /* The id table spans 0..max_id (17 bytes an id): one entry with a huge id in a small file
+     * would cost gigabytes (fz_tokenizer: id 1.9e8 in a 400-token vocab, 3 GB and 27 s). Real
+     * vocabularies are dense, so a table more than twice the tokens plus 65536 is refused. */
+    int64_t n_tokens = cJSON_GetArraySize(vocab) + (int64_t)t->n_added;
+    if ((int64_t)max_id + 1 > 2 * n_tokens + 65536)
+        return qv_fail(QV_ERR_INPUT, "%s: ids reach %d but there are only %lld tokens (at most 2 x tokens + 65536 ids)",
+                       t->label, max_id, (long long)n_tokens);
 
     t->n_ids = max_id + 1;
     t->id_str = calloc((size_t)t->n_ids, sizeof *t->id_str);

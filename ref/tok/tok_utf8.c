@@ -90,6 +90,8 @@ int qv_utf8_encode(uint32_t cp, char *o)
 
 qv_status qv_utf8_lossy_append(qv_tbuf *b, const unsigned char *s, size_t len)
 {
+    /* s is NULL when a decode produced no bytes; s + 0 on NULL is undefined (found by fz_tokenizer) */
+    if (len == 0) return QV_OK;
     size_t i = 0, run = 0;
     while (i < len) {
         size_t bad = 0;

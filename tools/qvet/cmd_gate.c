@@ -27,13 +27,15 @@
 #include "qvet/gpu.h"
 #include "qvet/fuzz.h"
 #include "qvet/gate_baseline.h"
+#include "qvet/gate_config.h"
 #include "qvet/kcases.h"
 #include "qvet/mutant.h"
 #include "qvet/quant.h"
 #include "qvet/synth.h"
 
 typedef struct {
-    cJSON *cfg;                 /* the thresholds file */
+    qv_gate_config cfgv;        /* the thresholds file, checked (golden/lib/gate_config.c) */
+    const cJSON *cfg;           /* its document (cfgv.doc): thresholds by key, for the baseline rules */
     const char *cfg_path, *model_dir, *golden_dir, *shared;
     unsigned long long seed;
     int quick, quiet;
@@ -424,8 +426,7 @@ static void model_check(gate *g, const char *label, const qv_model *m, float **c
     snprintf(gname, sizeof gname, "model/%s ref-qoq vs ref-fp32", label);
     snprintf(repro, sizeof repro, "qvet gate --only '^model/%s ref-qoq'%s%s", label, g->model_dir ? " --model " : "",
              g->model_dir ? g->model_dir : "");
-    int n_tok = (int)thr(g, "model_tokens");
-    if (n_tok < 2 || n_tok > 4096) n_tok = 64;
+    int n_tok = g->cfgv.model_tokens; /* range-checked by the parser */
     float *local = NULL; /* ref-fp32's logits for the checks below when the caller keeps none */
     if (!cache) cache = &local;
     if (selected(g, gname)) {
@@ -685,29 +686,6 @@ static qv_status load_json(const char *path, cJSON **out)
     return QV_OK;
 }
 
-static qv_status check_key(const char *path, const cJSON *t, const char *key)
-{
-    const cJSON *e = cJSON_GetObjectItemCaseSensitive(t, key);
-    if (!cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(e, "value")) || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(e, "why")))
-        return qv_fail(QV_ERR_INPUT, "%s: thresholds.%s needs a numeric \"value\" and a \"why\" string", path, key);
-    return QV_OK;
-}
-
-/* Every threshold the gate reads, the baseline rules' included, must be there with its why. */
-static qv_status check_config(const char *path, cJSON *cfg)
-{
-    static const char *keys[] = {"model_tokens", "model_kld_max", "model_top1_min", "smoothattn_logits_rel_max", "model_gpu_kld_max"};
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(cfg, "thresholds");
-    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) QV_TRY(check_key(path, t, keys[i]));
-    int n;
-    const qv_bl_spec *sp = qv_bl_specs(&n);
-    for (int i = 0; i < n; i++) {
-        QV_TRY(check_key(path, t, sp[i].limit_key));
-        if (sp[i].floor_key) QV_TRY(check_key(path, t, sp[i].floor_key));
-    }
-    return QV_OK;
-}
-
 static pcre2_code *compile_re(const char *re)
 {
     int err;
@@ -846,27 +824,24 @@ int qv_cmd_gate(int argc, char **argv)
     qv_status st = qv_mutant_from_env();
     if (st != QV_OK) return qv_cli_report(st);
     if (qv_mutant_active() >= 0) g.mutant = getenv("QV_MUTANT");
-    if ((st = load_json(g.cfg_path, &g.cfg)) != QV_OK || (st = check_config(g.cfg_path, g.cfg)) != QV_OK) {
-        cJSON_Delete(g.cfg);
-        return qv_cli_report(st);
-    }
-    const cJSON *cs = cJSON_GetObjectItemCaseSensitive(g.cfg, "seed");
-    if (!seed_given) g.seed = cJSON_IsNumber(cs) ? (unsigned long long)cs->valuedouble : 1;
+    if ((st = qv_gate_config_load(g.cfg_path, &g.cfgv)) != QV_OK) return qv_cli_report(st);
+    g.cfg = g.cfgv.doc;
+    if (!seed_given) g.seed = g.cfgv.seed;
     cJSON *old = NULL;
     if (baseline && ((st = load_json(baseline, &old)) != QV_OK || (st = qv_bl_validate(baseline, old, g.seed)) != QV_OK)) {
-        cJSON_Delete(g.cfg), cJSON_Delete(old);
+        qv_gate_config_free(&g.cfgv), cJSON_Delete(old);
         return qv_cli_report(st);
     }
     if (only) {
         pcre2_code *re = compile_re(only);
         if (!re) {
-            cJSON_Delete(g.cfg), cJSON_Delete(old);
+            qv_gate_config_free(&g.cfgv), cJSON_Delete(old);
             return qv_cli_usage_error("gate", "--only: bad regular expression '%s'", only);
         }
         set_only(&g, re);
     }
     if (g.plugin_path && (st = qv_kplugin_load(g.plugin_path, &g.plugin)) != QV_OK) {
-        cJSON_Delete(g.cfg), cJSON_Delete(old);
+        qv_gate_config_free(&g.cfgv), cJSON_Delete(old);
         pcre2_match_data_free(g.md);
         pcre2_code_free(g.only);
         return qv_cli_report(st);
@@ -875,7 +850,7 @@ int qv_cmd_gate(int argc, char **argv)
     qv_model *synth = NULL, *um = NULL;
     if ((!g.plugin && (st = qv_synth_open(QV_SYNTH_TINY, 0, &synth)) != QV_OK) || (g.model_dir && (st = qv_model_open(g.model_dir, &um)) != QV_OK)) {
         qv_model_close(synth);
-        cJSON_Delete(g.cfg), cJSON_Delete(old);
+        qv_gate_config_free(&g.cfgv), cJSON_Delete(old);
         qv_kcase_set_plugin(NULL);
         qv_kplugin_close(g.plugin);
         return qv_cli_report(st);
@@ -908,8 +883,7 @@ int qv_cmd_gate(int argc, char **argv)
         cJSON_AddStringToObject(root, "schema", "qvet.gate/1");
         cJSON_AddStringToObject(root, "qvet_version", QV_VERSION_STRING);
         cJSON_AddStringToObject(root, "config", g.cfg_path);
-        const cJSON *ver = cJSON_GetObjectItemCaseSensitive(g.cfg, "version");
-        cJSON_AddNumberToObject(root, "config_version", cJSON_IsNumber(ver) ? ver->valuedouble : 0);
+        cJSON_AddNumberToObject(root, "config_version", g.cfgv.version);
         cJSON_AddNumberToObject(root, "seed", (double)g.seed);
         cJSON_AddBoolToObject(root, "quick", g.quick);
         cJSON_AddBoolToObject(root, "gpu", qv_gpu_device_count() > 0);
@@ -945,7 +919,7 @@ int qv_cmd_gate(int argc, char **argv)
     pcre2_code_free(g.only);
     qv_model_close(synth);
     qv_model_close(um);
-    cJSON_Delete(g.cfg);
+    qv_gate_config_free(&g.cfgv);
     cJSON_Delete(old);
     qv_kcase_set_plugin(NULL);
     qv_kplugin_close(g.plugin);
