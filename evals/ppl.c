@@ -47,13 +47,18 @@ qv_status qv_eval_ppl(qv_engine *e, const int32_t *ids, int64_t n_ids, const qv_
     if (n_ids < ctx)
         return qv_fail(QV_ERR_INPUT, "ppl: %lld tokens, fewer than one chunk of %d", (long long)n_ids, ctx);
     int n_chunks = (int)(n_ids / ctx); /* the short last chunk is dropped */
+    int sn = o->shard_n > 0 ? o->shard_n : 1, si = o->shard_i;
+    if (si < 0 || si >= sn) return qv_fail(QV_ERR_USAGE, "ppl: shard %d/%d out of range", si, sn);
+    int todo = 0;
+    for (int ch = si; ch < n_chunks; ch += sn) todo += !(o->have && o->have[ch]);
     if (piece > ctx) piece = ctx;
     r->ctx = ctx;
-    r->chunk_nll = qv_calloc((size_t)n_chunks, sizeof(double));
+    r->chunk_nll = qv_calloc((size_t)(todo > 0 ? todo : 1), sizeof(double));
     float *logits = qv_malloc(sizeof(float) * (size_t)piece * (size_t)V);
     qv_seq_id id = -1;
     qv_status st = r->chunk_nll && logits ? qv_engine_seq_create(e, 1, &id) : QV_ERR_NOMEM;
-    for (int ch = 0; ch < n_chunks && st == QV_OK; ch++) {
+    for (int ch = si; ch < n_chunks && st == QV_OK; ch += sn) {
+        if (o->have && o->have[ch]) continue;
         const int32_t *chunk = ids + (int64_t)ch * ctx;
         double nll = 0;
         st = qv_engine_seq_reset(e, id);
@@ -65,13 +70,14 @@ qv_status qv_eval_ppl(qv_engine *e, const int32_t *ids, int64_t n_ids, const qv_
             for (int j = 0; j < n && st == QV_OK; j++)
                 if (a + j + 1 < ctx) nll += qv_nll_fp32(logits + (size_t)j * V, V, chunk[a + j + 1]);
         }
+        if (st == QV_OK && o->on_chunk) st = o->on_chunk(o->chunk_user, ch, ctx - 1, nll);
         if (st != QV_OK) {
             qv_fail_prefix(st, "ppl: chunk %d (tokens %lld..%lld)", ch, (long long)ch * ctx, (long long)(ch + 1) * ctx - 1);
             break;
         }
-        r->chunk_nll[ch] = nll / (ctx - 1);
-        r->n_chunks = ch + 1;
-        if (o->progress) o->progress(o->progress_user, ch + 1, n_chunks);
+        /* the chunk's mean NLL: the one formula resume and merge re-apply to stored sums */
+        r->chunk_nll[r->n_chunks++] = nll / (ctx - 1);
+        if (o->progress) o->progress(o->progress_user, r->n_chunks, todo);
     }
     if (id >= 0) qv_engine_seq_free(e, id);
     free(logits);
@@ -79,7 +85,7 @@ qv_status qv_eval_ppl(qv_engine *e, const int32_t *ids, int64_t n_ids, const qv_
         qv_ppl_result_free(r);
         return st;
     }
-    r->n_scored = (int64_t)n_chunks * (ctx - 1);
-    qv_ppl_stats(r->chunk_nll, n_chunks, r);
+    r->n_scored = (int64_t)r->n_chunks * (ctx - 1);
+    qv_ppl_stats(r->chunk_nll, r->n_chunks, r);
     return QV_OK;
 }

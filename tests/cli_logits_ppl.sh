@@ -4,6 +4,7 @@
 # exit codes / messages on bad input (CLI.md).
 set -u
 QVET=${QVET:?path to qvet}
+command -v jq >/dev/null || { echo "SKIP cli_logits_ppl: jq absent"; exit 77; }
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 fails=0
@@ -73,19 +74,20 @@ chunks=$(( (ntok + 1) / 64 ))  # + 1: the tokenizer's BOS at the very start
 echo "$line" | grep -Eq "^ppl [0-9.]+ \(95% CI [0-9.]+ - [0-9.]+\), $chunks chunks of 64, $((chunks * 63)) scored tokens, " \
   && ok "summary line: ppl, CI, $chunks chunks, scored tokens" || bad "summary line '$line' (want $chunks chunks)"
 [ ! -s "$T/err" ] && ok "nothing on stderr when it is not a TTY" || bad "stderr not empty: $(head -c 200 "$T/err")"
-jget() { tr -d '\n\t ' <"$1" | grep -o "\"$2\":[^,}]*" | head -1 | cut -d: -f2; }
-[ "$(jget "$T/p.json" schema)" = '"qvet.ppl/1"' ] && ok "json schema qvet.ppl/1" || bad "json schema '$(jget "$T/p.json" schema)'"
-[ "$(jget "$T/p.json" text_tokens)" = $((ntok + 1)) ] && ok "BOS added once at the start (text_tokens = $((ntok + 1)))" \
-  || bad "text_tokens $(jget "$T/p.json" text_tokens), want $((ntok + 1))"
-[ "$(jget "$T/p.json" chunks)" = "$chunks" ] && ok "json chunks" || bad "json chunks $(jget "$T/p.json" chunks)"
+jget() { jq -c "$2" "$1"; }
+[ "$(jget "$T/p.json" .schema)" = '"qvet.ppl"' ] && [ "$(jget "$T/p.json" .schema_version)" = 2 ] && ok "json schema qvet.ppl version 2" \
+  || bad "json schema '$(jget "$T/p.json" .schema)' version '$(jget "$T/p.json" .schema_version)'"
+[ "$(jget "$T/p.json" .meta.text_tokens)" = $((ntok + 1)) ] && ok "BOS added once at the start (text_tokens = $((ntok + 1)))" \
+  || bad "text_tokens $(jget "$T/p.json" .meta.text_tokens), want $((ntok + 1))"
+[ "$(jget "$T/p.json" .summary.chunks)" = "$chunks" ] && ok "json chunks" || bad "json chunks $(jget "$T/p.json" .summary.chunks)"
 printed=$(echo "$line" | awk '{print $2}')
-[ "$(printf '%.4f' "$(jget "$T/p.json" ppl)")" = "$printed" ] && ok "json ppl = printed ppl" || bad "json ppl $(jget "$T/p.json" ppl) vs printed $printed"
+[ "$(printf '%.4f' "$(jget "$T/p.json" .summary.ppl)")" = "$printed" ] && ok "json ppl = printed ppl" || bad "json ppl $(jget "$T/p.json" .summary.ppl) vs printed $printed"
 expect "ppl --no-bos" 0 - -- ppl --engine ref-fp32 --text "$T/text.txt" --ctx 64 --no-bos --json "$T/q.json"
-[ "$(jget "$T/q.json" text_tokens)" = "$ntok" ] && ok "--no-bos: no BOS" || bad "--no-bos text_tokens $(jget "$T/q.json" text_tokens), want $ntok"
-[ "$(jget "$T/q.json" bos)" = false ] && ok "json bos false" || bad "json bos $(jget "$T/q.json" bos)"
+[ "$(jget "$T/q.json" .meta.text_tokens)" = "$ntok" ] && ok "--no-bos: no BOS" || bad "--no-bos text_tokens $(jget "$T/q.json" .meta.text_tokens), want $ntok"
+[ "$(jget "$T/q.json" .meta.bos)" = false ] && ok "json bos false" || bad "json bos $(jget "$T/q.json" .meta.bos)"
 expect "ppl --max-tokens 128" 0 - -- ppl --engine ref-fp32 --text "$T/text.txt" --ctx 64 --max-tokens 130 --json "$T/r.json"
-[ "$(jget "$T/r.json" chunks)" = 2 ] && [ "$(jget "$T/r.json" tokens_used)" = 130 ] && ok "--max-tokens 130: 130 ids, 2 chunks" \
-  || bad "--max-tokens: chunks $(jget "$T/r.json" chunks) tokens_used $(jget "$T/r.json" tokens_used)"
+[ "$(jget "$T/r.json" .summary.chunks)" = 2 ] && [ "$(jget "$T/r.json" .meta.tokens_used)" = 130 ] && ok "--max-tokens 130: 130 ids, 2 chunks" \
+  || bad "--max-tokens: chunks $(jget "$T/r.json" .summary.chunks) tokens_used $(jget "$T/r.json" .meta.tokens_used)"
 # the progress bar appears when stderr is a terminal (script(1) gives the command a pty)
 if command -v script >/dev/null 2>&1; then
   script -qec "$QVET ppl --engine ref-fp32 --text $T/text.txt --ctx 64" /dev/null >"$T/tty" 2>&1 </dev/null

@@ -11,6 +11,7 @@ if [ -z "$SH" ] || [ ! -f "$SH/models/qvet-tiny-llama/model.safetensors" ] || [ 
   echo "SKIP cli_ppl_shared: shared assets absent"
   exit 77
 fi
+command -v jq >/dev/null || { echo "SKIP cli_ppl_shared: jq absent"; exit 77; }
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 "$QVET" ppl --model "$SH/models/qvet-tiny-llama" --engine ref-fp32 --text "$SH/data/eval.txt" \
@@ -18,10 +19,10 @@ trap 'rm -rf "$T"' EXIT
 rc=$?
 cat "$T/out" "$T/err"
 [ $rc = 0 ] || { echo "FAIL qvet ppl exited $rc"; exit 1; }
-jget() { tr -d '\n\t ' <"$1" | grep -o "\"$2\":[^,}]*" | head -1 | cut -d: -f2; }
-ppl=$(jget "$T/ppl.json" ppl)
+jget() { jq -c "$2" "$1"; }
+ppl=$(jget "$T/ppl.json" .summary.ppl)
 fails=0
-[ "$(jget "$T/ppl.json" chunks)" = 64 ] && [ "$(jget "$T/ppl.json" scored_tokens)" = 65472 ] \
+[ "$(jget "$T/ppl.json" .summary.chunks)" = 64 ] && [ "$(jget "$T/ppl.json" .summary.scored_tokens)" = 65472 ] \
   && echo "ok   64 chunks of 1024, 65,472 scored tokens" || { echo "FAIL chunks/scored: $(cat "$T/out")"; fails=1; }
 [ "$(printf '%.4g' "$ppl")" = 21.61 ] && echo "ok   ppl $ppl is 21.61 to 4 significant digits" \
   || { echo "FAIL ppl $ppl, want 21.61 (4 significant digits)"; fails=1; }

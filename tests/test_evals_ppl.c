@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "qv_test_util.h"
+#include "qvet/eval_ppl.h"
 #include "qvet/evals.h"
 #include "qvet/rand_model.h"
 
@@ -82,6 +83,76 @@ START_TEST(ppl_uniform_model_is_vocab_size_and_drops_short_chunk)
 }
 END_TEST
 
+typedef struct {
+    int n_calls, index[8], n[8];
+    double sum[8];
+} chunk_log;
+
+static qv_status log_chunk(void *user, int index, int n, double nll_sum)
+{
+    chunk_log *l = user;
+    l->index[l->n_calls] = index, l->n[l->n_calls] = n, l->sum[l->n_calls] = nll_sum;
+    l->n_calls++;
+    return QV_OK;
+}
+
+/* --shard / --resume at the library level: 5 chunks of 8 on a random model. Shard 1/2 scores
+ * chunks 1 and 3 only, skipping those in `have`; every chunk's sum is the same whichever call
+ * scored it, and the set of all chunks summarizes to exactly (bit for bit) one run's result. */
+START_TEST(ppl_shards_and_have_give_one_runs_chunks)
+{
+    qv_rand_model_spec sp = {.hidden = 32, .inter = 48, .layers = 2, .heads = 2, .kv_heads = 1, .head_dim = 16,
+                             .vocab = 50, .max_pos = 64, .dtype = QV_F32, .rope_theta = 10000, .seed = 9};
+    qv_model *m;
+    ck_assert(qv_rand_model_create(&sp, &m) == QV_OK);
+    qv_engine *e;
+    ck_assert(qv_engine_open("ref-fp32", m, NULL, &e) == QV_OK);
+    int32_t ids[43];
+    for (int i = 0; i < 43; i++) ids[i] = (i * 13 + 5) % 50;
+    chunk_log all = {0}, sh = {0}, rest = {0};
+    qv_ppl_result one, r;
+    qv_ppl_opts o = {.ctx = 8, .piece = 3, .on_chunk = log_chunk, .chunk_user = &all};
+    ck_assert_msg(qv_eval_ppl(e, ids, 43, &o, &one) == QV_OK, "%s", qv_last_error());
+    ck_assert_int_eq(all.n_calls, 5);
+    unsigned char have[5] = {0, 0, 0, 1, 0};
+    o = (qv_ppl_opts){.ctx = 8, .piece = 3, .shard_i = 1, .shard_n = 2, .have = have, .on_chunk = log_chunk, .chunk_user = &sh};
+    ck_assert(qv_eval_ppl(e, ids, 43, &o, &r) == QV_OK);
+    ck_assert_int_eq(sh.n_calls, 1); /* chunk 3 is "done already" */
+    ck_assert_int_eq(sh.index[0], 1);
+    ck_assert_int_eq(r.n_chunks, 1);
+    ck_assert(sh.sum[0] == all.sum[1]); /* the same logits, summed in the same order */
+    qv_ppl_result_free(&r);
+    o.shard_i = 2;
+    ck_assert_int_eq(qv_eval_ppl(e, ids, 43, &o, &r), QV_ERR_USAGE);
+    /* chunks of every other call, added in a scrambled order, summarize as one run */
+    o = (qv_ppl_opts){.ctx = 8, .piece = 3, .shard_i = 0, .shard_n = 2, .on_chunk = log_chunk, .chunk_user = &rest};
+    ck_assert(qv_eval_ppl(e, ids, 43, &o, &r) == QV_OK);
+    qv_ppl_result_free(&r);
+    ck_assert_int_eq(rest.n_calls, 3);
+    qv_ppl_set set = {0};
+    qv_ppl_chunk c3 = {.index = 3, .n = all.n[3], .nll_sum = all.sum[3]};
+    ck_assert(qv_ppl_set_add(&set, &c3) == QV_OK);
+    for (int i = rest.n_calls - 1; i >= 0; i--) {
+        qv_ppl_chunk c = {.index = rest.index[i], .n = rest.n[i], .nll_sum = rest.sum[i]};
+        ck_assert(qv_ppl_set_add(&set, &c) == QV_OK);
+    }
+    qv_ppl_chunk c1 = {.index = 1, .n = sh.n[0], .nll_sum = sh.sum[0]};
+    ck_assert(qv_ppl_set_add(&set, &c1) == QV_OK);
+    ck_assert_int_eq(qv_ppl_set_add(&set, &c1), QV_ERR_INPUT); /* a duplicate chunk */
+    ck_assert(qv_ppl_set_stats(&set, &r) == QV_OK);
+    ck_assert_int_eq(r.n_chunks, 5);
+    ck_assert_int_eq(r.n_scored, one.n_scored);
+    ck_assert(r.mean_nll == one.mean_nll && r.se == one.se && r.ppl == one.ppl);
+    ck_assert(r.ppl_lo == one.ppl_lo && r.ppl_hi == one.ppl_hi);
+    for (int i = 0; i < 5; i++) ck_assert(r.chunk_nll[i] == one.chunk_nll[i]);
+    qv_ppl_result_free(&r);
+    qv_ppl_result_free(&one);
+    qv_ppl_set_free(&set);
+    qv_engine_close(e);
+    qv_rand_model_free(m);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("evals_ppl");
@@ -89,6 +160,7 @@ int main(void)
     tcase_add_test(tc, ppl_stats_hand_computed);
     tcase_add_test(tc, nll_fp32_hand_computed);
     tcase_add_test(tc, ppl_uniform_model_is_vocab_size_and_drops_short_chunk);
+    tcase_add_test(tc, ppl_shards_and_have_give_one_runs_chunks);
     suite_add_tcase(s, tc);
     return qv_test_main(s);
 }

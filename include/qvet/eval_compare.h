@@ -118,8 +118,6 @@ qv_status qv_eval_compare_dumps(const char *ref, const char *cand, const char *i
 /* FNV-1a 64 of the ids (little-endian int32 bytes): identifies the token stream in results. */
 uint64_t qv_ids_hash(const int32_t *ids, int64_t n);
 
-#endif
-
 /* ---- JSON (schema "qvet.compare", version QV_CMP_SCHEMA_VERSION; docs/evals.md) ---- */
 #define QV_CMP_SCHEMA_VERSION 1
 
@@ -150,3 +148,5 @@ struct cJSON *qv_json_exact(double x);
 qv_status qv_json_write_atomic(const char *path, const struct cJSON *j);
 /* Reads and parses a JSON file (QV_ERR_IO / QV_ERR_INPUT naming the path). */
 qv_status qv_json_read(const char *path, struct cJSON **out);
+
+#endif

@@ -1,4 +1,4 @@
-/* qvet merge OUT.json SHARD.json...: joins the --shard i/n results of one eval (compare or niah)
+/* qvet merge OUT.json SHARD.json...: joins the --shard i/n results of one eval (compare, niah, ppl)
  * into the result one run would have written: the summary is recomputed from the union of the
  * stored samples in sample order. Refuses results of different runs (meta differs), duplicate
  * samples and unknown schemas (exit 2). Warns when samples are still missing ("complete": false). */
@@ -120,6 +120,57 @@ static qv_status merge_niah(int n, char **in, const char *out, char *cmd, int *c
     return st;
 }
 
+/* ppl: the union of the shards' chunks; the summary is recomputed from all of them in chunk
+ * order (qvet/eval_ppl.h), so it equals one run's. run.seconds is the shards' total. */
+static qv_status merge_ppl(int n, char **in, const char *out, char *cmd, int *complete)
+{
+    static const char *const skip[] = {"shard", "command", NULL};
+    cJSON *meta0 = NULL;
+    qv_ppl_set all = {0};
+    double seconds = 0;
+    qv_status st = QV_OK;
+    for (int i = 0; i < n && st == QV_OK; i++) {
+        cJSON *j = NULL, *m = NULL, *run = NULL;
+        qv_ppl_set s;
+        st = qv_json_read(in[i], &j);
+        if (st == QV_OK) st = qv_ppl_from_json(j, in[i], &m, &s, &run);
+        cJSON_Delete(j);
+        if (st != QV_OK) break;
+        const char *what = meta0 ? qv_json_first_diff(meta0, m, skip) : NULL;
+        if (what) st = qv_fail(QV_ERR_INPUT, "%s: not a shard of the same run as %s (%s differs)", in[i], in[0], what);
+        for (int k = 0; st == QV_OK && k < s.n; k++) {
+            st = qv_ppl_set_add(&all, &s.v[k]);
+            if (st != QV_OK) qv_fail_prefix(st, "%s", in[i]);
+        }
+        const cJSON *sec = cJSON_GetObjectItemCaseSensitive(run, "seconds");
+        if (cJSON_IsNumber(sec)) seconds += sec->valuedouble;
+        if (!meta0) meta0 = m;
+        else cJSON_Delete(m);
+        cJSON_Delete(run);
+        qv_ppl_set_free(&s);
+    }
+    cJSON *res = NULL, *run = cJSON_CreateObject();
+    if (st == QV_OK) {
+        cJSON *sh = cJSON_GetObjectItemCaseSensitive(meta0, "shard");
+        cJSON_ReplaceItemInObjectCaseSensitive(sh, "i", cJSON_CreateNumber(0));
+        cJSON_ReplaceItemInObjectCaseSensitive(sh, "n", cJSON_CreateNumber(1));
+        cJSON_DeleteItemFromObjectCaseSensitive(meta0, "command");
+        if (cmd) cJSON_AddStringToObject(meta0, "command", cmd);
+        cJSON_AddNumberToObject(run, "seconds", seconds);
+        st = qv_ppl_to_json(meta0, &all, run, &res);
+    }
+    if (st == QV_OK) {
+        *complete = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(res, "complete"));
+        st = qv_json_write_atomic(out, res);
+    }
+    if (st == QV_OK && all.n > 0) st = qv_ppl_print(&all, meta0, seconds);
+    cJSON_Delete(res);
+    cJSON_Delete(run);
+    cJSON_Delete(meta0);
+    qv_ppl_set_free(&all);
+    return st;
+}
+
 int qv_cmd_merge(int argc, char **argv)
 {
     if (qv_cli_wants_help(argc, argv)) {
@@ -140,7 +191,8 @@ int qv_cmd_merge(int argc, char **argv)
     int complete = 0;
     if (!strcmp(schema, "qvet.compare")) st = merge_compare(argc - 2, argv + 2, argv[1], cmd, &complete);
     else if (!strcmp(schema, "qvet.niah")) st = merge_niah(argc - 2, argv + 2, argv[1], cmd, &complete);
-    else st = qv_fail(QV_ERR_INPUT, "%s: schema \"%s\" is not one qvet merge joins (qvet.compare, qvet.niah)", argv[2], schema);
+    else if (!strcmp(schema, "qvet.ppl")) st = merge_ppl(argc - 2, argv + 2, argv[1], cmd, &complete);
+    else st = qv_fail(QV_ERR_INPUT, "%s: schema \"%s\" is not one qvet merge joins (qvet.compare, qvet.niah, qvet.ppl)", argv[2], schema);
     free(cmd);
     if (st != QV_OK) return qv_cli_report(st);
     if (!complete) fprintf(stderr, "qvet merge: warning: some samples are still missing (\"complete\": false)\n");

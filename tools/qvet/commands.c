@@ -17,7 +17,7 @@ const qv_command qv_commands[] = {
      "run a forward pass and write the logits of the last N positions", qv_cmd_logits},
     {"quantize", "quantize --model DIR --calib TEXT --out CKPT [--format w4a8-g128|w4a8-chn|w8a8] [--kv 4|16] [--no-smooth-attn] [--no-rotate] [--no-smooth] [--no-clip] [--no-gptq] [--rotate-v] [--samples N] [--seqlen L] [--seed N] [--threads N] [--verbose]",
      "QoQ calibration -> quantized checkpoint", qv_cmd_quantize},
-    {"ppl", "ppl [--model DIR] --engine E [--quantized CKPT] [--attn kv4|serve] [--qserve-compat] [--fp-kv] [--fp-weights LAYERS] [--fp-acts LAYERS] --text FILE [--ctx 2048] [--max-tokens N] [--no-bos] [--json PATH] [--threads N]",
+    {"ppl", "ppl [--model DIR] --engine E [--quantized CKPT] [--attn kv4|serve] [--qserve-compat] [--fp-kv] [--fp-weights LAYERS] [--fp-acts LAYERS] --text FILE [--ctx 2048] [--max-tokens N] [--no-bos] [--json PATH] [--shard i/n] [--resume] [--threads N]",
      "perplexity with its confidence interval", qv_cmd_ppl},
     {"compare", "compare [--model DIR] [--cand-model DIR] --ref E1 --cand E2 [--quantized CKPT] --text FILE [--ctx N] [--max-tokens N] [--no-bos] [--json F] [--shard i/n] [--resume] [--cand-round-bits N] | compare --ref-logits R --cand-logits C [--ids IDS] [--json F]",
      "perplexity of both, KL-divergence statistics, top-1 agreement, delta-p", qv_cmd_compare},
@@ -39,7 +39,7 @@ const qv_command qv_commands[] = {
     {"gate", "gate [--config gate.json] [--junit F.xml] [--json F] [--baseline OLD.json] [--self-test] [--quick] [--only RE] [--seed N] [--model DIR] | gate --plugin LIB.so [--quick] [--only RE] [--seed N] [--junit F.xml] [--json F]",
      "the CI gate: kernels + corpus replay + golden check + model-level checks; --plugin: the kernel groups on a shared library's kernels", qv_cmd_gate},
     {"golden", "golden check|update [--only NAME] [--dir golden/]", "verify or regenerate stored expected outputs", qv_cmd_golden},
-    {"merge", "merge OUT.json SHARD.json...", "join the JSON results of --shard i/n runs", qv_cmd_merge},
+    {"merge", "merge OUT.json SHARD.json...", "join the JSON results of --shard i/n runs of ppl, compare or niah", qv_cmd_merge},
     {NULL, NULL, NULL, NULL},
 };
 

@@ -2,8 +2,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "eval_cli.h"
@@ -15,9 +13,7 @@ extern const char qv_synth_training_text[]; /* ref/synth/synth_text.c: qvet's ow
 
 double qv_evcli_now(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    return qv_progress_now();
 }
 
 /* Round a float weight's mantissa to `bits` bits (nearest, ties away: add half an ulp, mask):
@@ -176,31 +172,17 @@ char *qv_evcli_cmdline(int argc, char **argv)
 
 void qv_evcli_progress_init(qv_evcli_progress *p, const char *label)
 {
-    p->label = label;
-    p->t0 = qv_evcli_now();
-    p->tty = isatty(2);
-    p->drawn = 0;
+    qv_progress_init(&p->bar, label, NULL);
 }
 
 void qv_evcli_progress_cb(void *user, int64_t done, int64_t total)
 {
-    qv_evcli_progress *p = user;
-    if (!p->tty || total <= 0) return;
-    double el = qv_evcli_now() - p->t0, eta = done > 0 ? el / (double)done * (double)(total - done) : 0;
-    int w = 30, f = (int)(w * done / total);
-    char bar[64];
-    for (int i = 0; i < w; i++) bar[i] = i < f ? '#' : '.';
-    bar[w] = 0;
-    fprintf(stderr, "\r%s [%s] %lld/%lld  %.0fs elapsed", p->label, bar, (long long)done, (long long)total, el);
-    if (done > 0 && done < total) fprintf(stderr, ", ETA %.0fs ", eta);
-    else fprintf(stderr, "          ");
-    p->drawn = 1;
+    qv_progress_update(&((qv_evcli_progress *)user)->bar, done, total);
 }
 
 void qv_evcli_progress_end(qv_evcli_progress *p)
 {
-    if (p->tty && p->drawn) fprintf(stderr, "\n");
-    p->drawn = 0;
+    qv_progress_finish(&p->bar);
 }
 
 void qv_evcli_test_kill_hook(int64_t committed)

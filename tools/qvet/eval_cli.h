@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "progress.h"
 #include "qvet/engine.h"
 #include "qvet/model.h"
 
@@ -33,12 +34,10 @@ int qv_evcli_parse_shard(const char *s, int *i, int *n);
 /* The command line, space-joined (malloc'd), for "the command that reproduces it". */
 char *qv_evcli_cmdline(int argc, char **argv);
 
-/* Progress with ETA on stderr, only when stderr is a TTY (CLI.md). */
+/* Progress with ETA on stderr, only when stderr is a TTY (CLI.md): progress.c's bar, so every
+ * command draws the same one; the callback has the evals' qv_progress_fn signature. */
 typedef struct {
-    const char *label;
-    double t0;
-    int tty;
-    int drawn;
+    qv_progress bar;
 } qv_evcli_progress;
 void qv_evcli_progress_init(qv_evcli_progress *p, const char *label);
 void qv_evcli_progress_cb(void *user, int64_t done, int64_t total);

@@ -7,6 +7,7 @@
 #include "eval_cli.h"
 #include "qvet/eval_compare.h"
 #include "qvet/eval_niah.h"
+#include "qvet/eval_ppl.h"
 #include "qvet/tokenizer.h"
 
 typedef struct {
@@ -45,6 +46,10 @@ typedef struct {
 
 qv_status qv_niah_exec(const qv_niah_args *a, qv_evcli_pair *p, cJSON **result);
 void qv_niah_print(const cJSON *result);
+
+/* ppl's one summary line (stdout) for the chunks in set, with meta's engine, model, text and
+ * shard; used by ppl and by merge. */
+qv_status qv_ppl_print(qv_ppl_set *set, const cJSON *meta, double seconds);
 
 
 qv_status qv_niah_load(const char *path, cJSON **meta, qv_niah_cell **cells, int *n);

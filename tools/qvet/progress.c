@@ -41,8 +41,8 @@ void qv_progress_format(char *buf, int cap, const char *label, const char *unit,
     fmt_duration(el, sizeof el, elapsed);
     /* the ETA assumes the remaining items cost what the finished ones did on average */
     fmt_duration(eta, sizeof eta, done > 0 ? elapsed * (double)(total - done) / (double)done : -1);
-    snprintf(buf, (size_t)cap, "%s [%s] %lld/%lld %s %3d%%  %s elapsed, ETA %s", label ? label : "",
-             bar, (long long)done, (long long)total, unit ? unit : "", (int)(f * 100), el, eta);
+    snprintf(buf, (size_t)cap, "%s [%s] %lld/%lld%s%s %3d%%  %s elapsed, ETA %s", label ? label : "", bar,
+             (long long)done, (long long)total, unit && *unit ? " " : "", unit ? unit : "", (int)(f * 100), el, eta);
 }
 
 void qv_progress_init(qv_progress *p, const char *label, const char *unit)
