@@ -264,14 +264,15 @@ END_TEST
 /* ---- synthetic tasks ---- */
 
 /* 120 distinct paragraphs of 30 words ("p<k>x0 q<k>x1 ..."), 5 short ones (filtered: < 25
- * words) and 10 exact repeats of paragraphs 5..14 (dropped), lines broken and indented inside
- * paragraphs; then 400 distinct 6-letter words for the kv task */
+ * words) and a second copy of all 120 (dropped: a repeat would make counts and retrieval
+ * answers ambiguous), lines broken and indented inside paragraphs; then 400 distinct 6-letter
+ * words for the kv task */
 static char *corpus(void)
 {
     size_t cap = 1 << 20, n = 0;
     char *c = malloc(cap);
-    for (int k = 0; k < 135; k++) {
-        int id = k < 120 ? k : k - 120;
+    for (int k = 0; k < 245; k++) {
+        int id = k < 120 ? k : k - 125;
         if (k >= 120 && k < 125) {
             n += (size_t)snprintf(c + n, cap - n, "short para %d here\n\n\n", k);
             continue;
