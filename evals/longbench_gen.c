@@ -16,7 +16,28 @@ int qv_lb_task_no_chat(const char *task)
     return 0;
 }
 
-qv_status qv_lb_decode_skip_special(const qv_tok *tok, const int32_t *ids, size_t n, char **text)
+void qv_lb_clean_up_tokenization(char *s)
+{
+    static const char *const from[] = {" .", " ?", " !", " ,", " ' ", " n't", " 'm", " 's", " 've", " 're"};
+    for (size_t r = 0; r < sizeof from / sizeof from[0]; r++) {
+        /* str.replace: non-overlapping matches left to right; the output drops the leading space
+         * (and " ' " becomes "'"), so it never grows and can be written in place */
+        size_t fl = strlen(from[r]), w = 0;
+        for (size_t i = 0; s[i];) {
+            if (!strncmp(s + i, from[r], fl)) {
+                if (r == 4) s[w++] = '\'';
+                else {
+                    memmove(s + w, s + i + 1, fl - 1);
+                    w += fl - 1;
+                }
+                i += fl;
+            } else s[w++] = s[i++];
+        }
+        s[w] = 0;
+    }
+}
+
+qv_status qv_lb_decode_skip_special(const qv_tok *tok, const int32_t *ids, size_t n, int clean_up, char **text)
 {
     int32_t *keep = malloc((n ? n : 1) * sizeof *keep);
     if (!keep) return qv_fail(QV_ERR_NOMEM, "longbench: out of memory");
@@ -25,6 +46,7 @@ qv_status qv_lb_decode_skip_special(const qv_tok *tok, const int32_t *ids, size_
         if (!qv_tok_is_special(tok, ids[i])) keep[k++] = ids[i];
     qv_status st = qv_tok_decode(tok, keep, k, text, NULL);
     free(keep);
+    if (st == QV_OK && clean_up) qv_lb_clean_up_tokenization(*text);
     return st;
 }
 
@@ -80,8 +102,8 @@ qv_status qv_lb_build_prompt(const qv_lb_prompt_opts *o, const char *task, const
         /* pred.py: half = int(max_length/2); decode both halves (skip_special_tokens) and join the text */
         size_t half = o->max_length / 2;
         char *a = NULL, *b = NULL;
-        st = qv_lb_decode_skip_special(o->tok, t, half, &a);
-        if (st == QV_OK) st = qv_lb_decode_skip_special(o->tok, t + nt - half, half, &b);
+        st = qv_lb_decode_skip_special(o->tok, t, half, o->clean_up, &a);
+        if (st == QV_OK) st = qv_lb_decode_skip_special(o->tok, t + nt - half, half, o->clean_up, &b);
         if (st == QV_OK) {
             size_t la = strlen(a), lb = strlen(b);
             char *j = malloc(la + lb + 1);

@@ -45,7 +45,7 @@ static qv_status run_one(qv_engine *er, qv_engine *ec, qv_seq_id sr, qv_seq_id s
     qv_status st = QV_OK;
     for (int w = 0; w < 2 && st == QV_OK; w++) {
         st = qv_lb_generate(e[w], s[w], ids, (int)n, &g, logits, gen[w], &r->n_gen[w], &r->stop[w]);
-        if (st == QV_OK) st = qv_lb_decode_skip_special(o->prompt.tok, gen[w], (size_t)r->n_gen[w], &r->pred[w]);
+        if (st == QV_OK) st = qv_lb_decode_skip_special(o->prompt.tok, gen[w], (size_t)r->n_gen[w], o->prompt.clean_up, &r->pred[w]);
         if (st != QV_OK) qv_fail_prefix(st, "%s", w ? "cand" : "ref");
     }
     while (st == QV_OK && r->agree < r->n_gen[0] && r->agree < r->n_gen[1] && gen[0][r->agree] == gen[1][r->agree]) r->agree++;

@@ -278,7 +278,7 @@ static qv_status build_retrieval(const paragraphs *P, uint64_t s, const qv_lb_sy
     size_t idx[MAX_PARAGRAPHS];
     size_t np = pick_distinct(&s, P, o->words, 3, 30, idx), k = draw(&s, np);
     sbuf c = {0}, in = {0};
-    char lab[32];
+    char lab[64];
     for (size_t q = 0; q < np; q++) {
         snprintf(lab, sizeof lab, "%sParagraph %zu: ", q ? "\n\n" : "", q + 1);
         sb_add(&c, lab);
@@ -328,7 +328,7 @@ static qv_status build_count(const paragraphs *P, uint64_t s, const qv_lb_syn_op
         slot[r] = t;
     }
     sbuf c = {0};
-    char lab[32];
+    char lab[64];
     for (size_t q = 0; q < ns; q++) {
         snprintf(lab, sizeof lab, "%sParagraph %zu: ", q ? "\n\n" : "", q + 1);
         sb_add(&c, lab);

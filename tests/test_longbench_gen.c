@@ -19,7 +19,7 @@
 #include "qvet/eval_longbench.h"
 
 /* ---- a one-character-per-token tokenizer: ids 0 "<s>" (BOS, special), 1 "</s>" (special),
- * then 'a'..'z' = 2..27, 'Ġ' (space) = 28, '{' 29, '}' 30, digits '0'..'9' = 31..40 ---- */
+ * then 'a'..'z' = 2..27, 'Ġ' (space) = 28, '{' 29, '}' 30, digits '0'..'9' = 31..40, '.' 41 ---- */
 static qv_tok *char_tok(void)
 {
     char vocab[2048];
@@ -27,6 +27,7 @@ static qv_tok *char_tok(void)
     for (int c = 0; c < 26; c++) n += snprintf(vocab + n, sizeof vocab - (size_t)n, ", \"%c\": %d", 'a' + c, 2 + c);
     n += snprintf(vocab + n, sizeof vocab - (size_t)n, ", \"\\u0120\": 28, \"{\": 29, \"}\": 30");
     for (int d = 0; d < 10; d++) n += snprintf(vocab + n, sizeof vocab - (size_t)n, ", \"%d\": %d", d, 31 + d);
+    n += snprintf(vocab + n, sizeof vocab - (size_t)n, ", \".\": 41");
     char json[8192];
     snprintf(json, sizeof json,
              "{\"version\": \"1.0\", \"added_tokens\": ["
@@ -164,13 +165,43 @@ START_TEST(decode_skips_special_tokens)
     qv_tok *t = char_tok();
     int32_t ids[] = {0, L('a'), 1, 28, L('b'), 1};
     char *s;
-    ck_assert_int_eq(qv_lb_decode_skip_special(t, ids, 6, &s), QV_OK);
+    ck_assert_int_eq(qv_lb_decode_skip_special(t, ids, 6, 0, &s), QV_OK);
     ck_assert_str_eq(s, "a b");
+    free(s);
+    /* clean_up_tokenization_spaces: "a { ." -> "a {." */
+    int32_t ids2[] = {L('a'), 28, 29, 28, 41};
+    ck_assert_int_eq(qv_lb_decode_skip_special(t, ids2, 5, 1, &s), QV_OK);
+    ck_assert_str_eq(s, "a {.");
+    free(s);
+    ck_assert_int_eq(qv_lb_decode_skip_special(t, ids2, 5, 0, &s), QV_OK);
+    ck_assert_str_eq(s, "a { .");
     free(s);
     ck_assert_int_eq(qv_tok_is_special(t, 0), 1);
     ck_assert_int_eq(qv_tok_is_special(t, 1), 1);
     ck_assert_int_eq(qv_tok_is_special(t, L('a')), 0);
     qv_tok_free(t);
+}
+END_TEST
+
+START_TEST(clean_up_tokenization_is_transformers_replace_chain)
+{
+    /* transformers' clean_up_tokenization: the ten str.replace calls, in order */
+    struct { const char *in, *out; } c[] = {
+        {"Hello , world . Yes ? No ! ", "Hello, world. Yes? No! "},
+        {"it ' s", "it's"},                        /* " ' " -> "'" */
+        {"do n't , I 'm , he 's , we 've , they 're", "don't, I'm, he's, we've, they're"},
+        {"a  .", "a ."},                           /* one space removed per match */
+        {" . .", ".."},                            /* " ." twice, non-overlapping */
+        {"x ' 's", "x''s"},                        /* " ' " first, then no " 's" is left */
+        {"", ""},
+        {"no change", "no change"},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        char *s = strdup(c[i].in);
+        qv_lb_clean_up_tokenization(s);
+        ck_assert_msg(!strcmp(s, c[i].out), "'%s' -> '%s', want '%s'", c[i].in, s, c[i].out);
+        free(s);
+    }
 }
 END_TEST
 
@@ -538,6 +569,7 @@ static Suite *suite(void)
     tcase_add_test(p, middle_truncation_keeps_first_and_last_half_and_drops_bos_in_the_text);
     tcase_add_test(p, chat_wrap_after_truncation_except_no_chat_tasks);
     tcase_add_test(p, decode_skips_special_tokens);
+    tcase_add_test(p, clean_up_tokenization_is_transformers_replace_chain);
     suite_add_tcase(s, p);
     TCase *g = tcase_create("generate");
     tcase_add_test(g, greedy_generation_stops_limits_and_ties);

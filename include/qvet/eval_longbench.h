@@ -32,6 +32,8 @@ typedef struct {
     const char *chat;   /* NULL: no chat wrapping (pred.py's build_chat for a model it does not
                            name returns the prompt unchanged); else a template holding exactly one
                            "{prompt}", applied to tasks not in the no-chat list */
+    int clean_up;       /* the tokenizer's clean_up_tokenization_spaces: every decode (the
+                           truncated halves, the predictions) is cleaned up as transformers does */
 } qv_lb_prompt_opts;
 
 /* The prompt of one sample as pred.py builds it:
@@ -45,8 +47,13 @@ typedef struct {
 qv_status qv_lb_build_prompt(const qv_lb_prompt_opts *o, const char *task, const char *tmpl, const cJSON *sample,
                              int32_t **ids, size_t *n, size_t *n_full, int *truncated);
 
-/* decode(ids, skip_special_tokens=True): special added tokens dropped, then the decoder chain. */
-qv_status qv_lb_decode_skip_special(const qv_tok *tok, const int32_t *ids, size_t n, char **text);
+/* decode(ids, skip_special_tokens=True): special added tokens dropped, then the decoder chain;
+ * with clean_up, then transformers' clean_up_tokenization. */
+qv_status qv_lb_decode_skip_special(const qv_tok *tok, const int32_t *ids, size_t n, int clean_up, char **text);
+/* transformers' clean_up_tokenization, in place: str.replace of " ." -> ".", " ?" -> "?",
+ * " !" -> "!", " ," -> ",", " ' " -> "'", " n't" -> "n't", " 'm" -> "'m", " 's" -> "'s",
+ * " 've" -> "'ve", " 're" -> "'re", one after the other over the whole string. */
+void qv_lb_clean_up_tokenization(char *s);
 
 /* ---- greedy generation (model.generate(num_beams=1, do_sample=False)) ---- */
 

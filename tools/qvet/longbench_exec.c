@@ -460,6 +460,26 @@ static qv_status stop_ids(const qv_evcli_pair *p, const char *dir, int32_t *ids,
     return QV_OK;
 }
 
+/* transformers' clean_up_tokenization_spaces: tokenizer_config.json's value; absent (or no
+ * model folder): true, the default of transformers 4.31, the version LongBench pins */
+static qv_status clean_up_flag(const char *dir, int *out)
+{
+    *out = 1;
+    char *tp = dir ? qv_path_join(dir, "tokenizer_config.json") : NULL;
+    qv_status st = QV_OK;
+    if (tp && qv_path_exists(tp)) {
+        cJSON *j = NULL;
+        st = qv_json_read(tp, &j);
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(j, "clean_up_tokenization_spaces");
+        if (st == QV_OK && c && !cJSON_IsBool(c))
+            st = qv_fail(QV_ERR_INPUT, "%s: \"clean_up_tokenization_spaces\" is not a boolean", tp);
+        if (st == QV_OK && c) *out = cJSON_IsTrue(c);
+        cJSON_Delete(j);
+    }
+    free(tp);
+    return st;
+}
+
 static cJSON *meta_key(const cJSON *meta)
 {
     cJSON *k = cJSON_Duplicate(meta, 1);
@@ -492,6 +512,8 @@ qv_status qv_lb_exec(const qv_lb_args *a, qv_evcli_pair *p, cJSON **result)
     int32_t stop[8];
     int nstop = 0;
     if (st == QV_OK) st = stop_ids(p, a->pair.model_dir, stop, &nstop);
+    int clean = 1;
+    if (st == QV_OK) st = clean_up_flag(a->pair.model_dir, &clean);
     int32_t nl = -1, *nlids = NULL;
     size_t nnl = 0;
     if (st == QV_OK) st = qv_tok_encode(p->mr->tok, "\n", 1, 0, &nlids, &nnl); /* tokenizer.encode("\n")[-1] */
@@ -531,6 +553,7 @@ qv_status qv_lb_exec(const qv_lb_args *a, qv_evcli_pair *p, cJSON **result)
     cJSON *sj = cJSON_AddArrayToObject(m, "stop_ids");
     for (int i = 0; i < nstop; i++) cJSON_AddItemToArray(sj, cJSON_CreateNumber(stop[i]));
     cJSON_AddNumberToObject(m, "newline_id", nl);
+    cJSON_AddBoolToObject(m, "clean_up_tokenization_spaces", clean);
     cJSON *tj = cJSON_AddArrayToObject(m, "tasks");
     for (int t = 0; t < T.n; t++) {
         cJSON *o = cJSON_CreateObject();
@@ -585,7 +608,7 @@ qv_status qv_lb_exec(const qv_lb_args *a, qv_evcli_pair *p, cJSON **result)
         qv_evcli_progress pg;
         qv_evcli_progress_init(&pg, "longbench");
         qv_lb_run_opts o = {.tasks = T.td, .n_tasks = T.n,
-                            .prompt = {.tok = p->mr->tok, .max_length = (size_t)max_length, .chat = a->chat},
+                            .prompt = {.tok = p->mr->tok, .max_length = (size_t)max_length, .chat = a->chat, .clean_up = clean},
                             .stop = stop, .n_stop = nstop, .newline_id = nl, .shard_i = a->shard_i,
                             .shard_n = a->shard_n, .have = (const unsigned char *const *)have, .on_result = on_result,
                             .user = &s, .progress = qv_evcli_progress_cb, .progress_user = &pg};
