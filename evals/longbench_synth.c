@@ -246,7 +246,9 @@ static cJSON *sample_obj(const char *task, uint64_t seed, size_t i, const char *
     cJSON_AddStringToObject(o, "context", context);
     cJSON *a = cJSON_AddArrayToObject(o, "answers");
     cJSON_AddItemToArray(a, cJSON_CreateString(answer));
-    cJSON_AddNumberToObject(o, "length", count_words(context)); /* LongBench: words of the context */
+    /* LongBench's README: "total length of the first three items" (input, context, answers), in
+     * words for English */
+    cJSON_AddNumberToObject(o, "length", count_words(input) + count_words(context) + count_words(answer));
     cJSON_AddStringToObject(o, "dataset", task);
     cJSON_AddStringToObject(o, "language", "en");
     cJSON_AddNullToObject(o, "all_classes");

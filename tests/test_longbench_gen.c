@@ -377,7 +377,9 @@ START_TEST(synthetic_retrieval_answer_is_the_paragraph_holding_the_excerpt)
         char want[32];
         snprintf(want, sizeof want, "Paragraph %d", holder);
         ck_assert_str_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(it[i], "answers"), 0)->valuestring, want);
-        ck_assert_int_eq(cJSON_GetObjectItem(it[i], "length")->valueint, words_of(sget(it[i], "context")));
+        /* LongBench's "length": words of input + context + answers: 16 + 7 * 30 + 2 */
+        ck_assert_int_eq(cJSON_GetObjectItem(it[i], "length")->valueint, words_of(in) + words_of(sget(it[i], "context")) + 2);
+        ck_assert_int_eq(cJSON_GetObjectItem(it[i], "length")->valueint, 16 + 7 * (30 + 2) + 2);
         ck_assert(cJSON_IsNull(cJSON_GetObjectItem(it[i], "all_classes")));
         for (int b = 0; b < nb; b++) free(blk[b]);
     }
