@@ -175,6 +175,111 @@ static void fmt_num(qv_sbuf *s, const cJSON *v)
     else qv_sb(s, "n/a");
 }
 
+/* the go/no-go row of a LongBench task ("longbench_delta.<task>"), NULL if none */
+static const cJSON *lb_row(const cJSON *rows, const char *task)
+{
+    char name[128];
+    snprintf(name, sizeof name, "longbench_delta.%s", task);
+    for (const cJSON *c = rows ? rows->child : NULL; c; c = c->next) {
+        const cJSON *n = cJSON_GetObjectItem(c, "name");
+        if (cJSON_IsString(n) && !strcmp(n->valuestring, name)) return c;
+    }
+    return NULL;
+}
+
+/* per task: R and C scores as bars on 0..100, and C - R as a bar from zero with the task's
+ * threshold drawn as a dashed line */
+static void svg_lb_bars(qv_sbuf *s, const cJSON *tasks, const cJSON *rows)
+{
+    int n = cJSON_GetArraySize(tasks);
+    if (n < 1) return;
+    double dm = 1;
+    for (const cJSON *t = tasks->child; t; t = t->next) {
+        dm = fmax(dm, fabs(num(t, "delta")));
+        const cJSON *row = lb_row(rows, t->string);
+        if (row) dm = fmax(dm, fabs(num(row, "threshold")));
+    }
+    dm *= 1.15;
+    int rowh = 34, L = 190, pw = 300, gap = 30, dw = 220, W = L + pw + gap + dw + 20, H = 30 + n * rowh + 30;
+    qv_sb(s, "<figure><svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d' role='img'><title>LongBench per task</title>", W, H);
+    qv_sb(s, "<text x='%d' y='14' font-size='11' text-anchor='middle'>score (0-100): <tspan fill='#7a7a7a'>R</tspan> / <tspan fill='#3f6fb5'>C</tspan></text>", L + pw / 2);
+    int dx0 = L + pw + gap;
+    double zx = dx0 + dw / 2.0;
+    qv_sb(s, "<text x='%.1f' y='14' font-size='11' text-anchor='middle'>C &#8722; R (points); dashed: threshold</text>", zx);
+    int y = 24, i = 0;
+    for (const cJSON *t = tasks->child; t; t = t->next, i++, y += rowh) {
+        double r = num(t, "ref"), c = num(t, "cand"), d = num(t, "delta");
+        const cJSON *row = lb_row(rows, t->string);
+        int pass = !row || cJSON_IsTrue(cJSON_GetObjectItem(row, "pass"));
+        qv_sb(s, "<text x='%d' y='%d' font-size='11' text-anchor='end'>", L - 6, y + rowh / 2 + 4);
+        qv_sb_esc(s, t->string);
+        qv_sb(s, "</text><rect x='%d' y='%d' width='%d' height='%d' fill='#fafafa' stroke='#ddd'/>", L, y + 2, pw, rowh - 6);
+        qv_sb(s, "<rect x='%d' y='%d' width='%.1f' height='12' fill='#7a7a7a'><title>R %.2f</title></rect>", L, y + 4,
+              isfinite(r) ? pw * fmin(fmax(r, 0), 100) / 100 : 0, r);
+        qv_sb(s, "<rect x='%d' y='%d' width='%.1f' height='12' fill='#3f6fb5'><title>C %.2f</title></rect>", L, y + 16,
+              isfinite(c) ? pw * fmin(fmax(c, 0), 100) / 100 : 0, c);
+        qv_sb(s, "<text x='%d' y='%d' font-size='10'>%.2f / %.2f</text>", L + pw + 3, y + rowh / 2 + 4, r, c);
+        double w = isfinite(d) ? d / dm * (dw / 2.0) : 0;
+        qv_sb(s, "<rect x='%.1f' y='%d' width='%.1f' height='%d' fill='%s'><title>C - R %+.2f</title></rect>", w < 0 ? zx + w : zx,
+              y + 8, fabs(w), rowh - 18, pass ? (d < 0 ? "#e0a030" : "#3f9f5f") : "#c62828", d);
+        if (row) {
+            double tx = zx + num(row, "threshold") / dm * (dw / 2.0);
+            qv_sb(s, "<line x1='%.1f' x2='%.1f' y1='%d' y2='%d' stroke='#c62828' stroke-dasharray='3,2'/>", tx, tx, y + 2, y + rowh - 4);
+        }
+        qv_sb(s, "<text x='%.1f' y='%d' font-size='10' text-anchor='%s'>%+.2f</text>", w < 0 ? zx + 4 : zx - 4, y + rowh / 2 + 4,
+              w < 0 ? "start" : "end", d);
+    }
+    qv_sb(s, "<line x1='%.1f' x2='%.1f' y1='20' y2='%d' stroke='#444'/>", zx, zx, y);
+    for (int q = 0; q <= 4; q++)
+        qv_sb(s, "<text x='%d' y='%d' font-size='10' text-anchor='middle'>%d</text>", L + pw * q / 4, y + 14, 25 * q);
+    qv_sb(s, "<text x='%d' y='%d' font-size='10' text-anchor='start'>%.3g</text><text x='%d' y='%d' font-size='10' text-anchor='end'>+%.3g</text>",
+          dx0, y + 14, -dm, dx0 + dw, y + 14, dm);
+    qv_sb(s, "</svg><figcaption>LongBench per task: scores of R and C (LongBench's scorer, 0-100) and C &#8722; R with the "
+             "task's threshold (red bar: below it)</figcaption></figure>");
+}
+
+static void longbench_section(qv_sbuf *s, const cJSON *lb, const cJSON *rows)
+{
+    const cJSON *sum = cJSON_GetObjectItem(lb, "summary"), *meta = cJSON_GetObjectItem(lb, "meta");
+    const cJSON *tasks = cJSON_GetObjectItem(sum, "tasks"), *ov = cJSON_GetObjectItem(sum, "overall");
+    const cJSON *src = cJSON_GetObjectItem(meta, "source");
+    int syn = cJSON_IsString(src) && !strcmp(src->valuestring, "synthetic");
+    qv_sb(s, "<h2>LongBench%s</h2><p>", syn ? " (qvet's synthetic tasks)" : "");
+    if (syn) {
+        qv_sb(s, "qvet's own offline tasks built from ");
+        qv_sb_esc(s, cJSON_GetObjectItem(meta, "corpus") ? cJSON_GetObjectItem(meta, "corpus")->valuestring : "?");
+        qv_sb(s, ", scored with LongBench's metrics (docs/longbench.md). ");
+    } else {
+        qv_sb(s, "LongBench data ");
+        qv_sb_esc(s, cJSON_GetObjectItem(meta, "data") ? cJSON_GetObjectItem(meta, "data")->valuestring : "?");
+        qv_sb(s, " with the prompts of ");
+        qv_sb_esc(s, cJSON_GetObjectItem(meta, "longbench_config") ? cJSON_GetObjectItem(meta, "longbench_config")->valuestring : "?");
+        qv_sb(s, ". ");
+    }
+    qv_sb(s, "Greedy decoding, max_length %.0f. Average over %.0f tasks: R %.2f, C %.2f, C&#8722;R %+.2f; identical predictions %.3f.</p>",
+          num(meta, "max_length"), num(ov, "tasks"), num(ov, "ref"), num(ov, "cand"), num(ov, "delta"), num(ov, "identical"));
+    svg_lb_bars(s, tasks, rows);
+    qv_sb(s, "<table><tr><th>task</th><th>metric</th><th>n</th><th>R</th><th>C</th><th>C&#8722;R</th><th>per item C&#8722;R [95%% CI]</th>"
+             "<th>identical</th><th>token agreement</th><th>truncated</th><th>threshold</th><th>result</th></tr>");
+    for (const cJSON *t = tasks ? tasks->child : NULL; t; t = t->next) {
+        const cJSON *row = lb_row(rows, t->string), *di = cJSON_GetObjectItem(t, "delta_items");
+        int pass = !row || cJSON_IsTrue(cJSON_GetObjectItem(row, "pass"));
+        qv_sb(s, "<tr class='%s'><td>", row ? (pass ? "pass" : "fail") : "");
+        qv_sb_esc(s, t->string);
+        qv_sb(s, "</td><td>%s</td><td>%.0f</td><td>%.2f</td><td>%.2f</td><td>%+.2f</td><td>%+.2f [%+.2f, %+.2f]</td><td>%.3f</td>"
+                 "<td>%.3f</td><td>%.0f</td><td>", cJSON_GetObjectItem(t, "metric")->valuestring, num(t, "n"), num(t, "ref"),
+              num(t, "cand"), num(t, "delta"), num(di, "mean"), num(di, "lo"), num(di, "hi"), num(t, "identical"),
+              num(t, "token_agreement"), num(t, "truncated"));
+        if (row) qv_sb(s, "&#8805; %.4g</td><td>%s</td></tr>", num(row, "threshold"), pass ? "pass" : "FAIL");
+        else qv_sb(s, "none</td><td>-</td></tr>");
+    }
+    qv_sb(s, "</table><p>Reproduce: <code>");
+    const cJSON *cmd = cJSON_GetObjectItem(lb, "command");
+    if (cJSON_IsString(cmd)) qv_sb_esc(s, cmd->valuestring);
+    qv_sb(s, "</code>; the prediction files in longbench-pred/ref and longbench-pred/cand give the same scores with "
+             "<code>qvet longbench --score</code>.</p>");
+}
+
 qv_status qv_report_html(const cJSON *r, const char *out)
 {
     qv_sbuf s = {0};
@@ -263,11 +368,7 @@ qv_status qv_report_html(const cJSON *r, const char *out)
         svg_grid(&s, "C - R (red: C worse, blue: C better)", nm, cJSON_GetObjectItem(ns, "lp_delta"), NULL, -m, m, 1);
     }
     const cJSON *lb = cJSON_GetObjectItem(r, "longbench");
-    if (lb) {
-        qv_sb(&s, "<h2>LongBench</h2><p>");
-        qv_sb_esc(&s, cJSON_IsString(lb) ? lb->valuestring : "");
-        qv_sb(&s, "</p>");
-    }
+    if (lb) longbench_section(&s, lb, rows);
     qv_sb(&s, "<p class='why'>Written by qvet validate. Definitions: docs/evals.md. Every figure is recomputed by the command beside it.</p></body></html>\n");
     if (s.oom) {
         free(s.b);

@@ -65,8 +65,8 @@ expect_rc "unknown task" 2 "not a LongBench task" -- longbench --score "$T/unk"
 mkdir -p "$T/noe"
 printf '{"pred":"x","answers":["x"],"all_classes":null}\n' >"$T/noe/narrativeqa.jsonl"
 expect_rc "--e needs length" 2 "length" -- longbench --score "$T/noe" --e
-expect_rc "engine modes not implemented" 2 "not implemented yet" -- longbench --ref ref-fp32 --cand ref-qoq --synthetic x
-expect_rc "no arguments" 2 "not implemented yet" -- longbench
+expect_rc "no data source" 2 "either --data" -- longbench
+expect_rc "engine flag with --score" 2 "does not go with --score" -- longbench --score "$FX/pred" --synthetic x
 expect_rc "--score needs a value" 2 "needs a value" -- longbench --score
 expect_rc "unwritable --json" 2 - -- longbench --score "$FX/pred" --json "$T/nodir/x.json"
 

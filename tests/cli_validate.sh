@@ -35,6 +35,9 @@ grep -q "needs exactly one of" $T/err || fail "thresholds message: $(cat $T/err)
 $Q validate $B --report $T/q 2> $T/err; rc=$?
 if grep -q "not available in this build" $T/err; then [ $rc = 2 ] || fail "ref-qoq absent should exit 2"; fi
 $Q validate --model /nonexistent --report $T/y 2> $T/err; [ $? = 2 ] || fail "--model without --text should exit 2"
-$Q validate --ref ref-fp32 --cand ref-fp32 --longbench a --longbench-config b --report $T/z 2> $T/err; [ $? = 2 ] || fail "longbench hook"
-grep -q "not implemented yet" $T/err || fail "longbench message"
+$Q validate --ref ref-fp32 --cand ref-fp32 --longbench $T/nolb --longbench-config b --report $T/z 2> $T/err; [ $? = 2 ] || fail "longbench hook: missing data dir"
+grep -q "$T/nolb: LongBench data directory not found" $T/err || fail "longbench message: $(cat $T/err)"
+$Q validate --ref ref-fp32 --cand ref-fp32 --longbench $T --report $T/z 2> $T/err; [ $? = 2 ] || fail "--longbench without --longbench-config"
+mkdir -p $T/lbd; $Q validate --ref ref-fp32 --cand ref-fp32 --longbench $T/lbd --longbench-config $T/lbd --report $T/z 2> $T/err; [ $? = 2 ] || fail "missing LongBench config"
+grep -q "dataset2prompt.json" $T/err || fail "missing config message: $(cat $T/err)"
 echo "cli_validate: all checks passed"

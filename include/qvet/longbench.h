@@ -52,8 +52,10 @@ typedef struct {
     const char *name;
     qv_lb_metric metric;
     int first_line; /* trec, triviaqa, samsum, lsht: prediction.lstrip('\n').split('\n')[0] */
+    int qvet_own;   /* qvet's synthetic tasks (eval_longbench.h), scored with LongBench's metrics */
 } qv_lb_task;
-/* NULL when `name` is not one of LongBench's 21 tasks. */
+/* NULL when `name` is neither one of LongBench's 21 tasks nor one of qvet's 3 synthetic ones
+ * (qvet_passage_retrieval: retrieval, qvet_passage_count: count, qvet_kv_retrieval: qa_f1). */
 const qv_lb_task *qv_lb_task_find(const char *name);
 const char *qv_lb_metric_name(qv_lb_metric m);
 /* One prediction vs its answers: eval.py's per-item loop (post-processing, max over answers).

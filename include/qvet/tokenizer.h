@@ -40,6 +40,10 @@ qv_status qv_tok_encode(qv_tok *tok, const char *text, size_t len, int add_bos, 
  * does. QV_ERR_INPUT for an id outside [0, vocab size) or with no token. */
 qv_status qv_tok_decode(const qv_tok *tok, const int32_t *ids, size_t n, char **text, size_t *len);
 
+/* 1 if id is an added token marked "special" (what decode(..., skip_special_tokens=True) drops
+ * before the decoder chain runs), else 0. */
+int qv_tok_is_special(const qv_tok *tok, int32_t id);
+
 /* 1 + the largest id of the vocabulary and the added tokens. */
 int32_t qv_tok_vocab_size(const qv_tok *tok);
 /* The BOS id that add_bos inserts first, or -1 when the post-processor adds none. */

@@ -334,6 +334,13 @@ int32_t qv_tok_vocab_size(const qv_tok *t) { return t->n_ids; }
 int32_t qv_tok_bos_id(const qv_tok *t) { return t->n_bos ? t->bos[0] : -1; }
 int32_t qv_tok_eos_id(const qv_tok *t) { return t->eos; }
 
+int qv_tok_is_special(const qv_tok *t, int32_t id)
+{
+    for (int k = 0; k < t->n_added; k++)
+        if (t->added[k].id == id) return t->added[k].special != 0;
+    return 0;
+}
+
 const char *qv_tok_token_str(const qv_tok *t, int32_t id)
 {
     return id >= 0 && id < t->n_ids ? t->id_str[id] : NULL;

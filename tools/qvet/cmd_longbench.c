@@ -1,8 +1,10 @@
 /* qvet longbench --score PRED_DIR [--json F] [--e] [--english-only]
- * Scores prediction files in LongBench's own format (<task>.jsonl with pred, answers, all_classes,
- * length) exactly as LongBench's eval.py does (docs/longbench.md). The engine-driven modes are not
- * implemented yet (exit 2). Exit 0 ok; 2 usage or input error (missing directory, malformed line,
- * unknown or Chinese task); 3 internal. */
+ *   scores prediction files in LongBench's own format (<task>.jsonl with pred, answers,
+ *   all_classes, length) exactly as LongBench's eval.py does (docs/longbench.md);
+ * qvet longbench [--model DIR] --ref E1 --cand E2 (--data DIR --longbench-config DIR | --synthetic CORPUS) ...
+ *   runs LongBench's pred.py with both engines and scores both (tools/qvet/longbench_exec.c).
+ * Exit 0 ok; 1 NaN/Inf from an engine; 2 usage or input error (missing directory or config,
+ * malformed line, unknown or Chinese task); 3 internal. */
 #include <cJSON.h>
 #include <dirent.h>
 #include <errno.h>
@@ -13,6 +15,8 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "engine_opts.h"
+#include "eval_cmds.h"
 #include "qvet/fileio.h"
 #include "qvet/longbench.h"
 
@@ -145,14 +149,10 @@ static int score_dir(const char *dir, const char *json_path, int e, int english_
     return rc;
 }
 
-int qv_cmd_longbench(int argc, char **argv)
+static int score_mode(int argc, char **argv)
 {
     const char *score = NULL, *json = NULL;
     int e = 0, english_only = 0;
-    if (qv_cli_wants_help(argc, argv)) {
-        qv_cli_print_help(qv_find_command("longbench"));
-        return QV_EXIT_OK;
-    }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--e")) e = 1;
@@ -162,20 +162,105 @@ int qv_cmd_longbench(int argc, char **argv)
             const char **dst = !strcmp(a, "--score") ? &score : &json;
             if (*dst) return qv_cli_usage_error("longbench", "%s given twice", a);
             *dst = argv[++i];
-        } else if (!strncmp(a, "--", 2) && score == NULL) {
-            return qv_cli_usage_error("longbench", "only 'longbench --score PRED_DIR' is implemented yet; "
-                                      "the engine-driven modes ('%s' ...) are not implemented yet", a);
         } else {
-            return qv_cli_usage_error("longbench", "unknown option '%s'", a);
+            return qv_cli_usage_error("longbench", "'%s' does not go with --score (--score PRED_DIR [--json F] [--e] "
+                                      "[--english-only])", a);
         }
     }
-    if (!score)
-        return qv_cli_usage_error("longbench", "not implemented yet: only 'longbench --score PRED_DIR [--json F] "
-                                  "[--e] [--english-only]' works for now");
     struct stat sb;
     if (stat(score, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
         qv_fail(QV_ERR_IO, "%s: prediction directory not found", score);
         return qv_cli_report(QV_ERR_IO);
     }
     return score_dir(score, json, e, english_only);
+}
+
+/* the engine-driven mode's options beyond the pair and the engine options */
+static int lb_flag(int argc, char **argv, int *i, qv_lb_args *a)
+{
+    const char *f = argv[*i];
+    if (!strcmp(f, "--e")) return a->e = 1, 1;
+    if (!strcmp(f, "--english-only")) return a->english_only = 1, 1;
+    if (!strcmp(f, "--resume")) return a->resume = 1, 1;
+    static const char *const val[] = {"--data", "--longbench-config", "--synthetic", "--tasks", "--json", "--pred-dir",
+                                      "--write-data", "--chat", "--samples", "--words", "--max-length", "--seed",
+                                      "--shard", NULL};
+    int k = 0;
+    while (val[k] && strcmp(f, val[k])) k++;
+    if (!val[k]) return 0;
+    if (*i + 1 >= argc) {
+        qv_cli_usage_error("longbench", "%s needs a value", f);
+        return -1;
+    }
+    const char *v = argv[++*i];
+    long long x;
+    const char **str[] = {&a->data, &a->config, &a->synthetic, &a->tasks, &a->json, &a->pred_dir, &a->write_data, &a->chat};
+    if (k < 8) {
+        if (*str[k]) {
+            qv_cli_usage_error("longbench", "%s given twice", f);
+            return -1;
+        }
+        *str[k] = v;
+    } else if (k == 8 || k == 9 || k == 10) {
+        if (qv_evcli_int_arg("longbench", f, v, k == 10 ? 2 : 1, &x) || x > 100000000) return -1;
+        if (k == 8) a->samples = (int)x;
+        else if (k == 9) a->words = (int)x;
+        else a->max_length = x;
+    } else if (k == 11) {
+        if (qv_evcli_int_arg("longbench", f, v, 0, &x)) return -1;
+        a->seed = (unsigned long long)x;
+    } else if (qv_evcli_parse_shard(v, &a->shard_i, &a->shard_n)) {
+        qv_cli_usage_error("longbench", "--shard: '%s' is not i/n with 0 <= i < n", v);
+        return -1;
+    }
+    return 1;
+}
+
+int qv_cmd_longbench(int argc, char **argv)
+{
+    if (qv_cli_wants_help(argc, argv)) {
+        qv_cli_print_help(qv_find_command("longbench"));
+        return QV_EXIT_OK;
+    }
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--score")) return score_mode(argc, argv);
+    qv_engine_opts eo;
+    qv_engine_opts_init(&eo);
+    qv_lb_args a = {.pair = {.ref = "ref-fp32", .cand = "ref-qoq", .cand_round_bits = -1}, .shard_n = 1, .seed = 1234};
+    int rc = QV_EXIT_OK, have_eo = 0;
+    for (int i = 1; i < argc && rc == QV_EXIT_OK; i++) {
+        int r = qv_evcli_common_flag("longbench", argc, argv, &i, &a.pair);
+        if (!r && (r = qv_cli_engine_opt("longbench", argc, argv, &i, &eo)) > 0) have_eo = 1;
+        if (!r) r = lb_flag(argc, argv, &i, &a);
+        if (r < 0) rc = QV_EXIT_USAGE;
+        else if (!r) rc = qv_cli_usage_error("longbench", "unknown flag: %s", argv[i]);
+    }
+    if (rc != QV_EXIT_OK) return rc;
+    if (have_eo) a.pair.qoq_opts = &eo;
+    if (!a.data == !a.synthetic)
+        return qv_cli_usage_error("longbench", "give either --data DIR --longbench-config DIR (LongBench's files) or "
+                                  "--synthetic CORPUS (qvet's offline tasks), or --score PRED_DIR");
+    if (a.data && !a.config)
+        return qv_cli_usage_error("longbench", "--data needs --longbench-config DIR (the folder with LongBench's "
+                                  "dataset2prompt.json and dataset2maxlen.json; qvet ships none of LongBench's text)");
+    if (a.synthetic && (a.config || a.e))
+        return qv_cli_usage_error("longbench", "--longbench-config and --e go with --data, not --synthetic");
+    if (a.data && (a.words || a.write_data))
+        return qv_cli_usage_error("longbench", "--words and --write-data go with --synthetic");
+    if (a.resume && !a.json) return qv_cli_usage_error("longbench", "--resume needs --json FILE");
+    qv_evcli_pair p = {0};
+    cJSON *res = NULL;
+    a.cmd = qv_evcli_cmdline(argc, argv);
+    qv_status st = qv_evcli_pair_open(&a.pair, &p);
+    if (st == QV_OK) st = qv_lb_exec(&a, &p, &res);
+    if (st == QV_OK) {
+        qv_lb_print(res);
+        if (a.json) printf("wrote %s\n", a.json);
+        if (a.pred_dir) printf("wrote %s/ref/*.jsonl and %s/cand/*.jsonl (score with: qvet longbench --score DIR)\n", a.pred_dir, a.pred_dir);
+    }
+    rc = st == QV_OK ? QV_EXIT_OK : qv_cli_report(st);
+    cJSON_Delete(res);
+    qv_evcli_pair_close(&p);
+    free(a.cmd);
+    return rc;
 }

@@ -1,4 +1,4 @@
-/* qvet merge OUT.json SHARD.json...: joins the --shard i/n results of one eval (compare, niah, ppl)
+/* qvet merge OUT.json SHARD.json...: joins the --shard i/n results of one eval (compare, niah, ppl or longbench)
  * into the result one run would have written: the summary is recomputed from the union of the
  * stored samples in sample order. Refuses results of different runs (meta differs), duplicate
  * samples and unknown schemas (exit 2). Warns when samples are still missing ("complete": false). */
@@ -171,6 +171,70 @@ static qv_status merge_ppl(int n, char **in, const char *out, char *cmd, int *co
     return st;
 }
 
+static qv_status merge_longbench(int n, char **in, const char *out, char *cmd, int *complete)
+{
+    cJSON *meta0 = NULL, *k0 = NULL;
+    const char **names0 = NULL;
+    int nt0 = 0, na = 0;
+    qv_lb_result *all = NULL;
+    qv_status st = QV_OK;
+    for (int i = 0; i < n && st == QV_OK; i++) {
+        cJSON *m;
+        const char **names;
+        int nt, cn;
+        qv_lb_result *c;
+        st = qv_lb_load(in[i], &m, &names, &nt, &c, &cn);
+        if (st != QV_OK) break;
+        cJSON *k = cJSON_Duplicate(m, 1);
+        cJSON_DeleteItemFromObject(k, "shard");
+        cJSON_DeleteItemFromObject(k, "command");
+        if (i == 0) meta0 = m, k0 = k, names0 = names, nt0 = nt;
+        else {
+            if (!cJSON_Compare(k0, k, 1)) st = qv_fail(QV_ERR_INPUT, "%s: not a shard of the same run as %s (meta differs)", in[i], in[0]);
+            cJSON_Delete(k);
+            cJSON_Delete(m);
+            free(names);
+        }
+        qv_lb_result *v = st == QV_OK ? realloc(all, sizeof *all * (size_t)(na + cn + 1)) : NULL;
+        if (st == QV_OK && !v) st = qv_fail(QV_ERR_NOMEM, "merge: out of memory");
+        if (v) all = v;
+        for (int q = 0; q < cn; q++) {
+            for (int r = 0; r < na && st == QV_OK; r++)
+                if (all[r].task == c[q].task && all[r].index == c[q].index)
+                    st = qv_fail(QV_ERR_INPUT, "%s: task %s sample %d appears in two shards", in[i], names0[c[q].task], c[q].index);
+            if (st == QV_OK) {
+                all[na++] = c[q];
+                memset(&c[q], 0, sizeof c[q]);
+            }
+            qv_lb_result_free(&c[q]);
+        }
+        free(c);
+    }
+    if (st == QV_OK) {
+        cJSON *m = cJSON_Duplicate(meta0, 1);
+        cJSON *sh = cJSON_GetObjectItem(m, "shard");
+        cJSON_ReplaceItemInObject(sh, "i", cJSON_CreateNumber(0));
+        cJSON_ReplaceItemInObject(sh, "n", cJSON_CreateNumber(1));
+        cJSON_DeleteItemFromObject(m, "command");
+        if (cmd) cJSON_AddStringToObject(m, "command", cmd);
+        cJSON *j = NULL;
+        st = qv_lb_doc(m, names0, nt0, all, na, 1, &j);
+        if (st == QV_OK) {
+            *complete = cJSON_IsTrue(cJSON_GetObjectItem(j, "complete"));
+            st = qv_json_write_atomic(out, j);
+        }
+        if (st == QV_OK) qv_lb_print(j);
+        cJSON_Delete(j);
+        cJSON_Delete(m);
+    }
+    for (int r = 0; r < na; r++) qv_lb_result_free(&all[r]);
+    free(all);
+    free(names0);
+    cJSON_Delete(meta0);
+    cJSON_Delete(k0);
+    return st;
+}
+
 int qv_cmd_merge(int argc, char **argv)
 {
     if (qv_cli_wants_help(argc, argv)) {
@@ -192,7 +256,8 @@ int qv_cmd_merge(int argc, char **argv)
     if (!strcmp(schema, "qvet.compare")) st = merge_compare(argc - 2, argv + 2, argv[1], cmd, &complete);
     else if (!strcmp(schema, "qvet.niah")) st = merge_niah(argc - 2, argv + 2, argv[1], cmd, &complete);
     else if (!strcmp(schema, "qvet.ppl")) st = merge_ppl(argc - 2, argv + 2, argv[1], cmd, &complete);
-    else st = qv_fail(QV_ERR_INPUT, "%s: schema \"%s\" is not one qvet merge joins (qvet.compare, qvet.niah, qvet.ppl)", argv[2], schema);
+    else if (!strcmp(schema, QV_LB_SCHEMA)) st = merge_longbench(argc - 2, argv + 2, argv[1], cmd, &complete);
+    else st = qv_fail(QV_ERR_INPUT, "%s: schema \"%s\" is not one qvet merge joins (qvet.compare, qvet.niah, qvet.ppl, qvet.longbench)", argv[2], schema);
     free(cmd);
     if (st != QV_OK) return qv_cli_report(st);
     if (!complete) fprintf(stderr, "qvet merge: warning: some samples are still missing (\"complete\": false)\n");

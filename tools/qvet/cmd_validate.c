@@ -1,7 +1,9 @@
 /* qvet validate: go/no-go for a candidate (usually a calibration run by ref-qoq / gpu-qoq):
- * compare + niah (EVALS.md default budget), thresholds from a versioned JSON file, a table on
- * stdout, DIR/report.json and DIR/report.html (+ compare.json, niah.json). Exit 0 go, 1 no-go,
- * 2 usage/input (incl. an engine not available yet), 3 internal. */
+ * compare + niah (EVALS.md default budget) + LongBench when asked (--longbench DIR
+ * --longbench-config DIR, or qvet's synthetic tasks with --longbench-synthetic CORPUS),
+ * thresholds from a versioned JSON file, a table on stdout, DIR/report.json and DIR/report.html
+ * (+ compare.json, niah.json, longbench.json, longbench-pred/). Exit 0 go, 1 no-go, 2 usage/input
+ * (incl. an engine not available yet), 3 internal. */
 #include <cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -21,11 +23,12 @@ static double jnum(const cJSON *j, const char *a, const char *b)
     return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
 
-static void add_check(cJSON *rows, const cJSON *th, const char *name, const char *figure, double value,
-                      const char *cmd, int *nogo)
+/* a row of the go/no-go table: threshold entry t (skipped when absent: a thresholds file may
+ * leave a figure out) applied to value */
+static void add_row(cJSON *rows, const cJSON *t, const char *name, const char *figure, double value, const char *cmd,
+                    int *nogo)
 {
-    const cJSON *t = cJSON_GetObjectItem(th, name);
-    if (!t) return; /* a thresholds file may leave a figure out */
+    if (!t) return;
     const cJSON *mx = cJSON_GetObjectItem(t, "max"), *mn = cJSON_GetObjectItem(t, "min");
     double lim = cJSON_IsNumber(mx) ? mx->valuedouble : mn->valuedouble;
     /* NaN (e.g. a CI from one chunk) never passes */
@@ -43,6 +46,28 @@ static void add_check(cJSON *rows, const cJSON *th, const char *name, const char
     cJSON_AddStringToObject(r, "command", cmd);
     cJSON_AddItemToArray(rows, r);
     if (!pass) *nogo = 1;
+}
+
+static void add_check(cJSON *rows, const cJSON *th, const char *name, const char *figure, double value,
+                      const char *cmd, int *nogo)
+{
+    add_row(rows, cJSON_GetObjectItem(th, name), name, figure, value, cmd, nogo);
+}
+
+/* one row per LongBench task: "longbench_delta.<task>" when the file has it, else the default
+ * "longbench_delta" */
+static void add_longbench_checks(cJSON *rows, const cJSON *th, const cJSON *summary, const char *cmd, int *nogo)
+{
+    const cJSON *tasks = cJSON_GetObjectItem(summary, "tasks");
+    for (const cJSON *t = tasks ? tasks->child : NULL; t; t = t->next) {
+        char name[128], figure[256];
+        snprintf(name, sizeof name, "longbench_delta.%s", t->string);
+        const cJSON *e = cJSON_GetObjectItem(th, name);
+        if (!e) e = cJSON_GetObjectItem(th, "longbench_delta");
+        snprintf(figure, sizeof figure, "LongBench %s (%s, n=%d): score C - R (points)", t->string,
+                 cJSON_GetObjectItem(t, "metric")->valuestring, cJSON_GetObjectItem(t, "n")->valueint);
+        add_row(rows, e, name, figure, jnum(t, "delta", NULL), cmd, nogo);
+    }
 }
 
 /* "qvet compare ..." / "qvet niah ..." with the options that reproduce the figure */
@@ -67,7 +92,8 @@ int qv_cmd_validate(int argc, char **argv)
     }
     qv_compare_args ca = {.pair = {.ref = "ref-fp32", .cand = "ref-qoq", .cand_round_bits = -1}, .bos = 1, .shard_n = 1, .quiet = 1};
     qv_niah_args na = {.shard_n = 1, .seed = 1234, .quiet = 1};
-    const char *report = NULL, *thr_path = NULL, *lb = NULL, *lbc = NULL;
+    const char *report = NULL, *thr_path = NULL, *lb = NULL, *lbc = NULL, *lbs = NULL, *lbt = NULL;
+    long long lb_samples = 0;
     int rc = QV_EXIT_OK, print_thr = 0;
     for (int i = 1; i < argc && rc == QV_EXIT_OK; i++) {
         int r = qv_evcli_common_flag("validate", argc, argv, &i, &ca.pair);
@@ -84,6 +110,11 @@ int qv_cmd_validate(int argc, char **argv)
         else if (!strcmp(f, "--thresholds")) thr_path = argv[++i];
         else if (!strcmp(f, "--longbench")) lb = argv[++i];
         else if (!strcmp(f, "--longbench-config")) lbc = argv[++i];
+        else if (!strcmp(f, "--longbench-synthetic")) lbs = argv[++i];
+        else if (!strcmp(f, "--longbench-tasks")) lbt = argv[++i];
+        else if (!strcmp(f, "--longbench-samples")) {
+            if (qv_evcli_int_arg("validate", f, argv[++i], 1, &lb_samples)) rc = QV_EXIT_USAGE;
+        }
         else if (!strcmp(f, "--ctx")) {
             if (qv_evcli_int_arg("validate", f, argv[++i], 2, &x)) rc = QV_EXIT_USAGE;
             ca.ctx = (int)x;
@@ -105,11 +136,30 @@ int qv_cmd_validate(int argc, char **argv)
         rc = qv_cli_usage_error("validate", "--text FILE is required with --model (a built-in text is only for the built-in synthetic model)");
         goto out0;
     }
-    if (lb || lbc) {
-        /* hook: LongBench generation runs are not implemented yet (qvet longbench --score exists
-         * separately); refuse rather than report a go without the requested figures */
-        rc = qv_cli_report(qv_fail(QV_ERR_UNSUPPORTED, "validate: --longbench/--longbench-config: LongBench generation inside validate is not implemented yet"));
+    if (!lb != !lbc) {
+        rc = qv_cli_usage_error("validate", "--longbench DIR and --longbench-config DIR go together (LongBench's data "
+                                "and the folder with its dataset2prompt.json / dataset2maxlen.json)");
         goto out0;
+    }
+    if (lb && lbs) {
+        rc = qv_cli_usage_error("validate", "--longbench and --longbench-synthetic exclude each other");
+        goto out0;
+    }
+    if ((lb_samples || lbt) && !lb && !lbs) {
+        rc = qv_cli_usage_error("validate", "--longbench-samples / --longbench-tasks need --longbench or --longbench-synthetic");
+        goto out0;
+    }
+    if (lb || lbs) { /* bad LongBench inputs fail now, not after compare and niah have run */
+        qv_lb_config *lc = NULL;
+        qv_status ls = QV_OK;
+        if (lb && !qv_is_dir(lb)) ls = qv_fail(QV_ERR_IO, "%s: LongBench data directory not found", lb);
+        else if (lb) ls = qv_lb_config_load(lbc, &lc);
+        else if (!qv_path_exists(lbs)) ls = qv_fail(QV_ERR_IO, "%s: corpus for the synthetic LongBench tasks not found", lbs);
+        qv_lb_config_free(lc);
+        if (ls != QV_OK) {
+            rc = qv_cli_report(ls);
+            goto out0;
+        }
     }
     char *thr_text = NULL;
     size_t tl;
@@ -138,6 +188,11 @@ int qv_cmd_validate(int argc, char **argv)
         if (!na.lengths || !na.depths) st = QV_ERR_NOMEM;
     }
     char *cpath = qv_path_join(report, "compare.json"), *npath = qv_path_join(report, "niah.json");
+    char *lpath = qv_path_join(report, "longbench.json"), *lpred = qv_path_join(report, "longbench-pred");
+    qv_lb_args la = {.pair = ca.pair, .data = lb, .config = lbc, .synthetic = lbs, .tasks = lbt, .json = lpath,
+                     .pred_dir = lpred, .samples = (int)lb_samples, .shard_n = 1, .seed = na.seed, .quiet = 1};
+    cJSON *lres = NULL;
+    double tlb = 0;
     ca.json = cpath;
     na.json = npath;
     cJSON *cres = NULL, *nres = NULL;
@@ -152,6 +207,11 @@ int qv_cmd_validate(int argc, char **argv)
         fprintf(stderr, "qvet validate: niah (%d x %d cells)...\n", na.n_lengths, na.n_depths);
         st = qv_niah_exec(&na, &p, &nres);
         tn = qv_evcli_now() - t0 - tc;
+    }
+    if (st == QV_OK && (lb || lbs)) {
+        fprintf(stderr, "qvet validate: longbench (%s)...\n", lb ? lb : lbs);
+        st = qv_lb_exec(&la, &p, &lres);
+        tlb = qv_evcli_now() - t0 - tc - tn;
     }
     int nogo = 0;
     cJSON *rep = NULL;
@@ -191,22 +251,43 @@ int qv_cmd_validate(int argc, char **argv)
         add_check(rows, th, "top1_lo", "top-1 agreement, lower 95% bound", sum.top1_lo, c1, &nogo);
         add_check(rows, th, "needle_lp_delta_mean", "needle: mean log p(answer), C - R", jnum(ns, "lp_delta_mean", NULL), c2, &nogo);
         add_check(rows, th, "needle_hit_delta", "needle: exact retrieval rate, C - R", jnum(ns, "hit_rate_delta", NULL), c2, &nogo);
+        char *c3 = NULL;
+        if (lres) {
+            const cJSON *lm = cJSON_GetObjectItem(lres, "meta");
+            char samp[64] = "", tsk[600] = "";
+            if (lb_samples) snprintf(samp, sizeof samp, " --samples %lld", lb_samples);
+            if (lbt) snprintf(tsk, sizeof tsk, " --tasks %s", lbt);
+            if (lb) snprintf(extra, sizeof extra, "--data %s --longbench-config %s%s%s --max-length %.0f --json longbench.json --pred-dir longbench-pred",
+                             lb, lbc, samp, tsk, jnum(lm, "max_length", NULL));
+            else snprintf(extra, sizeof extra, "--synthetic %s%s%s --seed %llu --json longbench.json --pred-dir longbench-pred",
+                          lbs, samp, tsk, na.seed);
+            c3 = sub_cmd("longbench", &ca.pair, extra);
+            add_longbench_checks(rows, th, cJSON_GetObjectItem(lres, "summary"), c3, &nogo);
+        }
         cJSON_AddStringToObject(rep, "verdict", nogo ? "no-go" : "go");
         cJSON_AddItemToObject(rep, "compare", cJSON_Duplicate(cJSON_GetObjectItem(cres, "summary"), 1));
         cJSON *nn = cJSON_AddObjectToObject(rep, "niah");
         cJSON_AddItemToObject(nn, "meta", cJSON_Duplicate(nm, 1));
         cJSON_AddItemToObject(nn, "summary", cJSON_Duplicate(ns, 1));
+        if (lres) {
+            cJSON *lo = cJSON_AddObjectToObject(rep, "longbench");
+            cJSON_AddItemToObject(lo, "meta", cJSON_Duplicate(cJSON_GetObjectItem(lres, "meta"), 1));
+            cJSON_AddItemToObject(lo, "summary", cJSON_Duplicate(cJSON_GetObjectItem(lres, "summary"), 1));
+            cJSON_AddStringToObject(lo, "command", c3);
+        }
         cJSON *tm = cJSON_AddObjectToObject(rep, "timing_s");
         cJSON_AddNumberToObject(tm, "compare", tc);
         cJSON_AddNumberToObject(tm, "niah", tn);
+        if (lres) cJSON_AddNumberToObject(tm, "longbench", tlb);
         cJSON_AddNumberToObject(m, "elapsed_s", qv_evcli_now() - t0);
-        free(c1), free(c2);
+        free(c1), free(c2), free(c3);
         char *rj = qv_path_join(report, "report.json"), *rh = qv_path_join(report, "report.html");
         st = qv_json_write_atomic(rj, rep);
         if (st == QV_OK) st = qv_report_html(rep, rh);
         if (st == QV_OK) {
             qv_compare_print(&sum, p.mr->tok);
             qv_niah_print(nres);
+            if (lres) qv_lb_print(lres);
             printf("\n%-40s %12s %4s %10s  %s\n", "figure", "value", "", "threshold", "result");
             for (const cJSON *r = rows->child; r; r = r->next) {
                 const cJSON *v = cJSON_GetObjectItem(r, "value");
@@ -215,14 +296,14 @@ int qv_cmd_validate(int argc, char **argv)
                        cJSON_GetObjectItem(r, "threshold")->valuedouble, cJSON_IsTrue(cJSON_GetObjectItem(r, "pass")) ? "pass" : "FAIL");
                 printf("    reproduce: %s\n", cJSON_GetObjectItem(r, "command")->valuestring);
             }
-            printf("verdict: %s  (%.1f s: compare %.1f s, niah %.1f s)\nwrote %s, %s\n", nogo ? "NO-GO" : "GO",
-                   qv_evcli_now() - t0, tc, tn, rj, rh);
+            printf("verdict: %s  (%.1f s: compare %.1f s, niah %.1f s, longbench %.1f s)\nwrote %s, %s\n", nogo ? "NO-GO" : "GO",
+                   qv_evcli_now() - t0, tc, tn, tlb, rj, rh);
         }
         free(rj), free(rh);
     }
     rc = st != QV_OK ? qv_cli_report(st) : nogo ? QV_EXIT_FAIL : QV_EXIT_OK;
-    cJSON_Delete(rep), cJSON_Delete(cres), cJSON_Delete(nres), cJSON_Delete(thr);
-    free(cpath), free(npath);
+    cJSON_Delete(rep), cJSON_Delete(cres), cJSON_Delete(nres), cJSON_Delete(lres), cJSON_Delete(thr);
+    free(cpath), free(npath), free(lpath), free(lpred);
     qv_evcli_pair_close(&p);
 out0:
     free(na.lengths), free(na.depths);

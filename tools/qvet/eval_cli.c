@@ -92,8 +92,9 @@ static qv_status open_engine(const char *name, const qv_model *m, const qv_evcli
 {
     qv_engine_opts eo;
     qv_engine_opts_init(&eo);
+    if (strstr(name, "-qoq") && o->qoq_opts) eo = *o->qoq_opts;
     eo.threads = o->threads;
-    if (strstr(name, "-qoq")) eo.quantized_path = o->quantized;
+    eo.quantized_path = strstr(name, "-qoq") ? o->quantized : NULL;
     qv_status st = qv_engine_open(name, m, &eo, e);
     if (st == QV_ERR_UNSUPPORTED)
         return qv_fail(st, "engine '%s' is not available in this build yet (%s); to exercise the evals "

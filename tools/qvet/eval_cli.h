@@ -17,6 +17,8 @@ typedef struct {
     const char *ref, *cand;     /* engine names */
     const char *quantized;      /* for *-qoq engines */
     int threads;
+    const qv_engine_opts *qoq_opts; /* NULL: defaults; else the engine options (engine_opts.c) given
+                                       to the *-qoq engines (quantized / threads set from the fields above) */
 } qv_evcli_pair_opts;
 
 typedef struct {

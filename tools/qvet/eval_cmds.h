@@ -6,6 +6,7 @@
 
 #include "eval_cli.h"
 #include "qvet/eval_compare.h"
+#include "qvet/eval_longbench.h"
 #include "qvet/eval_niah.h"
 #include "qvet/eval_ppl.h"
 #include "qvet/tokenizer.h"
@@ -57,5 +58,31 @@ int qv_evcli_niah_flag(const char *cmd, int argc, char **argv, int *i, qv_niah_a
 void qv_evcli_niah_defaults(qv_niah_args *a, int max_pos);
 int qv_evcli_parse_list(const char *cmd, const char *flag, const char *s, int as_int, double lo, double hi,
                         double **out, int *n);
+
+/* qvet longbench with engines (tools/qvet/longbench_exec.c). */
+typedef struct {
+    qv_evcli_pair_opts pair;
+    const char *data, *config;   /* --data DIR --longbench-config DIR */
+    const char *synthetic;       /* --synthetic CORPUS */
+    const char *tasks;           /* --tasks a,b,c (NULL: every task found / all synthetic ones) */
+    const char *json, *pred_dir, *write_data, *chat;
+    int samples;                 /* per task; 0: all lines (data) / QV_LB_SYN_DEFAULT_SAMPLES */
+    int words;                   /* synthetic context words; 0: QV_LB_SYN_DEFAULT_WORDS */
+    long long max_length;        /* 0: the model's maximum minus the largest max_gen minus 16 */
+    int e, english_only, resume, shard_i, shard_n, quiet;
+    unsigned long long seed;
+    char *cmd;
+} qv_lb_args;
+
+enum { QV_LB_SYN_DEFAULT_SAMPLES = 8, QV_LB_SYN_DEFAULT_WORDS = 300 };
+
+qv_status qv_lb_exec(const qv_lb_args *a, qv_evcli_pair *p, cJSON **result);
+void qv_lb_print(const cJSON *result);
+/* A qvet.longbench result: meta, the task names of meta.tasks (malloc'd array of borrowed
+ * strings into *meta) and the samples. */
+qv_status qv_lb_load(const char *path, cJSON **meta, const char ***tasks, int *ntasks, qv_lb_result **res, int *n);
+/* The whole document (meta, complete, samples with item scores, summary) of these results. */
+qv_status qv_lb_doc(const cJSON *meta, const char *const *tasks, int ntasks, qv_lb_result *res, int n, int with_summary,
+                    cJSON **out);
 
 #endif
