@@ -103,7 +103,8 @@ static void svg_pos(qv_sbuf *s, const cJSON *kld)
     for (int q = 0; q <= 4; q++)
         qv_sb(s, "<text x='%d' y='%.1f' font-size='11' text-anchor='end'>%.3g</text>", L - 4, 14 + ph - ph * q / 4.0, mx * q / 4);
     for (int q = 0; q <= 4; q++)
-        qv_sb(s, "<text x='%.1f' y='%d' font-size='11' text-anchor='middle'>%.0f</text>", L + pw * q / 4.0, H - 8, w * n * q / 4);
+        qv_sb(s, "<text x='%.1f' y='%d' font-size='11' text-anchor='%s'>%.0f</text>", L + pw * q / 4.0, H - 8,
+              q == 4 ? "end" : "middle", w * n * q / 4); /* the last label ends at the plot's edge, not past it */
     qv_sb(s, "</svg>");
 }
 
@@ -122,6 +123,15 @@ static void color(double t, int diverging, char *out)
         r = (int)(68 + t * (253 - 68)), g = (int)(1 + t * (231 - 1)), b = (int)(84 + t * (37 - 84));
     }
     sprintf(out, "#%02x%02x%02x", r, g, b);
+}
+
+/* Text on a cell of colour "#rrggbb": white where the cell is dark (luma below half), else black;
+ * one rule for both ramps, so strong red or blue cells of the C - R map stay readable. */
+static const char *text_on(const char *col)
+{
+    unsigned r = 0, g = 0, b = 0;
+    if (sscanf(col, "#%2x%2x%2x", &r, &g, &b) != 3) return "#000";
+    return 0.299 * r + 0.587 * g + 0.114 * b < 128 ? "#fff" : "#000";
 }
 
 static void svg_grid(qv_sbuf *s, const char *title, const cJSON *meta, const cJSON *g, const cJSON *hits, double lo, double hi, int diverging)
@@ -145,9 +155,8 @@ static void svg_grid(qv_sbuf *s, const char *title, const cJSON *meta, const cJS
             color(hi > lo ? (x - lo) / (hi - lo) : 0.5, diverging, col);
             qv_sb(s, "<rect x='%d' y='%d' width='%d' height='%d' fill='%s' stroke='#fff'/>", X + d * cw, Y + l * ch, cw, ch, col);
             const cJSON *h = hits ? cJSON_GetArrayItem(cJSON_GetArrayItem(hits, l), d) : NULL;
-            int dark = !diverging && isfinite(x) && (x - lo) / (hi - lo) < 0.55;
             qv_sb(s, "<text x='%d' y='%d' font-size='10' text-anchor='middle' fill='%s'>", X + d * cw + cw / 2, Y + l * ch + ch / 2 + 4,
-               dark ? "#fff" : "#000");
+               text_on(col));
             if (isfinite(x)) qv_sb(s, "%.2f%s", x, h && cJSON_IsNumber(h) && h->valuedouble > 0 ? "&#10003;" : "");
             else qv_sb(s, "-");
             qv_sb(s, "</text>");
@@ -291,7 +300,7 @@ qv_status qv_report_html(const cJSON *r, const char *out)
            "table{border-collapse:collapse;margin:8px 0 18px}td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px;vertical-align:top}"
            "th{background:#f0f0f0;text-align:left}.pass{background:#e3f4e1}.fail{background:#fbe0e0}"
            ".verdict{font-size:28px;font-weight:bold;padding:10px 16px;display:inline-block;border-radius:6px}"
-           ".go{background:#2e7d32;color:#fff}.nogo{background:#c62828;color:#fff}code{font-size:12px;word-break:break-all}"
+           ".go{background:#2e7d32;color:#fff}.nogo{background:#c62828;color:#fff}code{font-size:12px;overflow-wrap:anywhere}"
            "figure{display:inline-block;margin:0 18px 12px 0;vertical-align:top}figcaption{font-size:12px;color:#555}"
            ".why{font-size:11px;color:#555}</style></head><body>");
     qv_sb(&s, "<h1>qvet validate</h1><div class='verdict %s'>%s</div>", go ? "go" : "nogo", go ? "GO" : "NO-GO");

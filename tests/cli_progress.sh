@@ -4,8 +4,6 @@
 # built-in synthetic model: with stderr in a file (must stay empty) and under script(1), which
 # gives it a pty (the bar, with "ETA", must appear). Also checks that each eval's --json carries
 # its schema and an integer schema_version.
-# validate is checked for the bar only: it still prints two stage lines on stderr when it is not
-# a TTY ("qvet validate: compare (...)..."; docs/status.md, issue 9).
 set -u
 Q=${QVET:?}
 command -v jq >/dev/null || { echo "SKIP cli_progress: jq absent"; exit 77; }
@@ -30,7 +28,9 @@ done
 $Q merge $T/m.json $T/ppl.json > $T/m.out 2> $T/m.err || fail "merge exit $?"
 [ ! -s $T/m.err ] || fail "merge wrote to stderr: $(cat $T/m.err)"
 RUN[validate]="validate $R --text $T/text.txt --ctx 32 --max-tokens 192 --lengths 120 --depths 0,1 --haystack $T/text.txt --report $T/val"
-$Q ${RUN[validate]} > /dev/null 2>&1 || fail "validate exit $?"
+$Q ${RUN[validate]} > $T/validate.out 2> $T/validate.err || fail "validate exit $?"
+[ ! -s $T/validate.err ] || fail "validate wrote to stderr, which is not a TTY: $(head -c 300 $T/validate.err)"
+[ -s $T/validate.out ] || fail "validate printed no summary"
 jq -e '.schema == "qvet.validate" and .schema_version == 1' $T/val/report.json > /dev/null || fail "validate report.json schema"
 
 command -v script > /dev/null || { echo "SKIP the TTY half: script(1) absent"; echo "cli_progress: non-TTY checks passed"; exit 0; }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "eval_cmds.h"
@@ -198,18 +199,20 @@ int qv_cmd_validate(int argc, char **argv)
     cJSON *cres = NULL, *nres = NULL;
     qv_cmp_summary sum;
     double tc = 0, tn = 0;
+    /* stage names on a TTY only, beside the bars: in CI stderr stays empty (CLI.md) */
+    const int tty = isatty(fileno(stderr));
     if (st == QV_OK) {
-        fprintf(stderr, "qvet validate: compare (%lld tokens, ctx %d)...\n", ca.max_tokens, ca.ctx);
+        if (tty) fprintf(stderr, "qvet validate: compare (%lld tokens, ctx %d)...\n", ca.max_tokens, ca.ctx);
         st = qv_compare_exec(&ca, &p, &cres, &sum);
         tc = qv_evcli_now() - t0;
     }
     if (st == QV_OK) {
-        fprintf(stderr, "qvet validate: niah (%d x %d cells)...\n", na.n_lengths, na.n_depths);
+        if (tty) fprintf(stderr, "qvet validate: niah (%d x %d cells)...\n", na.n_lengths, na.n_depths);
         st = qv_niah_exec(&na, &p, &nres);
         tn = qv_evcli_now() - t0 - tc;
     }
     if (st == QV_OK && (lb || lbs)) {
-        fprintf(stderr, "qvet validate: longbench (%s)...\n", lb ? lb : lbs);
+        if (tty) fprintf(stderr, "qvet validate: longbench (%s)...\n", lb ? lb : lbs);
         st = qv_lb_exec(&la, &p, &lres);
         tlb = qv_evcli_now() - t0 - tc - tn;
     }
