@@ -8,17 +8,6 @@
 
 #include "golden/lib/golden_internal.h"
 
-static void say(qv_golden_log_fn log, void *user, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void say(qv_golden_log_fn log, void *user, const char *fmt, ...)
-{
-    if (!log) return;
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    log(user, line);
-}
 
 int qv_golden_diff(const cJSON *exp, const cJSON *got, qv_golden_log_fn log, void *user, char *first, size_t nfirst)
 {
@@ -50,14 +39,14 @@ int qv_golden_diff(const cJSON *exp, const cJSON *got, qv_golden_log_fn log, voi
         }
         if (line[0]) {
             changed++;
-            say(log, user, "  changed %s", line);
+            qv_golden_say(log, user, "  changed %s", line);
             if (first && !first[0]) snprintf(first, nfirst, "%s", line);
         }
     }
     for (const cJSON *e = exp->child; e; e = e->next)
         if (!cJSON_GetObjectItemCaseSensitive(got, e->string)) {
             changed++;
-            say(log, user, "  changed %s: no longer produced", e->string);
+            qv_golden_say(log, user, "  changed %s: no longer produced", e->string);
         }
     return changed;
 }

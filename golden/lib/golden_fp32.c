@@ -13,18 +13,6 @@
 #include "qvet/golden.h"
 #include "qvet/safetensors.h"
 
-static void logf_(qv_golden_log_fn log, void *user, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-#include <stdarg.h>
-static void logf_(qv_golden_log_fn log, void *user, const char *fmt, ...)
-{
-    if (!log) return;
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    log(user, line);
-}
 
 qv_status qv_golden_manifest_sha(const char *gdir, char hex[65])
 {
@@ -69,7 +57,7 @@ static qv_status check(qv_golden_log_fn log, void *user, const char *what, const
     for (int64_t i = 0; i < n; i++) mx = fmax(mx, fabs(ref[i]));
     qv_compare_result r;
     qv_status st = qv_compare_f32(what, got, ref, n, rel * mx, &r);
-    logf_(log, user, "  %-28s max|err| %.3e = %.2e of max|ref| %.4g (bound %.2e: ratio %.4f), NMSE %.2e", what, r.max_abs,
+    qv_golden_say(log, user, "  %-28s max|err| %.3e = %.2e of max|ref| %.4g (bound %.2e: ratio %.4f), NMSE %.2e", what, r.max_abs,
           r.max_abs / mx, mx, rel, r.ratio, r.nmse);
     *relerr = mx > 0 ? r.max_abs / mx : r.max_abs;
     return st;
@@ -123,7 +111,7 @@ static qv_status run_file(const char *gdir, const qv_golden_seq *seq, const qv_m
     const int32_t *tp = ids;
     if (st == QV_OK) st = qv_engine_prefill(e, 1, &sid, &tp, &n, rows, logits);
     if (st == QV_OK) {
-        logf_(log, user, "%s (%d tokens, %d logits rows):", path, n, rows);
+        qv_golden_say(log, user, "%s (%d tokens, %d logits rows):", path, n, rows);
         char what[128];
         double rel;
         snprintf(what, sizeof what, "logits (len %d)", n);
@@ -173,7 +161,7 @@ qv_status qv_golden_check_fp32_manifest(const char *gdir, const qv_golden_manife
         }
     }
     if (st == QV_OK) st = first_check;
-    logf_(log, user, "%s: worst logits error %.2e of max|logit|", gdir, *worst);
+    qv_golden_say(log, user, "%s: worst logits error %.2e of max|logit|", gdir, *worst);
     return st;
 }
 

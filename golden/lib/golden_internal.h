@@ -16,4 +16,7 @@ int qv_golden_diff(const cJSON *exp, const cJSON *got, qv_golden_log_fn log, voi
 qv_status qv_golden_check_fp32_manifest(const char *gdir, const qv_golden_manifest *man, const qv_model *m,
                                         qv_golden_log_fn log, void *user, double *worst);
 
+/* printf-style line to log (nothing when log is NULL); lines are cut at 1023 bytes. */
+void qv_golden_say(qv_golden_log_fn log, void *user, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 #endif

@@ -20,8 +20,7 @@
 
 #define GOLDEN_TEXT "The gate exits with zero when every case passes."
 
-static void say(qv_golden_log_fn log, void *user, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void say(qv_golden_log_fn log, void *user, const char *fmt, ...)
+void qv_golden_say(qv_golden_log_fn log, void *user, const char *fmt, ...)
 {
     if (!log) return;
     char line[1024];
@@ -283,7 +282,7 @@ qv_status qv_golden_update_entry(const char *dir, const char *name, qv_golden_lo
     if (st == QV_OK) {
         const cJSON *exp = cJSON_GetObjectItemCaseSensitive(man, "expected");
         cJSON *empty = cJSON_CreateObject();
-        say(log, user, "%s: diff against the stored values:", name);
+        qv_golden_say(log, user, "%s: diff against the stored values:", name);
         *changed = qv_golden_diff(exp ? exp : empty, got, log, user, NULL, 0);
         cJSON_Delete(empty);
         if (*changed) {
@@ -299,9 +298,9 @@ qv_status qv_golden_update_entry(const char *dir, const char *name, qv_golden_lo
             char *txt = cJSON_Print(man);
             st = txt ? qv_write_file_atomic(path, txt, strlen(txt)) : QV_ERR_NOMEM;
             free(txt);
-            if (st == QV_OK) say(log, user, "%s: %d value(s) changed; %s rewritten", name, *changed, path);
+            if (st == QV_OK) qv_golden_say(log, user, "%s: %d value(s) changed; %s rewritten", name, *changed, path);
         } else {
-            say(log, user, "%s: unchanged", name);
+            qv_golden_say(log, user, "%s: unchanged", name);
         }
     }
     cJSON_Delete(got);
