@@ -17,15 +17,16 @@
 const char *const qv_lb_syn_tasks[QV_LB_SYN_NTASKS] = {"qvet_passage_retrieval", "qvet_passage_count",
                                                       "qvet_kv_retrieval"};
 
+/* each prompt in parentheses: one element of several literals (clang's -Wstring-concatenation) */
 static const char *const syn_prompt[QV_LB_SYN_NTASKS] = {
-    "Below are numbered paragraphs and an excerpt copied word for word from one of them. Find the paragraph "
+    ("Below are numbered paragraphs and an excerpt copied word for word from one of them. Find the paragraph "
     "the excerpt comes from.\n\n{context}\n\nThe excerpt:\n\n{input}\n\nWhich paragraph is the excerpt from? "
-    "Answer like \"Paragraph 1\".\n\nThe answer is: Paragraph",
-    "Below are numbered paragraphs; some of them are repeated word for word. Count how many different "
+    "Answer like \"Paragraph 1\".\n\nThe answer is: Paragraph"),
+    ("Below are numbered paragraphs; some of them are repeated word for word. Count how many different "
     "paragraphs there are.\n\n{context}\n\nHow many different paragraphs are there above? Answer with a "
-    "number only.\n\nThe number of different paragraphs is",
-    "Each line below pairs a key word with its value word.\n\n{context}\n\nWhat is the value of the key "
-    "\"{input}\"? Give only the value.\n\n{input}:",
+    "number only.\n\nThe number of different paragraphs is"),
+    ("Each line below pairs a key word with its value word.\n\n{context}\n\nWhat is the value of the key "
+     "\"{input}\"? Give only the value.\n\n{input}:"),
 };
 /* Enough for the answer and a little more (the metrics look at the numbers / words produced). */
 static const int syn_maxlen[QV_LB_SYN_NTASKS] = {8, 6, 8};
