@@ -196,6 +196,25 @@ static qv_status load_tasks(const qv_lb_args *a, lb_tasks *T, cJSON *skipped)
     return st;
 }
 
+/* Appends line (cJSON's output, owned and freed here; NULL when cJSON ran out of memory) and a
+ * newline to the JSONL text buf[0, len). */
+static qv_status jsonl_append(char **buf, size_t *len, size_t *cap, char *line)
+{
+    size_t l = line ? strlen(line) : 0;
+    if (line && *len + l + 2 > *cap) {
+        size_t nc = 2 * (*len + l + 2);
+        char *nb = realloc(*buf, nc);
+        if (!nb) free(line), line = NULL;
+        else *buf = nb, *cap = nc;
+    }
+    if (!line) return qv_fail(QV_ERR_NOMEM, "longbench: out of memory");
+    memcpy(*buf + *len, line, l);
+    *len += l;
+    (*buf)[(*len)++] = '\n';
+    free(line);
+    return QV_OK;
+}
+
 /* LongBench-format data of the synthetic tasks: DIR/<task>.jsonl + dataset2prompt.json +
  * dataset2maxlen.json, so `--data DIR --longbench-config DIR` runs the very same samples */
 static qv_status write_data(const char *dir, const lb_tasks *T)
@@ -210,20 +229,7 @@ static qv_status write_data(const char *dir, const lb_tasks *T)
         char *buf = NULL;
         for (size_t i = 0; i < T->td[t].n && st == QV_OK; i++) {
             char *line = cJSON_PrintUnformatted(T->td[t].items[i]);
-            size_t l = line ? strlen(line) : 0;
-            if (line && len + l + 2 > cap) {
-                cap = 2 * (len + l + 2);
-                char *nb = realloc(buf, cap);
-                if (!nb) free(line), line = NULL;
-                else buf = nb;
-            }
-            if (!line) st = qv_fail(QV_ERR_NOMEM, "longbench: out of memory");
-            else {
-                memcpy(buf + len, line, l);
-                len += l;
-                buf[len++] = '\n';
-                free(line);
-            }
+            st = jsonl_append(&buf, &len, &cap, line);
         }
         char file[1024];
         snprintf(file, sizeof file, "%s/%s.jsonl", dir, T->names[t]);
@@ -403,20 +409,7 @@ static qv_status write_preds(const char *dir, const char *const *tasks, int ntas
                 if (res[i].id) cJSON_AddStringToObject(o, "_id", res[i].id);
                 char *line = cJSON_PrintUnformatted(o);
                 cJSON_Delete(o);
-                size_t l = line ? strlen(line) : 0;
-                if (line && len + l + 2 > cap) {
-                    cap = 2 * (len + l + 2);
-                    char *nb = realloc(buf, cap);
-                    if (!nb) free(line), line = NULL;
-                    else buf = nb;
-                }
-                if (!line) st = qv_fail(QV_ERR_NOMEM, "longbench: out of memory");
-                else {
-                    memcpy(buf + len, line, l);
-                    len += l;
-                    buf[len++] = '\n';
-                    free(line);
-                }
+                st = jsonl_append(&buf, &len, &cap, line);
             }
             char file[1200];
             snprintf(file, sizeof file, "%s/%s.jsonl", sub, tasks[t]);
