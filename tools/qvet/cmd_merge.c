@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "eval_cli.h"
 #include "eval_cmds.h"
 #include "qvet/fileio.h"
 
@@ -69,9 +70,7 @@ static qv_status merge_niah(int n, char **in, const char *out, char *cmd, int *c
         int cn;
         st = qv_niah_load(in[i], &m, &c, &cn);
         if (st != QV_OK) break;
-        cJSON *k = cJSON_Duplicate(m, 1);
-        cJSON_DeleteItemFromObject(k, "shard");
-        cJSON_DeleteItemFromObject(k, "command");
+        cJSON *k = qv_evcli_meta_key(m);
         if (i == 0) meta0 = m, k0 = k;
         else {
             if (!cJSON_Compare(k0, k, 1)) st = qv_fail(QV_ERR_INPUT, "%s: not a shard of the same run as %s (meta differs)", in[i], in[0]);
@@ -97,11 +96,7 @@ static qv_status merge_niah(int n, char **in, const char *out, char *cmd, int *c
         cJSON_AddStringToObject(j, "schema", "qvet.niah");
         cJSON_AddNumberToObject(j, "schema_version", QV_NIAH_SCHEMA_VERSION);
         cJSON *m = cJSON_Duplicate(meta0, 1);
-        cJSON *sh = cJSON_GetObjectItem(m, "shard");
-        cJSON_ReplaceItemInObject(sh, "i", cJSON_CreateNumber(0));
-        cJSON_ReplaceItemInObject(sh, "n", cJSON_CreateNumber(1));
-        cJSON_DeleteItemFromObject(m, "command");
-        if (cmd) cJSON_AddStringToObject(m, "command", cmd);
+        qv_evcli_meta_unshard(m, cmd);
         cJSON_AddItemToObject(j, "meta", m);
         *complete = na == nl * nd;
         cJSON_AddBoolToObject(j, "complete", *complete);
@@ -151,11 +146,7 @@ static qv_status merge_ppl(int n, char **in, const char *out, char *cmd, int *co
     }
     cJSON *res = NULL, *run = cJSON_CreateObject();
     if (st == QV_OK) {
-        cJSON *sh = cJSON_GetObjectItemCaseSensitive(meta0, "shard");
-        cJSON_ReplaceItemInObjectCaseSensitive(sh, "i", cJSON_CreateNumber(0));
-        cJSON_ReplaceItemInObjectCaseSensitive(sh, "n", cJSON_CreateNumber(1));
-        cJSON_DeleteItemFromObjectCaseSensitive(meta0, "command");
-        if (cmd) cJSON_AddStringToObject(meta0, "command", cmd);
+        qv_evcli_meta_unshard(meta0, cmd);
         cJSON_AddNumberToObject(run, "seconds", seconds);
         st = qv_ppl_to_json(meta0, &all, run, &res);
     }
@@ -185,9 +176,7 @@ static qv_status merge_longbench(int n, char **in, const char *out, char *cmd, i
         qv_lb_result *c;
         st = qv_lb_load(in[i], &m, &names, &nt, &c, &cn);
         if (st != QV_OK) break;
-        cJSON *k = cJSON_Duplicate(m, 1);
-        cJSON_DeleteItemFromObject(k, "shard");
-        cJSON_DeleteItemFromObject(k, "command");
+        cJSON *k = qv_evcli_meta_key(m);
         if (i == 0) meta0 = m, k0 = k, names0 = names, nt0 = nt;
         else {
             if (!cJSON_Compare(k0, k, 1)) st = qv_fail(QV_ERR_INPUT, "%s: not a shard of the same run as %s (meta differs)", in[i], in[0]);
@@ -212,11 +201,7 @@ static qv_status merge_longbench(int n, char **in, const char *out, char *cmd, i
     }
     if (st == QV_OK) {
         cJSON *m = cJSON_Duplicate(meta0, 1);
-        cJSON *sh = cJSON_GetObjectItem(m, "shard");
-        cJSON_ReplaceItemInObject(sh, "i", cJSON_CreateNumber(0));
-        cJSON_ReplaceItemInObject(sh, "n", cJSON_CreateNumber(1));
-        cJSON_DeleteItemFromObject(m, "command");
-        if (cmd) cJSON_AddStringToObject(m, "command", cmd);
+        qv_evcli_meta_unshard(m, cmd);
         cJSON *j = NULL;
         st = qv_lb_doc(m, names0, nt0, all, na, 1, &j);
         if (st == QV_OK) {

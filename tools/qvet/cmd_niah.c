@@ -77,14 +77,6 @@ static qv_status on_cell(void *user, const qv_niah_cell *c)
     return st;
 }
 
-/* The meta minus what may differ between shards of one run. */
-static cJSON *meta_key(const cJSON *meta)
-{
-    cJSON *k = cJSON_Duplicate(meta, 1);
-    cJSON_DeleteItemFromObjectCaseSensitive(k, "shard");
-    cJSON_DeleteItemFromObjectCaseSensitive(k, "command");
-    return k;
-}
 
 qv_status qv_niah_load(const char *path, cJSON **meta, qv_niah_cell **cells, int *n)
 {
@@ -154,7 +146,7 @@ qv_status qv_niah_exec(const qv_niah_args *a, qv_evcli_pair *p, cJSON **result)
         int on = 0;
         st = qv_niah_load(a->json, &om, &oc, &on);
         if (st == QV_OK) {
-            cJSON *k1 = meta_key(om), *k2 = meta_key(m);
+            cJSON *k1 = qv_evcli_meta_key(om), *k2 = qv_evcli_meta_key(m);
             if (!cJSON_Compare(k1, k2, 1) || !cJSON_Compare(cJSON_GetObjectItem(om, "shard"), sh, 1))
                 st = qv_fail(QV_ERR_INPUT, "%s: --resume: the file is from a different run (its meta differs)", a->json);
             cJSON_Delete(k1), cJSON_Delete(k2);

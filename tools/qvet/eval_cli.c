@@ -1,4 +1,5 @@
 /* Shared pieces of the eval commands: see eval_cli.h. */
+#include <cJSON.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,4 +191,21 @@ void qv_evcli_test_kill_hook(int64_t committed)
 {
     const char *k = getenv("QVET_TEST_KILL_AFTER");
     if (k && *k && committed >= atoll(k)) raise(SIGKILL);
+}
+
+cJSON *qv_evcli_meta_key(const cJSON *meta)
+{
+    cJSON *k = cJSON_Duplicate(meta, 1);
+    cJSON_DeleteItemFromObjectCaseSensitive(k, "shard");
+    cJSON_DeleteItemFromObjectCaseSensitive(k, "command");
+    return k;
+}
+
+void qv_evcli_meta_unshard(cJSON *meta, const char *cmd)
+{
+    cJSON *sh = cJSON_GetObjectItemCaseSensitive(meta, "shard");
+    cJSON_ReplaceItemInObjectCaseSensitive(sh, "i", cJSON_CreateNumber(0));
+    cJSON_ReplaceItemInObjectCaseSensitive(sh, "n", cJSON_CreateNumber(1));
+    cJSON_DeleteItemFromObjectCaseSensitive(meta, "command");
+    if (cmd) cJSON_AddStringToObject(meta, "command", cmd);
 }

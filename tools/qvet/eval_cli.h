@@ -33,6 +33,13 @@ void qv_evcli_pair_close(qv_evcli_pair *p);
 qv_status qv_evcli_text(const char *file, int builtin_ok, char **text, size_t *len);
 /* "i/n" -> 0 <= i < n */
 int qv_evcli_parse_shard(const char *s, int *i, int *n);
+
+struct cJSON;
+/* A copy of an eval's JSON meta without what may differ between shards of one run ("shard",
+ * "command"): two results belong to one run iff their keys compare equal. Caller deletes. */
+struct cJSON *qv_evcli_meta_key(const struct cJSON *meta);
+/* Makes meta that of a whole run: shard 0/1, command replaced by cmd (removed when NULL). */
+void qv_evcli_meta_unshard(struct cJSON *meta, const char *cmd);
 /* The command line, space-joined (malloc'd), for "the command that reproduces it". */
 char *qv_evcli_cmdline(int argc, char **argv);
 

@@ -473,13 +473,6 @@ static qv_status clean_up_flag(const char *dir, int *out)
     return st;
 }
 
-static cJSON *meta_key(const cJSON *meta)
-{
-    cJSON *k = cJSON_Duplicate(meta, 1);
-    cJSON_DeleteItemFromObjectCaseSensitive(k, "shard");
-    cJSON_DeleteItemFromObjectCaseSensitive(k, "command");
-    return k;
-}
 
 qv_status qv_lb_exec(const qv_lb_args *a, qv_evcli_pair *p, cJSON **result)
 {
@@ -580,7 +573,7 @@ qv_status qv_lb_exec(const qv_lb_args *a, qv_evcli_pair *p, cJSON **result)
         qv_lb_result *orr = NULL;
         st = qv_lb_load(a->json, &om, &on, &ont, &orr, &onr);
         if (st == QV_OK) {
-            cJSON *k1 = meta_key(om), *k2 = meta_key(m);
+            cJSON *k1 = qv_evcli_meta_key(om), *k2 = qv_evcli_meta_key(m);
             if (!cJSON_Compare(k1, k2, 1) || !cJSON_Compare(cJSON_GetObjectItem(om, "shard"), sh, 1))
                 st = qv_fail(QV_ERR_INPUT, "%s: --resume: the file is from a different run (its meta differs)", a->json);
             cJSON_Delete(k1), cJSON_Delete(k2);
