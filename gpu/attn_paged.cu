@@ -16,33 +16,16 @@
 // own batch's positions from the fresh FP16 K/V instead of the cache.
 // Error: differs from an exact computation by the dot/softmax/sum roundings only; the derived
 // bound is in docs/bounds.md and tests/test_gpu_kernels.c. Reference: qv_ref_attention_row.
-#include <cuda_fp16.h>
+#include <stdlib.h>
+#include <string.h>
 
-#include "qv_cuda_check.h"
-#include "qv_mutant_dev.cuh"
+#include "attn_common.cuh"
 
-extern "C" {
-#include "qvet/gpu_kernels.h"
-}
+using namespace qv_attn;
 
 namespace {
 
-constexpr int kWarps = 4, kChunk = QV_ATTN_CHUNK, kU = 4;
-
-struct AttnParams {
-    const __half *q;
-    const int32_t *row_slot, *row_ctx, *row_fstart, *row_fidx;
-    const __half *fresh_k, *fresh_v;
-    float scale;
-    int nh, nkv, P, max_pages, n_chunks;
-#ifdef QV_MUTANTS
-    int max_ctx; // the planted bug causal_off_by_one never reads past it
-#endif
-    const int32_t *page_table;
-    const uint8_t *pool;
-    size_t page_bytes;
-    float *O, *M, *L; // [R][nh][n_chunks][hd], [R][nh][n_chunks]
-};
+constexpr int kU = 4;
 
 template <int HD, bool KV4>
 __device__ __forceinline__ void load8(const AttnParams &p, int slot, int fstart, int fidx, int pos, int kvh, int isv,
@@ -84,16 +67,6 @@ __device__ __forceinline__ void load8(const AttnParams &p, int slot, int fstart,
         }
     }
 }
-
-// Query head g of KV head kvh's group: kvh*G + g (GQA: head h reads KV head h / G); the planted
-// bug gqa_map (QV_MUTANTS builds only) pairs KV head kvh with the heads h = g*nkv + kvh instead.
-// Without mutants the macro is deliberately unparenthesized: `(size_t)r * p.nh + QV_QHEAD(kvh, g)`
-// then parses exactly as the expression it replaced, so the release kernels' PTX is unchanged.
-#ifdef QV_MUTANTS
-#define QV_QHEAD(kvh, g) (gqa_mut ? (g) * p.nkv + (kvh) : (kvh) * G + (g))
-#else
-#define QV_QHEAD(kvh, g) kvh * G + g
-#endif
 
 template <int HD, int G, bool KV4>
 __global__ void __launch_bounds__(kWarps * 32) attn_chunk_kernel(AttnParams p)
@@ -157,25 +130,10 @@ __global__ void __launch_bounds__(kWarps * 32) attn_chunk_kernel(AttnParams p)
     }
     __syncthreads();
     // softmax per head over the chunk (unnormalized; the combine kernel divides)
-    for (int g = warp; g < G; g += kWarps) {
-        float mx = -INFINITY;
-        for (int i = lane; i < n; i += 32) mx = fmaxf(mx, S[g][i]);
-        for (int o = 16; o; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-        if (QV_DMUT(softmax_no_max)) mx = 0.0f; // planted bug: no max subtraction
-        float sum = 0.0f;
-        for (int i = lane; i < n; i += 32) {
-            float e = expf(__fsub_rn(S[g][i], mx));
-            S[g][i] = e;
-            sum = __fadd_rn(sum, e);
-        }
-        for (int o = 16; o; o >>= 1) sum = __fadd_rn(sum, __shfl_xor_sync(0xffffffffu, sum, o));
-        if (lane == 0) {
-            size_t mi = ((size_t)r * p.nh + QV_QHEAD(kvh, g)) * p.n_chunks + c;
-            p.M[mi] = mx;
-            p.L[mi] = sum;
-        }
-    }
-    __syncthreads();
+#ifndef QV_MUTANTS
+    const bool gqa_mut = false;
+#endif
+    chunk_softmax<G>(p, S, n, r, kvh, c, gqa_mut);
     // pass 2: P.V
     float acc[G][8];
 #pragma unroll
@@ -264,6 +222,21 @@ extern "C" size_t qv_gpu_attn_ws_bytes(int R, int nh, int head_dim, int max_ctx)
     return (size_t)R * nh * nc * ((size_t)head_dim + 2) * sizeof(float);
 }
 
+// QV_ATTN_VARIANT=chunk forces the general kernel everywhere (same-run comparisons, the test's
+// second pass); a knob, not API.
+static bool mma_disabled()
+{
+    const char *e = getenv("QV_ATTN_VARIANT"); // per call: tests switch it; a host lookup per launch
+    return e && strcmp(e, "chunk") == 0;
+}
+
+extern "C" int qv_gpu_attention_uses_mma(const qv_gpu_attn_args *a, const qv_gpu_kv_cache *c)
+{
+    int G = c->n_kv_heads > 0 ? a->nh / c->n_kv_heads : 0;
+    return c->fmt == QV_KV_FMT_KV4 && c->head_dim == 128 && (G == 1 || G == 2 || G == 4 || G == 8) &&
+           c->page_size % 4 == 0 && !a->fresh_k && !a->fresh_v && !mma_disabled();
+}
+
 extern "C" qv_status qv_gpu_attention(const qv_gpu_attn_args *a, const qv_gpu_kv_cache *c, void *stream)
 {
     int hd = c->head_dim, nkv = c->n_kv_heads;
@@ -296,7 +269,8 @@ extern "C" qv_status qv_gpu_attention(const qv_gpu_attn_args *a, const qv_gpu_kv
     int G = a->nh / nkv;
     bool kv4 = c->fmt == QV_KV_FMT_KV4;
     qv_status st;
-    if (hd == 32) st = kv4 ? launch_g<32, true>(G, grid, p, s) : launch_g<32, false>(G, grid, p, s);
+    if (qv_gpu_attention_uses_mma(a, c)) st = launch_kv4_mma(G, grid, p, s);
+    else if (hd == 32) st = kv4 ? launch_g<32, true>(G, grid, p, s) : launch_g<32, false>(G, grid, p, s);
     else if (hd == 64) st = kv4 ? launch_g<64, true>(G, grid, p, s) : launch_g<64, false>(G, grid, p, s);
     else st = kv4 ? launch_g<128, true>(G, grid, p, s) : launch_g<128, false>(G, grid, p, s);
     if (st != QV_OK) return st;

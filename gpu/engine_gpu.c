@@ -560,8 +560,9 @@ static qv_status forward(qv_engine *base, const qv_engine_batch *b, float *logit
         QV_TRY(emit(e, b, QV_CAP_Q, l, s.q, 1, T, nh, hd));
         QV_TRY(emit(e, b, QV_CAP_K, l, s.k, 1, T, nkv, hd));
         QV_TRY(emit(e, b, QV_CAP_V, l, s.v, 1, T, nkv, hd));
-        qv_gpu_attn_args a = {T, nh, s.q, s.rslot, s.rctx, s.rfs, s.rfi, s.k, s.v, (float)pow((double)hd, -0.5),
-                              max_ctx, s.att, e->ws, e->ws_cap};
+        /* fresh K/V only in serve mode (NULL lets KV4 rows take the tensor-core kernel) */
+        qv_gpu_attn_args a = {T, nh, s.q, s.rslot, s.rctx, s.rfs, s.rfi, serve ? s.k : NULL, serve ? s.v : NULL,
+                              (float)pow((double)hd, -0.5), max_ctx, s.att, e->ws, e->ws_cap};
         QV_TRY(qv_gpu_attention(&a, &cache, NULL));
         QV_TRY(emit(e, b, QV_CAP_ATTN_HEADS, l, s.att, 1, T, nh, hd));
         if (e->qoq) QV_TRY(qv_gpu_quant_a8(s.att, T, Dq, s.qa, s.sa, s.rs, NULL));

@@ -261,6 +261,14 @@ static void kv_write_ref(kvsetup *s, int slot, int pos, const uint16_t *k, const
 }
 
 /* The values the kernel reads for (slot, pos): [nkv][hd] FP32. */
+/* u*s + |mn| of each element (KV4 only): the tensor-core kernel's error magnitudes */
+static void kv_mag_ref(const kvsetup *s, int slot, int pos, int isv, float *out)
+{
+    int page = s->pt[slot * s->max_pages + pos / s->P], e = pos % s->P;
+    qv_kv4_geom g = {s->nkv, s->hd, s->P};
+    OK(qv_kv4_read_token_mag(s->pool + ((size_t)page * 2 + isv) * s->PB, 1, g, e, out));
+}
+
 static void kv_read_ref(const kvsetup *s, int slot, int pos, int isv, float *out)
 {
     int page = s->pt[slot * s->max_pages + pos / s->P], e = pos % s->P;
@@ -341,6 +349,7 @@ END_TEST
 
 static double g_worst_ratio;
 static long g_attn_elems;
+static int g_mma_cases;
 
 /* rows: decode rows (one per sequence, ctx[i]) or, with prefill, rows for positions
  * start[i] .. ctx[i]-1 of each sequence; serve: those positions come from fresh FP16 K/V. */
@@ -397,13 +406,19 @@ static void attn_case(qv_kv_fmt fmt, int hd, int nh, int nkv, int n_seq, const i
     up(dpt, s.pt, s.n_pages * 4), up(dpool, s.pool, s.n_pages * 2 * s.PB);
     OK(qv_gpu_memset(dout, 0xff, (size_t)R * nh * hd * 2)); /* NaN poison: an unwritten element fails */
     qv_gpu_kv_cache cache = {fmt, nkv, hd, P, s.max_pages, dpt, dpool};
-    qv_gpu_attn_args a = {R, nh, dq, dslot, dctx, dfs, dfi, dfk, dfv, scale, max_ctx, dout, dws, wsb};
+    /* no fresh K/V unless serve (the API's "NULL when no row reads fresh positions") */
+    qv_gpu_attn_args a = {R, nh, dq, dslot, dctx, dfs, dfi, serve ? dfk : NULL, serve ? dfv : NULL, scale, max_ctx, dout, dws, wsb};
+    int mma = qv_gpu_attention_uses_mma(&a, &cache);
     OK(qv_gpu_attention(&a, &cache, NULL));
     uint16_t *go = malloc((size_t)R * nh * hd * 2);
     down(go, dout, (size_t)R * nh * hd * 2);
     /* reference per row */
     float *Kf = malloc(sizeof(float) * (size_t)max_ctx * D), *Vf = malloc(sizeof(float) * (size_t)max_ctx * D),
-          *qf = malloc(sizeof(float) * nh * hd);
+          *qf = malloc(sizeof(float) * nh * hd), *Km = malloc(sizeof(float) * (size_t)max_ctx * D),
+          *Vm = malloc(sizeof(float) * (size_t)max_ctx * D);
+    qv_attn_err_model em;
+    qv_attn_err_model_kv4_mma(hd, &em);
+    em.Kmag = Km, em.Vmag = Vm;
     double *o = malloc(sizeof(double) * nh * hd), *b = malloc(sizeof(double) * nh * hd), worst = 0, se = 0, ss = 0;
     row = 0;
     for (int i = 0; i < n_seq; i++)
@@ -417,10 +432,11 @@ static void attn_case(qv_kv_fmt fmt, int hd, int nh, int nkv, int n_seq, const i
                 } else {
                     kv_read_ref(&s, i, t, 0, Kf + (size_t)t * D);
                     kv_read_ref(&s, i, t, 1, Vf + (size_t)t * D);
+                    if (mma) kv_mag_ref(&s, i, t, 0, Km + (size_t)t * D), kv_mag_ref(&s, i, t, 1, Vm + (size_t)t * D);
                 }
             }
             for (int j = 0; j < nh * hd; j++) qf[j] = qv_fp16_to_fp32(q[(size_t)row * nh * hd + j]);
-            qv_ref_attention_row(qf, Kf, Vf, p + 1, nh, nkv, hd, scale, o, b);
+            qv_ref_attention_row_m(qf, Kf, Vf, p + 1, nh, nkv, hd, scale, mma ? &em : NULL, o, b);
             for (int j = 0; j < nh * hd; j++) {
                 double g = qv_fp16_to_fp32(go[(size_t)row * nh * hd + j]), d = fabs(g - o[j]);
                 ck_assert_msg(d <= b[j], "attention %s hd=%d seq %d pos %d elem %d: %.9g vs %.9g (bound %.3g)",
@@ -431,13 +447,15 @@ static void attn_case(qv_kv_fmt fmt, int hd, int nh, int nkv, int n_seq, const i
         }
     g_attn_elems += (long)R * nh * hd;
     if (worst > g_worst_ratio) g_worst_ratio = worst;
-    printf("attention %s%s hd=%d G=%d seqs=%d rows=%d max_ctx=%d: max err/bound %.3f, NMSE %.3g\n", fmt ? "fp16" : "kv4",
-           serve ? " serve" : "", hd, nh / nkv, n_seq, R, max_ctx, worst, ss > 0 ? se / ss : 0.0);
+    printf("attention %s%s%s hd=%d G=%d seqs=%d rows=%d max_ctx=%d: max err/bound %.3f, NMSE %.3g\n", fmt ? "fp16" : "kv4",
+           serve ? " serve" : "", mma ? " (tensor-core kernel)" : "", hd, nh / nkv, n_seq, R, max_ctx, worst,
+           ss > 0 ? se / ss : 0.0);
+    if (mma) g_mma_cases++;
     void *all[] = {dq, dout, dslot, dctx, dfs, dfi, dfk, dfv, dpt, dpool, dws};
     for (int i = 0; i < 11; i++) qv_gpu_free(all[i]);
     for (int i = 0; i < n_seq; i++) free(K[i]), free(V[i]);
     free(K), free(V), free(rslot), free(rctx), free(rfs), free(rfi), free(q), free(fk), free(fv), free(go), free(Kf),
-        free(Vf), free(qf), free(o), free(b), free(s.pt), free(s.pool);
+        free(Vf), free(qf), free(Km), free(Vm), free(o), free(b), free(s.pt), free(s.pool);
 }
 
 START_TEST(decode_attention_within_bound_across_page_edges)
@@ -451,6 +469,19 @@ START_TEST(decode_attention_within_bound_across_page_edges)
         attn_case((qv_kv_fmt)fmt, 128, 32, 8, small_run() ? 3 : 8, ctx, start, 0, 61 + fmt);
         attn_case((qv_kv_fmt)fmt, 32, 8, 2, small_run() ? 3 : 8, ctx, start, 0, 81 + fmt); /* synthetic tiny: hd 32, G 4 */
     }
+    /* the tensor-core KV4 kernel (hd 128) at every GQA group it takes, then the same inputs on the
+     * general kernel (QV_ATTN_VARIANT=chunk) */
+    int n8 = small_run() ? 3 : 8, ctx_m[] = {257, 1, 83, 16, 17, 15, 256, big}, start_m[8];
+    for (int i = 0; i < 8; i++) start_m[i] = ctx_m[i] - 1; /* small runs still cross warps and chunks */
+    attn_case(QV_KV_FMT_KV4, 128, 8, 8, n8, ctx_m, start_m, 0, 91);   /* G 1 */
+    attn_case(QV_KV_FMT_KV4, 128, 16, 8, n8, ctx_m, start_m, 0, 92);  /* G 2 */
+    attn_case(QV_KV_FMT_KV4, 128, 32, 4, n8, ctx_m, start_m, 0, 93);  /* G 8 */
+    if (qv_gpu_device_count() > 0) ck_assert_msg(g_mma_cases >= 4, "the tensor-core kernel ran %d cases", g_mma_cases);
+    setenv("QV_ATTN_VARIANT", "chunk", 1);
+    int before = g_mma_cases;
+    attn_case(QV_KV_FMT_KV4, 128, 32, 8, n8, ctx_m, start_m, 0, 61);
+    ck_assert_msg(g_mma_cases == before, "QV_ATTN_VARIANT=chunk still ran the tensor-core kernel");
+    unsetenv("QV_ATTN_VARIANT");
     (void)zero;
 }
 END_TEST
@@ -463,6 +494,7 @@ START_TEST(prefill_attention_within_bound_both_modes)
     attn_case(QV_KV_FMT_KV4, 64, 6, 2, n, ctx, start_serve, 1, 72);    /* serve: fresh new tokens */
     attn_case(QV_KV_FMT_KV4, 128, 32, 8, n, ctx, start_serve, 1, 73);
     attn_case(QV_KV_FMT_FP16, 128, 32, 8, n, ctx, start_kv4, 0, 74);
+    attn_case(QV_KV_FMT_KV4, 128, 32, 8, n, ctx, start_kv4, 0, 76);    /* kv4 prefill rows: tensor-core kernel */
     attn_case(QV_KV_FMT_KV4, 32, 8, 2, n, ctx, start_serve, 1, 75);
     printf("attention: %ld elements, worst err/bound %.3f\n", g_attn_elems, g_worst_ratio);
 }

@@ -13,6 +13,7 @@
 #include "kcase_internal.h"
 #include "qvet/fp16.h"
 #include "qvet/gpu.h"
+#include "qvet/gpu_kernels.h"
 #include "qvet/kcases.h"
 #include "qvet/kernels_ref.h"
 #include "qvet/mutant.h"
@@ -34,6 +35,9 @@ void qv_kattn_name(const qv_kattn_case *c, char *buf, int n)
 static const qv_kattn_case attn_cases[] = {
     {8, 2, 32, 40, 8, 16, QV_KA_RANDOM}, {4, 4, 64, 17, 17, 16, QV_KA_RANDOM}, {8, 1, 32, 1, 1, 16, QV_KA_RANDOM},
     {6, 2, 16, 70, 3, 8, QV_KA_RANDOM},  {8, 2, 32, 40, 4, 16, QV_KA_TIES},    {8, 2, 32, 40, 4, 16, QV_KA_LARGE},
+    /* head_dim 128: on a GPU these run the tensor-core KV4 kernel (gpu/attn_kv4_mma.cu): GQA 4
+     * across two chunks, GQA 1 with large scores, GQA 8 with ties */
+    {32, 8, 128, 300, 3, 16, QV_KA_RANDOM}, {8, 8, 128, 40, 4, 16, QV_KA_LARGE}, {16, 2, 128, 40, 4, 16, QV_KA_TIES},
 };
 
 qv_status qv_kattn_matrix(qv_kattn_case **cases, int *n)
@@ -174,12 +178,13 @@ qv_status qv_kattn_run(const qv_kattn_case *c, qv_kbackend b, uint64_t seed, qv_
     float *kb = malloc(sizeof(float) * D * ctx), *vb = malloc(sizeof(float) * D * ctx);
     float *q = malloc(sizeof(float) * (size_t)T * nh * hd), *out = malloc(sizeof(float) * (size_t)T * nh * hd);
     float *kd = malloc(sizeof(float) * D * ctx), *vd = malloc(sizeof(float) * D * ctx);
+    float *kmag = malloc(sizeof(float) * D * ctx), *vmag = malloc(sizeof(float) * D * ctx);
     float *tmp = malloc(sizeof(float) * (size_t)(hd * 2 + ctx));
     uint8_t *kp = calloc((size_t)n_pages, pb), *vp = calloc((size_t)n_pages, pb);
     uint8_t *kpr = calloc((size_t)n_pages, pb), *vpr = calloc((size_t)n_pages, pb);
     double *ro = malloc(sizeof(double) * (size_t)nh * hd * 2);
     qv_status st = QV_OK;
-    if (!ka || !va || !kb || !vb || !q || !out || !kd || !vd || !tmp || !kp || !vp || !kpr || !vpr || !ro)
+    if (!ka || !va || !kb || !vb || !q || !out || !kd || !vd || !kmag || !vmag || !tmp || !kp || !vp || !kpr || !vpr || !ro)
         st = qv_fail(QV_ERR_NOMEM, "attention case: out of memory");
     if (st == QV_OK) {
         arng rg = {seed};
@@ -217,10 +222,22 @@ qv_status qv_kattn_run(const qv_kattn_case *c, qv_kbackend b, uint64_t seed, qv_
                           memcmp(vp + off + cb + ((size_t)nkv * c->page + sidx) * 2, vpr + off + cb + ((size_t)nkv * c->page + sidx) * 2, 2);
                 if (bad) r->code_mismatch++;
             }
-        for (int i = 0; i < T; i++) {
+        /* the GPU's tensor-core KV4 kernel has its own error model (magnitudes u*s + |mn|) */
+        qv_gpu_attn_args ga = {.R = T, .nh = nh};
+        qv_gpu_kv_cache gc = {QV_KV_FMT_KV4, nkv, hd, c->page, (int)n_pages, NULL, NULL};
+        qv_attn_err_model em, *emp = NULL;
+        if (b == QV_KB_GPU && qv_gpu_attention_uses_mma(&ga, &gc)) {
+            qv_attn_err_model_kv4_mma(hd, &em);
+            em.Kmag = kmag, em.Vmag = vmag, emp = &em;
+            for (int t = 0; t < ctx && st == QV_OK; t++) {
+                st = qv_kv4_read_token_mag(kpr, n_pages, g, t, kmag + t * D);
+                if (st == QV_OK) st = qv_kv4_read_token_mag(vpr, n_pages, g, t, vmag + t * D);
+            }
+        }
+        for (int i = 0; i < T && st == QV_OK; i++) {
             int pos = ctx - T + i;
-            qv_ref_attention_row(q + (size_t)i * nh * hd, kd, vd, pos + 1, nh, nkv, hd, 1.0f / sqrtf((float)hd), ro,
-                                 ro + (size_t)nh * hd);
+            qv_ref_attention_row_m(q + (size_t)i * nh * hd, kd, vd, pos + 1, nh, nkv, hd, 1.0f / sqrtf((float)hd), emp, ro,
+                                   ro + (size_t)nh * hd);
             for (int e = 0; e < nh * hd; e++) {
                 double got = out[(size_t)i * nh * hd + e], err = fabs(got - ro[e]), b = ro[(size_t)nh * hd + e];
                 if (!isfinite(got)) r->nonfinite++;
@@ -231,7 +248,7 @@ qv_status qv_kattn_run(const qv_kattn_case *c, qv_kbackend b, uint64_t seed, qv_
         }
         r->ok = r->code_mismatch == 0 && r->out_bad == 0 && r->nonfinite == 0;
     }
-    free(ka); free(va); free(kb); free(vb); free(q); free(out); free(kd); free(vd); free(tmp);
+    free(ka); free(va); free(kb); free(vb); free(q); free(out); free(kd); free(vd); free(kmag); free(vmag); free(tmp);
     free(kp); free(vp); free(kpr); free(vpr); free(ro);
     return st;
 }

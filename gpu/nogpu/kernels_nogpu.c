@@ -48,6 +48,12 @@ size_t qv_gpu_attn_ws_bytes(int R, int nh, int head_dim, int max_ctx)
     size_t nc = (size_t)(max_ctx + QV_ATTN_CHUNK - 1) / QV_ATTN_CHUNK;
     return (size_t)R * (size_t)nh * nc * ((size_t)head_dim + 2) * sizeof(float);
 }
+int qv_gpu_attention_uses_mma(const qv_gpu_attn_args *a, const qv_gpu_kv_cache *cache)
+{
+    (void)a, (void)cache;
+    return 0;
+}
+
 qv_status qv_gpu_attention(const qv_gpu_attn_args *a, const qv_gpu_kv_cache *cache, void *stream)
 {
     (void)a; (void)cache; (void)stream;

@@ -48,4 +48,23 @@ void qv_ref_rope_qkv(const uint16_t *qkv, int nh, int nkv, int hd, const float *
 void qv_ref_attention_row(const float *q, const float *K, const float *V, int ctx, int nh, int nkv, int hd,
                           float scale, double *out, double *bound);
 
+/* The error model behind a bound: magnitudes standing in for |k| and |v| in the error sums (NULL:
+ * |K| and |V| themselves) and relative terms added to gamma_hd (the score dot) and to
+ * gamma_{ctx+8} (the P.V and P sums). The general kernel's model is all zero/NULL. */
+typedef struct {
+    const float *Kmag, *Vmag; /* [ctx][nkv][hd] like K, V; each >= |K|, |V| elementwise */
+    double dot_extra, pv_extra;
+} qv_attn_err_model;
+
+/* The tensor-core KV4 kernel's model (gpu/attn_kv4_mma.cu, docs/bounds.md): magnitudes u*s + |mn|
+ * of each dequantized element (the kernel sums the factored terms s*(q.u) and mn*sum(q)), tensor-core
+ * accumulation <= 17 * 2^-22 of the summed magnitudes per MMA step (8 steps for hd 128; 12 for a
+ * warp's 64 positions in three BF16 parts), the exact vs twice-rounded dequantization (2u), and
+ * the extra FP32 roundings of the factored forms. Kmag/Vmag are left for the caller to set. */
+void qv_attn_err_model_kv4_mma(int hd, qv_attn_err_model *m);
+
+/* qv_ref_attention_row under error model m (NULL: the general kernel's). */
+void qv_ref_attention_row_m(const float *q, const float *K, const float *V, int ctx, int nh, int nkv, int hd,
+                            float scale, const qv_attn_err_model *m, double *out, double *bound);
+
 #endif

@@ -170,5 +170,9 @@ qv_status qv_kv4_write_token(uint8_t *pages, long n_pages, qv_kv4_geom g, long t
                              int compat);
 qv_status qv_kv4_read_token(const uint8_t *pages, long n_pages, qv_kv4_geom g, long t, float *x_hat,
                             int compat);
+/* Error-bound magnitudes of token t's dequantized values (qvet form): u*s + |mn| per element,
+ * rounded up (>= |u*s + mn|). The tensor-core attention kernel sums s*u and mn separately, so its
+ * errors scale with these, not with |x_hat| (qv_attn_err_model in qvet/kernels_ref.h). */
+qv_status qv_kv4_read_token_mag(const uint8_t *pages, long n_pages, qv_kv4_geom g, long t, float *mag);
 
 #endif

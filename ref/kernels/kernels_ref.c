@@ -102,22 +102,56 @@ void qv_ref_rope_qkv(const uint16_t *qkv, int nh, int nkv, int hd, const float *
 void qv_ref_attention_row(const float *q, const float *K, const float *V, int ctx, int nh, int nkv, int hd,
                           float scale, double *out, double *bound)
 {
+    qv_ref_attention_row_m(q, K, V, ctx, nh, nkv, hd, scale, NULL, out, bound);
+}
+
+/* Tensor-core accumulation of n products in MMA steps of k = 16 (plus the accumulator): with exact
+ * products and truncating alignment to the largest of the 17 addends, each step's result is off by
+ * < 17 ulps of its largest addend at the running magnitude, <= 17 * 2^-22 of the sum of the
+ * magnitudes so far (2^-23 per ulp, one more for a carry-out). NVIDIA does not publish the exact
+ * rule; this is the truncation model measured on earlier tensor cores (Fasi et al., PeerJ CS 2021),
+ * taken with margin. */
+static double gamma_tc(int n_terms)
+{
+    return ((n_terms + 15) / 16) * 17.0 * ldexp(1.0, -22);
+}
+
+void qv_attn_err_model_kv4_mma(int hd, qv_attn_err_model *m)
+{
     const double u = QV_U32;
+    m->Kmag = m->Vmag = NULL;
+    /* score: s*(q.u) + mn*sum(q), then *scale: gamma_tc(hd) on q.u; the FP32 sum(q) is covered by
+     * gamma_hd on the |mn| part; 3 roundings (two products, the sum) plus 2u for the exact vs
+     * twice-rounded dequantized k, each relative to sum |q| (u s + |mn|): 8u with margin. */
+    m->dot_extra = gamma_tc(hd) + 8 * u;
+    /* P.V per warp (64 positions) in three BF16 parts: 12 MMA steps; p*s rounded (u), the split
+     * residual (2^-27), the exact vs rounded dequantized v (2u): 4u with margin. The FP32 sums that
+     * follow (warps, chunks, the mn part sum_j p_j mn_j) add <= ctx + 8 terms in some order: that
+     * is gamma_{ctx+8}, already in the bound. */
+    m->pv_extra = gamma_tc(3 * 64) + 4 * u;
+}
+
+void qv_ref_attention_row_m(const float *q, const float *K, const float *V, int ctx, int nh, int nkv, int hd,
+                            float scale, const qv_attn_err_model *m, double *out, double *bound)
+{
+    const double u = QV_U32;
+    const float *Km = m && m->Kmag ? m->Kmag : K, *Vm = m && m->Vmag ? m->Vmag : V;
+    double dot_extra = m ? m->dot_extra : 0, pv_extra = m ? m->pv_extra : 0;
     int group = nh / nkv;
     double *s = malloc(sizeof(double) * (size_t)ctx);
     if (!s) { /* cannot happen in the test sizes; make every comparison fail loudly */
         for (int i = 0; i < nh * hd; i++) out[i] = NAN, bound[i] = 0;
         return;
     }
-    double g_hd = hd * u / (1 - hd * u), g_ctx = (ctx + 8) * u / (1 - (ctx + 8) * u);
+    double g_hd = hd * u / (1 - hd * u) + dot_extra, g_ctx = (ctx + 8) * u / (1 - (ctx + 8) * u) + pv_extra;
     for (int h = 0; h < nh; h++) {
         const float *qh = q + (size_t)h * hd;
         int kvh = h / group;
         double mx = -INFINITY, Emax = 0, smin = INFINITY;
         for (int j = 0; j < ctx; j++) {
-            const float *k = K + ((size_t)j * nkv + kvh) * hd;
+            const float *k = K + ((size_t)j * nkv + kvh) * hd, *km = Km + ((size_t)j * nkv + kvh) * hd;
             double d = 0, a = 0;
-            for (int i = 0; i < hd; i++) d += (double)qh[i] * k[i], a += fabs((double)qh[i] * k[i]);
+            for (int i = 0; i < hd; i++) d += (double)qh[i] * k[i], a += fabs((double)qh[i]) * fabs((double)km[i]);
             s[j] = d * scale;
             double E = scale * g_hd * a + u * fabs(s[j]);
             if (E > Emax) Emax = E;
@@ -129,9 +163,10 @@ void qv_ref_attention_row(const float *q, const float *K, const float *V, int ct
         for (int d = 0; d < hd; d++) {
             double o = 0, pv = 0;
             for (int j = 0; j < ctx; j++) {
-                double p = exp(s[j] - mx) / den, vv = V[((size_t)j * nkv + kvh) * hd + d];
-                o += p * vv;
-                pv += p * fabs(vv);
+                size_t vi = ((size_t)j * nkv + kvh) * hd + d;
+                double p = exp(s[j] - mx) / den;
+                o += p * V[vi];
+                pv += p * fabs((double)Vm[vi]);
             }
             out[(size_t)h * hd + d] = o;
             double b = (2 * rho + 2 * g_ctx + 4 * u) * pv;

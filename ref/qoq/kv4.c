@@ -155,3 +155,23 @@ qv_status qv_kv4_read_token(const uint8_t *pages, long n_pages, qv_kv4_geom g, l
     }
     return QV_OK;
 }
+
+qv_status qv_kv4_read_token_mag(const uint8_t *pages, long n_pages, qv_kv4_geom g, long t, float *mag)
+{
+    size_t off = 0, bytes = 0;
+    QV_TRY(locate("kv4_read_token_mag", n_pages, g, t, &off, &bytes));
+    int P = g.page_size, D = g.head_dim, H = g.n_kv_heads, slot = (int)(t % P);
+    const uint8_t *page = pages + off;
+    size_t codes_bytes = (size_t)H * (size_t)P * (size_t)(D / 2);
+    for (int h = 0; h < H; h++) {
+        size_t sidx = (size_t)h * (size_t)P + (size_t)slot;
+        const uint8_t *sp = page + codes_bytes + sidx * 2, *mp = page + codes_bytes + ((size_t)H * P + sidx) * 2;
+        double s = qv_fp16_to_fp32((qv_fp16)(sp[0] | sp[1] << 8)), m = fabs(qv_fp16_to_fp32((qv_fp16)(mp[0] | mp[1] << 8)));
+        const uint8_t *c = page + sidx * (size_t)(D / 2);
+        for (int i = 0; i < D; i++) {
+            int u = i % 2 ? c[i / 2] >> 4 : c[i / 2] & 15;
+            mag[(size_t)h * D + i] = nextafterf((float)(u * s + m), INFINITY);
+        }
+    }
+    return QV_OK;
+}

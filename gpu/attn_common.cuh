@@ -1,0 +1,79 @@
+// Shared by the two paged-attention kernels (attn_paged.cu: the general chunk kernel; attn_kv4_mma.cu:
+// the tensor-core KV4 decode kernel): their parameters, the query-head map with its planted bug,
+// and the per-chunk softmax, so both kernels write the same (O, M, L) chunk records for the one
+// combine kernel and the softmax numerics (and its mutant) exist once.
+#pragma once
+#include <cuda_fp16.h>
+
+#include "qv_cuda_check.h"
+#include "qv_mutant_dev.cuh"
+
+extern "C" {
+#include "qvet/gpu_kernels.h"
+}
+
+namespace qv_attn {
+
+constexpr int kWarps = 4, kChunk = QV_ATTN_CHUNK;
+
+struct AttnParams {
+    const __half *q;
+    const int32_t *row_slot, *row_ctx, *row_fstart, *row_fidx;
+    const __half *fresh_k, *fresh_v;
+    float scale;
+    int nh, nkv, P, max_pages, n_chunks;
+#ifdef QV_MUTANTS
+    int max_ctx; // the planted bug causal_off_by_one never reads past it
+#endif
+    const int32_t *page_table;
+    const uint8_t *pool;
+    size_t page_bytes;
+    float *O, *M, *L; // [R][nh][n_chunks][hd], [R][nh][n_chunks]
+};
+
+// Query head g of KV head kvh's group: kvh*G + g (GQA: head h reads KV head h / G); the planted
+// bug gqa_map (QV_MUTANTS builds only) pairs KV head kvh with the heads h = g*nkv + kvh instead.
+// Without mutants the macro is deliberately unparenthesized: `(size_t)r * p.nh + QV_QHEAD(kvh, g)`
+// then parses exactly as the expression it replaced, so the release kernels' PTX is unchanged.
+// A kernel using it declares `const bool gqa_mut = QV_DMUT(gqa_map);` in QV_MUTANTS builds.
+#ifdef QV_MUTANTS
+#define QV_QHEAD(kvh, g) (gqa_mut ? (g) * p.nkv + (kvh) : (kvh) * G + (g))
+#else
+#define QV_QHEAD(kvh, g) kvh * G + g
+#endif
+
+// Softmax of each of the G heads over the chunk's n scores S[g][0..n) in place (unnormalized:
+// exp(s - max)), writing the chunk's max and sum for the combine kernel. Called by all threads of
+// a block of kWarps warps after the scores are in shared memory; ends with __syncthreads.
+template <int G>
+__device__ __forceinline__ void chunk_softmax(const AttnParams &p, float (*S)[kChunk], int n, int r, int kvh, int c,
+                                              bool gqa_mut)
+{
+    (void)gqa_mut;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    for (int g = warp; g < G; g += kWarps) {
+        float mx = -INFINITY;
+        for (int i = lane; i < n; i += 32) mx = fmaxf(mx, S[g][i]);
+        for (int o = 16; o; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+        if (QV_DMUT(softmax_no_max)) mx = 0.0f; // planted bug: no max subtraction
+        float sum = 0.0f;
+        for (int i = lane; i < n; i += 32) {
+            float e = expf(__fsub_rn(S[g][i], mx));
+            S[g][i] = e;
+            sum = __fadd_rn(sum, e);
+        }
+        for (int o = 16; o; o >>= 1) sum = __fadd_rn(sum, __shfl_xor_sync(0xffffffffu, sum, o));
+        if (lane == 0) {
+            size_t mi = ((size_t)r * p.nh + QV_QHEAD(kvh, g)) * p.n_chunks + c;
+            p.M[mi] = mx;
+            p.L[mi] = sum;
+        }
+    }
+    __syncthreads();
+}
+
+// The tensor-core KV4 decode kernel (attn_kv4_mma.cu): hd 128, G in {1, 2, 4, 8}, even page size,
+// every position from the cache. Returns QV_ERR_UNSUPPORTED for other G.
+qv_status launch_kv4_mma(int G, dim3 grid, const AttnParams &p, cudaStream_t s);
+
+} // namespace qv_attn
