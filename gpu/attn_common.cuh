@@ -45,8 +45,8 @@ struct AttnParams {
 // Softmax of each of the G heads over the chunk's n scores S[g][0..n) in place (unnormalized:
 // exp(s - max)), writing the chunk's max and sum for the combine kernel. Called by all threads of
 // a block of kWarps warps after the scores are in shared memory; ends with __syncthreads.
-template <int G>
-__device__ __forceinline__ void chunk_softmax(const AttnParams &p, float (*S)[kChunk], int n, int r, int kvh, int c,
+template <int G, int LD>
+__device__ __forceinline__ void chunk_softmax(const AttnParams &p, float (*S)[LD], int n, int r, int kvh, int c,
                                               bool gqa_mut)
 {
     (void)gqa_mut;
@@ -72,7 +72,7 @@ __device__ __forceinline__ void chunk_softmax(const AttnParams &p, float (*S)[kC
     __syncthreads();
 }
 
-// The tensor-core KV4 decode kernel (attn_kv4_mma.cu): hd 128, G in {1, 2, 4, 8}, even page size,
+// The tensor-core KV4 kernel (attn_kv4_mma.cu): hd 128, G in {1, 2, 4, 8}, page size % 16 == 0,
 // every position from the cache. Returns QV_ERR_UNSUPPORTED for other G.
 qv_status launch_kv4_mma(int G, dim3 grid, const AttnParams &p, cudaStream_t s);
 

@@ -1,32 +1,36 @@
 // KV4 paged attention on tensor cores (issue 8's bandwidth goal): the rows whose every position
 // comes from a KV4 cache (kv4 mode: decode and prefill), head_dim 128, GQA group G in {1,2,4,8},
-// even page size. Same grid and chunk records (O, M, L) as the general kernel in attn_paged.cu,
-// same combine kernel, same softmax (attn_common.cuh); only the two dot products change.
+// page size % 16 == 0. Same grid and chunk records (O, M, L) as the general kernel in
+// attn_paged.cu, same combine kernel, same softmax (attn_common.cuh); the loads and the two dot
+// products differ.
 //
 // Why: the FP32 kernel dequantizes every element (u*s + mn) and spends G multiply-adds per element
-// per pass on CUDA cores: ~12-20 FP32 operations per 4-bit code, more than the code's memory time
-// on an H100, so it ran at 11-13% of copy bandwidth. Factoring the per-token scale and minimum out
+// per pass on CUDA cores: ~12-20 FP32 operations per 4-bit code, more than the code's memory time,
+// so it ran at 11-13% of copy bandwidth on an H100. Factoring the per-token scale and minimum out
 // of the sums,
-//     q.k_j        = s_j * (q . u_j) + mn_j * sum(q)
+//     q.k_j         = s_j * (q . u_j) + mn_j * sum(q)
 //     sum_j p_j v_j = sum_j (p_j s_j) u_j + sum_j p_j mn_j,
 // leaves two products of a small dense matrix with the raw 4-bit codes u (integers 0..15, exact in
-// FP16 and BF16), which mma.sync m16n8k16 does at ~1.5 integer ops per code for the conversion.
+// FP16 and BF16), which mma.sync m16n8k16 does after ~1.2-1.5 integer ops per code of conversion.
 //
+// Loads: a block (one row, KV head and chunk of 256 positions) first issues cp.async for the
+// chunk's K and V pages (codes, s, mn: 34 KB, one page-table lookup per 16-byte piece) into
+// shared memory, K and V as two groups, so all of it is in flight at once and pass 1 starts when
+// K has landed while V still streams.
 // Pass 1 (scores), per warp and step of 16 positions: A = q (the G query heads of this KV head as
-// rows, FP16 as the engine holds it: exact), B = codes of 8 positions (two n8 tiles). Lane t loads
-// the 16 code bytes [16*(t%4), +16) of position t/4 in one 16-byte load; a k16 step takes two
-// nibble pairs per register (`(w >> sh) & 0x000F000F | 0x6400 6400` is the FP16 pair 1024 + u,
-// minus 1024 exactly), so the channel order inside a k step is permuted; the A fragments of q are
-// built with the same permutation (any permutation of the summation index leaves the dot product's
-// terms unchanged). Scores s_j*acc + mn_j*sum(q), times scale, go to shared memory.
+// rows, FP16 as the engine holds it: exact), B = codes of 8 positions (two n8 tiles). Lane t reads
+// the 16 code bytes [16*(t%4), +16) of position t/4; a k16 step takes two nibble pairs per
+// register, so the channel order inside a k step is permuted; the A fragments of q are built with
+// the same permutation (a permutation of the summation index leaves the dot product's terms as
+// they were). Scores s_j*acc + mn_j*sum(q), times scale, go to shared memory.
 // Softmax: attn_common.cuh (exact max over the chunk, expf, FP32 sums): unchanged.
 // Pass 2 (P.V) as O^T = U^T (P*s)^T: A = codes of 16 positions x 16 channels (lane t/4 owns the
-// 16 channels [16*(t/4), +16) of positions 2(t%4), +1, +8, +9: four 8-byte loads; a byte permute
-// pairs two positions' nibbles of one channel; BF16 1 128 + u minus 128, exact), B = p_j*s_j
-// (FP32) split into three BF16 parts hi + mid + lo (|x - sum| <= 2^-27 |x|; BF16 keeps FP32's
-// exponent range, so small weights do not underflow as they would in FP16), three MMAs. The
-// pass-2 B fragment needs exactly the (head, position) pairs that pass 1's C fragment held, read
-// back from shared memory. sum_j p_j mn_j is FP32 on CUDA cores.
+// 16 channels [16*(t/4), +16) of positions 2(t%4), +1, +8, +9: four 8-byte reads; a byte permute
+// pairs two positions' nibbles of one channel; BF16 128 + u minus 128, exact), B = p_j*s_j (FP32)
+// split into three BF16 parts hi + mid + lo (|x - sum| <= 2^-27 |x|; BF16 keeps FP32's exponent
+// range, so small weights do not underflow as they would in FP16), three MMAs. The pass-2 B
+// fragment needs exactly the (head, position) pairs that pass 1's C fragment held, read back from
+// shared memory. sum_j p_j mn_j is FP32 on CUDA cores.
 //
 // Error (docs/bounds.md "Attention, tensor-core KV4 path"): the exact dequantized values u*s + mn
 // are used (the reference rounds them twice in FP32: <= 2u relative to |u s| + |mn|); tensor-core
@@ -60,11 +64,20 @@ __device__ __forceinline__ void mma_bf16(float c[4], const uint32_t a[4], uint32
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// nibbles at bits sh..sh+3 and 16+sh..16+sh+3 of x as an FP16 pair (exact: 1024 + u - 1024)
+// nibbles at bits sh..sh+3 and 16+sh..16+sh+3 of x as an FP16 pair, exactly: 0x6400 | u is
+// 1024 + u, minus 1024; for the odd nibbles (sh % 8 == 4) 0x6400 | u << 4 is 1024 + 16u, times
+// 1/16 minus 64 in one FMA (64 + u is exact), which saves the shift
 __device__ __forceinline__ uint32_t nib_f16x2(uint32_t x, int sh)
 {
-    uint32_t h = ((x >> sh) & 0x000F000Fu) | 0x64006400u;
-    __half2 r = __hsub2(*(__half2 *)&h, __half2half2(__ushort_as_half((unsigned short)0x6400u)));
+    __half2 r;
+    if (sh % 8 == 0) {
+        uint32_t h = ((x >> sh) & 0x000F000Fu) | 0x64006400u;
+        r = __hsub2(*(__half2 *)&h, __half2half2(__ushort_as_half((unsigned short)0x6400u)));
+    } else {
+        uint32_t h = ((x >> (sh - 4)) & 0x00F000F0u) | 0x64006400u;
+        r = __hfma2(*(__half2 *)&h, __half2half2(__ushort_as_half((unsigned short)0x2C00u)), // 1/16
+                    __half2half2(__ushort_as_half((unsigned short)0xD400u)));               // -64
+    }
     return *(uint32_t *)&r;
 }
 
@@ -90,33 +103,75 @@ __device__ __forceinline__ void split3(float x, __nv_bfloat16 &hi, __nv_bfloat16
     lo = __float2bfloat16_rn(__fsub_rn(r, __bfloat162float(mid)));
 }
 
-// Page base of position pos of the row's slot (K: isv 0, V: 1). The planted bug kv_page_boundary
-// (QV_MUTANTS builds only) takes the page of pos + 1, as in the general kernel.
-__device__ __forceinline__ const uint8_t *page_of(const AttnParams &p, int slot, int pos, int isv)
+// Shared-memory staging of one chunk (256 positions of one KV head): K codes [256][64 B] (a
+// lane's 16-byte read in pass 1 takes whole rows per 8-lane phase: conflict-free at stride 64),
+// V codes [256][80 B] (pass 2's 8-byte reads take rows 2t, 2t + 2, .. in one phase: the 80-byte
+// stride puts them on different banks), K/V s and mn [256] FP16 each. 16-byte cp.async pieces:
+// per 16 positions 64 + 4 for K then for V.
+constexpr int kVStride = 80;
+struct Stage {
+    uint8_t kc[kChunk][64];
+    uint8_t vc[kChunk][kVStride];
+    __half ks[kChunk], km[kChunk], vs[kChunk], vm[kChunk];
+};
+
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem)
 {
-    if (QV_DMUT(engine_kv_swap)) isv = 0; // planted bug: V read from the K pages
-    int pg = QV_DMUT(kv_page_boundary) ? min((pos + 1) / p.P, p.max_pages - 1) : pos / p.P;
-    int page = p.page_table[(size_t)slot * p.max_pages + pg];
-    return p.pool + ((size_t)page * 2 + isv) * p.page_bytes;
+    unsigned a = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(a), "l"(gmem));
 }
 
-// s and mn of positions pos, pos + 1 (pos even, P even: one page, one 4-byte load each)
-__device__ __forceinline__ void scale_pair(const AttnParams &p, const uint8_t *base, int pos, int kvh, float2 &s,
-                                           float2 &mn)
+// Per 16-position group (page size % 16 == 0: one page), read once per block before the copies:
+// the page id and first slot (for the planted bug below) and the addresses of the group's codes
+// (16 positions x 64 B, contiguous in the page) and scales (16 FP16, contiguous; the mins follow
+// at a fixed offset), for K and V.
+struct Groups {
+    int pg[kChunk / 16 + 1], pe[kChunk / 16 + 1];
+    const uint8_t *codes[2][kChunk / 16], *scales[2][kChunk / 16];
+};
+
+// Issues the cp.async copies of K (isv 0) or V (isv 1) for the chunk's groups covering [0, n):
+// 64 pieces of 16 B of codes per group, then 4 pieces of s / mn. The planted bugs (QV_MUTANTS
+// builds only) engine_kv_swap reads V from the K pages, kv_page_boundary takes the codes of a
+// page's last position from the next page.
+__device__ __forceinline__ void stage_issue(const AttnParams &p, Stage &sm, const Groups &gr, int n, int isv)
 {
-    size_t sidx = (size_t)kvh * p.P + pos % p.P;
-    const __half *sp = (const __half *)(base + (size_t)p.nkv * p.P * (HD / 2));
-    s = __half22float2(*(const __half2 *)(sp + sidx));
-    mn = __half22float2(*(const __half2 *)(sp + (size_t)p.nkv * p.P + sidx));
-    if (QV_DMUT(kv4_min_dropped)) mn = make_float2(0.0f, 0.0f); // planted bug: the min is dropped
+    int src = QV_DMUT(engine_kv_swap) ? 0 : isv;
+    int groups = (n + 15) / 16;
+    size_t mn_off = (size_t)p.nkv * p.P * 2;
+#pragma unroll 4
+    for (int i = threadIdx.x; i < groups * 64; i += kWarps * 32) {
+        int grp = i >> 6, q = i & 63; // piece q: position q / 4, bytes 16 (q % 4)
+        const uint8_t *g = gr.codes[src][grp] + 16 * q;
+#ifdef QV_MUTANTS
+        if (QV_DMUT(kv_page_boundary) && gr.pe[grp] + q / 4 + 1 == p.P)
+            g = p.pool + ((size_t)gr.pg[grp + 1] * 2 + src) * p.page_bytes +
+                (size_t)(g - p.pool) % p.page_bytes; // same offset in the next page
+#endif
+        cp_async16(isv ? &sm.vc[16 * grp + q / 4][16 * (q % 4)] : &sm.kc[16 * grp][0] + 16 * q, g);
+    }
+    if (threadIdx.x < groups * 4) {
+        int grp = threadIdx.x >> 2, k = threadIdx.x & 3; // k: s 0-7, s 8-15, mn 0-7, mn 8-15
+        const uint8_t *g = gr.scales[src][grp] + (k >> 1) * mn_off + 16 * (k & 1);
+        __half *dst = isv ? (k >> 1 ? sm.vm : sm.vs) : (k >> 1 ? sm.km : sm.ks);
+        cp_async16(dst + 16 * grp + 8 * (k & 1), g);
+    }
+    asm volatile("cp.async.commit_group;\n" ::);
 }
 
 template <int G>
 __global__ void __launch_bounds__(kWarps * 32) attn_kv4_mma_kernel(AttnParams p)
 {
-    __shared__ float S[G][kChunk];
-    __shared__ float red[kWarps][G][HD];
+    __shared__ __align__(16) Stage sm;
+    // scores; rows padded by 8 floats so pass 1's stores (4 heads x 4 lanes) hit distinct banks
+    constexpr int kSld = kChunk + 8;
+    __shared__ float S[G][kSld];
     __shared__ float redmn[kWarps][G];
+    // after pass 1 the K codes are dead: the cross-warp P.V reduction reuses their space, rows
+    // padded by 4 floats where it fits (4-way instead of 16-way bank conflicts on the stores)
+    constexpr int kRld = sizeof(float) * kWarps * G * (HD + 4) <= sizeof(Stage::kc) ? HD + 4 : HD;
+    static_assert(sizeof(float) * kWarps * G * kRld <= sizeof(Stage::kc), "reduction fits in the K stage");
+    float(*red)[G][kRld] = (float(*)[G][kRld])&sm.kc[0][0];
     int r = blockIdx.z, kvh = blockIdx.y, c = blockIdx.x;
     int ctx = p.row_ctx[r], c0 = c * kChunk;
 #ifdef QV_MUTANTS
@@ -128,12 +183,30 @@ __global__ void __launch_bounds__(kWarps * 32) attn_kv4_mma_kernel(AttnParams p)
     if (c0 >= ctx) return; // the combine kernel never reads this chunk
     int n = min(kChunk, ctx - c0);
     int slot = p.row_slot[r];
+    // the groups' pages (and the one after the chunk, which only the planted bug
+    // kv_page_boundary reads): one page-table load per group
+    __shared__ Groups gr;
+    for (int k = threadIdx.x; k <= kChunk / 16; k += kWarps * 32) {
+        int t = c0 + 16 * k, pi = min(t / p.P, p.max_pages - 1);
+        int page = p.page_table[(size_t)slot * p.max_pages + pi], e = t % p.P;
+        gr.pg[k] = page, gr.pe[k] = e;
+        if (k < kChunk / 16)
+            for (int isv = 0; isv < 2; isv++) {
+                const uint8_t *base = p.pool + ((size_t)page * 2 + isv) * p.page_bytes;
+                size_t ei = (size_t)kvh * p.P + e;
+                gr.codes[isv][k] = base + ei * (HD / 2);
+                gr.scales[isv][k] = base + (size_t)p.nkv * p.P * (HD / 2) + ei * 2;
+            }
+    }
+    __syncthreads();
+    stage_issue(p, sm, gr, n, 0);
+    stage_issue(p, sm, gr, n, 1);
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane / 4, tq = lane % 4;
     int w0 = warp * kPosWarp; // this warp's first position in the chunk
 
-    // q fragments (A, rows = heads g < G): lane holds channels [32 tq, +32) of head gid, ordered
-    // as the codes' nibble pairs (see the header): step s, reg 0 = (C0, C0 + 4), reg 2 = (C0 + 1,
-    // C0 + 5), C0 = 8 (s / 2) + 2 (s % 2) within the lane's 32 channels.
+    // q fragments (A, rows = heads g < G), built while the stage loads: lane holds channels
+    // [32 tq, +32) of head gid, ordered as the codes' nibble pairs (see the header): step s, reg 0
+    // = (C0, C0 + 4), reg 2 = (C0 + 1, C0 + 5), C0 = 8 (s / 2) + 2 (s % 2) in the lane's 32.
     uint32_t qa[8][2];
     float qsum = 0.0f;
     {
@@ -158,66 +231,37 @@ __global__ void __launch_bounds__(kWarps * 32) attn_kv4_mma_kernel(AttnParams p)
         qsum = __fadd_rn(qsum, __shfl_xor_sync(0xffffffffu, qsum, 1));
         qsum = __fadd_rn(qsum, __shfl_xor_sync(0xffffffffu, qsum, 2));
     }
+    asm volatile("cp.async.wait_group 1;\n" ::); // this thread's K pieces
+    __syncthreads();                              // everyone's
 
-    // ---- pass 1: scores. All of the warp's code loads first (independent, in flight together).
-    uint4 kc[kSteps][2];
-    float2 ks[kSteps][2], km[kSteps][2];
+    // ---- pass 1: scores. Rows past n hold stale shared memory: their codes are still 0..15
+    // (finite), and their scores are never stored.
 #pragma unroll
     for (int st = 0; st < kSteps; st++)
 #pragma unroll
         for (int t = 0; t < 2; t++) {
-            int i = w0 + 16 * st + 8 * t + gid; // codes of this position
-            kc[st][t] = make_uint4(0, 0, 0, 0);
-            if (i < n) {
-                const uint8_t *b = page_of(p, slot, c0 + i, 0);
-                kc[st][t] = *(const uint4 *)(b + ((size_t)kvh * p.P + (c0 + i) % p.P) * (HD / 2) + 16 * tq);
-            }
-            int j = w0 + 16 * st + 8 * t + 2 * tq; // scales of positions j, j + 1 (the C fragment's)
-            ks[st][t] = km[st][t] = make_float2(0.0f, 0.0f);
-            if (j < n) scale_pair(p, page_of(p, slot, c0 + j, 0), c0 + j, kvh, ks[st][t], km[st][t]);
-        }
-#pragma unroll
-    for (int st = 0; st < kSteps; st++)
-#pragma unroll
-        for (int t = 0; t < 2; t++) {
+            int base = w0 + 16 * st + 8 * t;
+            if (base >= n) break;
+            uint4 kv = *(const uint4 *)&sm.kc[base + gid][16 * tq];
+            const uint32_t w[4] = {kv.x, kv.y, kv.z, kv.w};
             float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-            const uint32_t *w = (const uint32_t *)&kc[st][t];
 #pragma unroll
             for (int s = 0; s < 8; s++) {
                 uint32_t a[4] = {qa[s][0], 0u, qa[s][1], 0u};
                 int sh = 8 * (s % 2);
                 mma_f16(acc, a, nib_f16x2(w[s / 2], sh), nib_f16x2(w[s / 2], sh + 4));
             }
-            int j = w0 + 16 * st + 8 * t + 2 * tq;
+            int j = base + 2 * tq; // the C fragment's positions j, j + 1
             if (gid < G) {
-                float2 sv = ks[st][t], mv = km[st][t];
-                float mq0 = __fmul_rn(mv.x, qsum), mq1 = __fmul_rn(mv.y, qsum);
-                if (j < n) S[gid][j] = __fmul_rn(__fadd_rn(__fmul_rn(sv.x, acc[0]), mq0), p.scale);
-                if (j + 1 < n) S[gid][j + 1] = __fmul_rn(__fadd_rn(__fmul_rn(sv.y, acc[1]), mq1), p.scale);
+                float2 sv = __half22float2(*(const __half2 *)&sm.ks[j]), mv = __half22float2(*(const __half2 *)&sm.km[j]);
+                if (QV_DMUT(kv4_min_dropped)) mv = make_float2(0.0f, 0.0f); // planted bug: min dropped
+                if (j < n) S[gid][j] = __fmul_rn(__fadd_rn(__fmul_rn(sv.x, acc[0]), __fmul_rn(mv.x, qsum)), p.scale);
+                if (j + 1 < n) S[gid][j + 1] = __fmul_rn(__fadd_rn(__fmul_rn(sv.y, acc[1]), __fmul_rn(mv.y, qsum)), p.scale);
             }
         }
-
-    // ---- V loads for pass 2 before the softmax, so their latency overlaps it. Lane owns the
-    // channels [16 gid, +16) (8 bytes) of positions 2 tq, +1, +8, +9 of each 16-position step.
-    uint2 vc[kSteps][4];
-    float2 vs[kSteps][2], vm[kSteps][2];
-#pragma unroll
-    for (int st = 0; st < kSteps; st++)
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            int j = w0 + 16 * st + 8 * h + 2 * tq;
-            vc[st][2 * h] = vc[st][2 * h + 1] = make_uint2(0, 0);
-            vs[st][h] = vm[st][h] = make_float2(0.0f, 0.0f);
-            if (j < n) {
-                const uint8_t *b = page_of(p, slot, c0 + j, 1);
-                const uint8_t *cp = b + ((size_t)kvh * p.P + (c0 + j) % p.P) * (HD / 2) + 8 * gid;
-                vc[st][2 * h] = *(const uint2 *)cp;
-                if (j + 1 < n) vc[st][2 * h + 1] = *(const uint2 *)(cp + HD / 2);
-                scale_pair(p, b, c0 + j, kvh, vs[st][h], vm[st][h]);
-            }
-        }
+    asm volatile("cp.async.wait_group 0;\n" ::); // V pieces
     __syncthreads();
-    chunk_softmax<G>(p, S, n, r, kvh, c, gqa_mut);
+    chunk_softmax<G, kSld>(p, S, n, r, kvh, c, gqa_mut);
 
     // ---- pass 2: P.V
     float acc[8][4];
@@ -226,29 +270,35 @@ __global__ void __launch_bounds__(kWarps * 32) attn_kv4_mma_kernel(AttnParams p)
     float pmn = 0.0f; // sum_j p_j mn_j for head gid over this lane's positions
 #pragma unroll
     for (int st = 0; st < kSteps; st++) {
+        int base = w0 + 16 * st;
+        if (base >= n) break;
         // B = (p_j s_j) for head gid (the n index) at positions 2tq, +1 (reg 0) and +8, +9 (reg 1)
         uint32_t bh[2], bm[2], bl[2];
+        uint2 vc[4]; // codes of positions 2tq, 2tq + 1, 2tq + 8, 2tq + 9: channels [16 gid, +16)
 #pragma unroll
         for (int h = 0; h < 2; h++) {
+            int j = base + 8 * h + 2 * tq;
+            vc[2 * h] = *(const uint2 *)&sm.vc[j][8 * gid];
+            vc[2 * h + 1] = *(const uint2 *)&sm.vc[j + 1][8 * gid];
+            float2 sv = __half22float2(*(const __half2 *)&sm.vs[j]), mv = __half22float2(*(const __half2 *)&sm.vm[j]);
+            if (QV_DMUT(kv4_min_dropped)) mv = make_float2(0.0f, 0.0f);
             __nv_bfloat16 hi[2], mi[2], lo[2];
 #pragma unroll
             for (int e = 0; e < 2; e++) {
-                int j = w0 + 16 * st + 8 * h + 2 * tq + e;
-                float pj = (gid < G && j < n) ? S[gid][j] : 0.0f;
-                float sj = e ? vs[st][h].y : vs[st][h].x, mj = e ? vm[st][h].y : vm[st][h].x;
-                // masked positions: select, never multiply (their s/mn words may be garbage)
-                float x = pj != 0.0f ? __fmul_rn(pj, sj) : 0.0f;
-                if (pj != 0.0f) pmn = __fadd_rn(pmn, __fmul_rn(pj, mj));
+                float pj = (gid < G && j + e < n) ? S[gid][j + e] : 0.0f;
+                // masked positions: select, never multiply (their s/mn words may be stale)
+                float x = pj != 0.0f ? __fmul_rn(pj, e ? sv.y : sv.x) : 0.0f;
+                if (pj != 0.0f) pmn = __fadd_rn(pmn, __fmul_rn(pj, e ? mv.y : mv.x));
                 split3(x, hi[e], mi[e], lo[e]);
             }
             bh[h] = pack_bf16(hi[0], hi[1]), bm[h] = pack_bf16(mi[0], mi[1]), bl[h] = pack_bf16(lo[0], lo[1]);
         }
         // A: for channel c of the lane's 16, the pair (position 2tq, 2tq + 1) and (+8, +9)
         uint32_t x01[4], x23[4];
-        x01[0] = __byte_perm(vc[st][0].x, vc[st][1].x, 0x5410), x01[1] = __byte_perm(vc[st][0].x, vc[st][1].x, 0x7632);
-        x01[2] = __byte_perm(vc[st][0].y, vc[st][1].y, 0x5410), x01[3] = __byte_perm(vc[st][0].y, vc[st][1].y, 0x7632);
-        x23[0] = __byte_perm(vc[st][2].x, vc[st][3].x, 0x5410), x23[1] = __byte_perm(vc[st][2].x, vc[st][3].x, 0x7632);
-        x23[2] = __byte_perm(vc[st][2].y, vc[st][3].y, 0x5410), x23[3] = __byte_perm(vc[st][2].y, vc[st][3].y, 0x7632);
+        x01[0] = __byte_perm(vc[0].x, vc[1].x, 0x5410), x01[1] = __byte_perm(vc[0].x, vc[1].x, 0x7632);
+        x01[2] = __byte_perm(vc[0].y, vc[1].y, 0x5410), x01[3] = __byte_perm(vc[0].y, vc[1].y, 0x7632);
+        x23[0] = __byte_perm(vc[2].x, vc[3].x, 0x5410), x23[1] = __byte_perm(vc[2].x, vc[3].x, 0x7632);
+        x23[2] = __byte_perm(vc[2].y, vc[3].y, 0x5410), x23[3] = __byte_perm(vc[2].y, vc[3].y, 0x7632);
 #pragma unroll
         for (int i = 0; i < 8; i++) {
             // tile i: row gid = channel 16 gid + i, row gid + 8 = channel 16 gid + 8 + i; channel

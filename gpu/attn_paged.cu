@@ -133,7 +133,7 @@ __global__ void __launch_bounds__(kWarps * 32) attn_chunk_kernel(AttnParams p)
 #ifndef QV_MUTANTS
     const bool gqa_mut = false;
 #endif
-    chunk_softmax<G>(p, S, n, r, kvh, c, gqa_mut);
+    chunk_softmax<G, kChunk>(p, S, n, r, kvh, c, gqa_mut);
     // pass 2: P.V
     float acc[G][8];
 #pragma unroll
@@ -234,7 +234,7 @@ extern "C" int qv_gpu_attention_uses_mma(const qv_gpu_attn_args *a, const qv_gpu
 {
     int G = c->n_kv_heads > 0 ? a->nh / c->n_kv_heads : 0;
     return c->fmt == QV_KV_FMT_KV4 && c->head_dim == 128 && (G == 1 || G == 2 || G == 4 || G == 8) &&
-           c->page_size % 4 == 0 && !a->fresh_k && !a->fresh_v && !mma_disabled();
+           c->page_size % 16 == 0 && !a->fresh_k && !a->fresh_v && !mma_disabled();
 }
 
 extern "C" qv_status qv_gpu_attention(const qv_gpu_attn_args *a, const qv_gpu_kv_cache *c, void *stream)

@@ -130,7 +130,11 @@ extern "C" qv_status qv_bench_attn(const char *json_path)
     printf("%-14s %10s %10s %9s %12s %10s %10s %9s\n", "batch,ctx", "kv4 us", "kv4 GB/s", "kv4/copy", "kv4 chunk us",
            "fp16 us", "fp16 GB/s", "speedup");
     const int cases[][2] = {{1, 4096}, {16, 1024}, {64, 1024}, {64, 4096}, {256, 1024}};
+    // QV_BENCH_ATTN_ONLY=i: only attention case i, no producers (profiling one case under ncu)
+    const char *only = getenv("QV_BENCH_ATTN_ONLY");
+    int ci = -1;
     for (auto &cs : cases) {
+        if (only && atoi(only) != ++ci) continue;
         double t4, b4, t16, b16, t4c, b4c;
         QV_TRY(attn_case(QV_KV_FMT_KV4, cs[0], cs[1], &t4, &b4));
         setenv("QV_ATTN_VARIANT", "chunk", 1); // the general FP32 kernel on the same KV4 cache
@@ -155,6 +159,7 @@ extern "C" qv_status qv_bench_attn(const char *json_path)
     }
     // fused producers
     const int rows[] = {1, 16, 64, 256, 1024, 4096};
+    if (only) goto done;
     printf("%-22s %6s %10s %10s %9s\n", "kernel", "M", "us", "GB/s", "of copy");
     for (int which = 0; which < 2; which++)
         for (int M : rows) {
@@ -187,6 +192,7 @@ extern "C" qv_status qv_bench_attn(const char *json_path)
             cJSON_AddItemToArray(fz, o);
             printf("%-22s %6d %10.1f %10.0f %8.0f%%\n", name, M, t * 1e6, bytes / t / 1e9, 100 * bytes / t / copy_bw);
         }
+done:
     char *txt = cJSON_Print(root);
     cJSON_Delete(root);
     if (!txt) return QV_ERR_NOMEM;

@@ -93,7 +93,7 @@ typedef struct {
 size_t qv_gpu_attn_ws_bytes(int R, int nh, int head_dim, int max_ctx);
 qv_status qv_gpu_attention(const qv_gpu_attn_args *a, const qv_gpu_kv_cache *cache, void *stream);
 /* 1 when qv_gpu_attention runs these arguments on the tensor-core KV4 kernel (gpu/attn_kv4_mma.cu:
- * KV4 cache, head_dim 128, nh/nkv in {1,2,4,8}, page size % 4 == 0, fresh_k and fresh_v NULL, and
+ * KV4 cache, head_dim 128, nh/nkv in {1,2,4,8}, page size % 16 == 0, fresh_k and fresh_v NULL, and
  * QV_ATTN_VARIANT is not "chunk"). Its error model differs (qv_attn_err_model_kv4_mma in
  * qvet/kernels_ref.h), so checks pick the bound by this. 0 without CUDA. */
 int qv_gpu_attention_uses_mma(const qv_gpu_attn_args *a, const qv_gpu_kv_cache *cache);
