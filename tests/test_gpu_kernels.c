@@ -85,13 +85,15 @@ START_TEST(quant_a8_is_bit_exact)
 {
     /* beyond the model shapes, the kernel's edges (fused_a8_rows.cuh): K % 8 != 0 (element path),
      * K = 4096 + 8 (one thread holds a lone extra chunk), tiny K (several rows per warp, dead rows
-     * in the last block), K at the contract's maximum (8 chunks per thread) */
+     * in the last block), K at the contract's maximum (8 chunks per thread), and M beyond what is
+     * resident on an H100/H200 (132 SMs), so the blocks loop over rows with the next row prefetched */
     static const int shapes[][2] = {{1, 64}, {3, 4096}, {17, 1000}, {5, 14336}, {1, 4104}, {3, 4100},
-                                    {2, 7}, {300, 64}, {1, 49152}};
+                                    {2, 7}, {300, 64}, {1, 49152}, {1800, 4096}, {2500, 1000}};
+    const size_t n_shapes = sizeof shapes / sizeof shapes[0];
     qv_test_rng r = {11};
-    for (size_t si = 0; si < 2 * sizeof shapes / sizeof shapes[0]; si++) {
+    for (size_t si = 0; si < 2 * n_shapes; si++) {
         /* second pass: x and q one element off 16-byte alignment (the element path) */
-        int M = shapes[si % 9][0], K = shapes[si % 9][1], off = si >= 9;
+        int M = shapes[si % n_shapes][0], K = shapes[si % n_shapes][1], off = si >= n_shapes;
         size_t MK = (size_t)M * K;
         uint16_t *x = malloc(MK * 2);
         float *xf = malloc(MK * 4), *sa = malloc(M * 4), *gsa = malloc(M * 4);
@@ -171,7 +173,7 @@ START_TEST(rmsnorm_a8_codes_match_up_to_ties)
     /* model shapes, then the kernel's edges (as quant_a8's); the last pass: x one float off
      * 16-byte alignment (the element path) */
     static const int shapes[][2] = {{1, 384}, {7, 4096}, {33, 1000}, {2, 14336}, {1, 4104}, {5, 4100},
-                                    {300, 64}, {2, 12}, {1, 49152}, {3, 4096}};
+                                    {300, 64}, {2, 12}, {1, 49152}, {1500, 4096}, {3, 4096}};
     const size_t n_shapes = sizeof shapes / sizeof shapes[0];
     qv_test_rng r = {21};
     for (size_t si = 0; si < n_shapes; si++) {
@@ -209,7 +211,7 @@ START_TEST(silu_mul_a8_codes_match_up_to_ties)
     /* model shapes, then the kernel's edges (as quant_a8's); the last pass: gate|up one half off
      * 16-byte alignment (the element path) */
     static const int shapes[][2] = {{1, 1024}, {9, 14336}, {40, 1000}, {1, 14344}, {3, 1004}, {300, 64}, {2, 5},
-                                    {4, 1024}};
+                                    {300, 14336}, {4, 1024}};
     const size_t n_shapes = sizeof shapes / sizeof shapes[0];
     qv_test_rng r = {31};
     for (size_t si = 0; si < n_shapes; si++) {
