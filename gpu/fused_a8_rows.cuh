@@ -22,6 +22,8 @@
 // Numerics: exactly those of the kernels this replaced (NUMERICS.md A8, --fmad=false, IEEE ops in
 // the reference's order; header comment of fused_quant.cu).
 
+#include <atomic>
+
 namespace {
 namespace a8rows {
 
@@ -274,14 +276,25 @@ inline Cfg cfg_for(int K)
 
 inline bool aligned(const void *p, size_t a) { return (reinterpret_cast<uintptr_t>(p) & (a - 1)) == 0; }
 
-// Blocks resident on the whole device for this kernel and block size (0: unknown).
+// Blocks resident on the whole current device for this kernel and block size (0: unknown).
+// Cached per kernel, device (first 8) and block size: the query is host work on every large
+// launch otherwise, and a few microseconds matter next to a ~5 us kernel.
 template <typename Kern>
 int resident_blocks(Kern kernel, int threads)
 {
+    static std::atomic<int> cache[8][kMaxBlock / 32 + 1];
     int dev = 0, sms = 0, per_sm = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+    // a failed query only costs the cap; clear it so the launch check does not report it
+    if (cudaGetDevice(&dev) != cudaSuccess) return (void)cudaGetLastError(), 0;
+    bool cacheable = dev >= 0 && dev < 8 && threads % 32 == 0 && threads <= kMaxBlock;
+    if (cacheable) {
+        int v = cache[dev][threads / 32].load(std::memory_order_relaxed);
+        if (v > 0) return v;
+    }
+    if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
         cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0) != cudaSuccess)
-        return 0;
+        return (void)cudaGetLastError(), 0;
+    if (cacheable) cache[dev][threads / 32].store(sms * per_sm, std::memory_order_relaxed);
     return sms * per_sm;
 }
 
