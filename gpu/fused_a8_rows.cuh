@@ -279,9 +279,10 @@ inline bool aligned(const void *p, size_t a) { return (reinterpret_cast<uintptr_
 // Blocks resident on the whole current device for this kernel and block size (0: unknown).
 // Cached per kernel, device (first 8) and block size: the query is host work on every large
 // launch otherwise, and a few microseconds matter next to a ~5 us kernel.
-template <typename Kern>
-int resident_blocks(Kern kernel, int threads)
+template <int NV, bool VEC, typename Src> // not the kernel's pointer type: that is shared by all NV/VEC
+int resident_blocks(int threads)
 {
+    auto kernel = a8_rows_kernel<NV, VEC, true, Src>;
     static std::atomic<int> cache[8][kMaxBlock / 32 + 1];
     int dev = 0, sms = 0, per_sm = 0;
     // a failed query only costs the cap; clear it so the launch check does not report it
@@ -306,9 +307,11 @@ qv_status launch_nv(const Cfg &c, Src src, int M, int K, int8_t *q, float *s_a, 
     constexpr bool PF = NV <= 2;
     auto kernel = a8_rows_kernel<NV, VEC, PF, Src>;
     size_t blocks = ((size_t)M + c.rows - 1) / c.rows;
-    if (PF && blocks > 128) { // small M: one iteration per block, no occupancy query on the latency path
-        int cap = resident_blocks(kernel, c.T * c.rows);
-        if (cap > 0 && blocks > (size_t)cap) blocks = (size_t)cap;
+    if constexpr (PF) {
+        if (blocks > 128) { // small M: one iteration per block, no occupancy query on the latency path
+            int cap = resident_blocks<NV, VEC, Src>(c.T * c.rows);
+            if (cap > 0 && blocks > (size_t)cap) blocks = (size_t)cap;
+        }
     }
     kernel<<<(unsigned)blocks, c.T * c.rows, 0, s>>>(src, M, K, c.T, q, s_a, rowsum);
     return QV_OK;
