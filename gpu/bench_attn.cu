@@ -1,6 +1,6 @@
 // qv_bench_attn (bench/bench_gpu_attn.c): KV4 decode attention vs the FP16-KV decode attention
 // (same kernel, FP16 pages) and vs a device-to-device copy, plus the fused RMSNorm+A8 and
-// SiLU*mul+A8 producers, all in one run on one device.
+// SiLU*mul+A8 producers and the standalone A8 (quant_a8), all in one run on one device.
 // Method (device METHOD.md): warm-up launches, then 3 timed batches between CUDA events, median
 // of the batch means. Effective bandwidth = bytes the kernel must move / time: KV4 attention reads
 // per sequence ctx * nkv * 2 * (hd/2 + 4) bytes (codes + FP16 s, mn, K and V) plus q and writes
@@ -161,11 +161,12 @@ extern "C" qv_status qv_bench_attn(const char *json_path)
     const int rows[] = {1, 16, 64, 256, 1024, 4096};
     if (only) goto done;
     printf("%-22s %6s %10s %10s %9s\n", "kernel", "M", "us", "GB/s", "of copy");
-    for (int which = 0; which < 2; which++)
+    for (int which = 0; which < 3; which++)
         for (int M : rows) {
-            int K = which == 0 ? 4096 : 14336;
+            int K = which == 1 ? 14336 : 4096;
             Dev x, w, q, sa, rsum;
-            size_t in = which == 0 ? (size_t)M * K * 4 : (size_t)M * K * 4; // fp32 row, or fp16 gate|up
+            // fp32 row, fp16 gate|up (2 x I halves), or the fp16 row of quant_a8
+            size_t in = which == 2 ? (size_t)M * K * 2 : (size_t)M * K * 4;
             QV_TRY(dalloc(x, in));
             QV_TRY(dalloc(w, K * 4));
             QV_TRY(dalloc(q, (size_t)M * K));
@@ -178,11 +179,14 @@ extern "C" qv_status qv_bench_attn(const char *json_path)
             if (which == 0)
                 QV_TRY(time_it([&] { return qv_gpu_rmsnorm_a8((const float *)x.p, (const float *)w.p, 1e-5f, M, K,
                                                              (int8_t *)q.p, (float *)sa.p, (int32_t *)rsum.p, nullptr); }, &t));
-            else
+            else if (which == 1)
                 QV_TRY(time_it([&] { return qv_gpu_silu_mul_a8((const uint16_t *)x.p, M, K, (int8_t *)q.p, (float *)sa.p,
                                                               (int32_t *)rsum.p, nullptr); }, &t));
+            else
+                QV_TRY(time_it([&] { return qv_gpu_quant_a8((const uint16_t *)x.p, M, K, (int8_t *)q.p, (float *)sa.p,
+                                                           (int32_t *)rsum.p, nullptr); }, &t));
             double bytes = (double)in + (double)M * K + 8.0 * M + (which == 0 ? 4.0 * K : 0.0);
-            const char *name = which == 0 ? "rmsnorm_a8 K=4096" : "silu_mul_a8 I=14336";
+            const char *name = which == 0 ? "rmsnorm_a8 K=4096" : which == 1 ? "silu_mul_a8 I=14336" : "quant_a8 K=4096";
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "kernel", name);
             cJSON_AddNumberToObject(o, "M", M);

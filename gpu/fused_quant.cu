@@ -1,9 +1,10 @@
 // Fused row producers (issue 8): RMSNorm + A8, SiLU*mul + A8, standalone A8, and their FP16
 // variants for gpu-fp16.
-// What: one block (256 threads) per row; the row's FP32 values v are produced once into dynamic
-// shared memory (K floats: up to 56 KiB for K = 14336, opted in above 48 KiB), then amax and the
-// codes are taken from there, so the row is read from global memory once and the codes written
-// once (memory-bound: the benchmark reports it against the D2D copy).
+// What: the A8 producers keep each row in registers, spread over up to 1024 threads (kernels and
+// design: fused_a8_rows.cuh). The _f16 variants: one block (256 threads) per row, the row's FP32
+// values v produced once into dynamic shared memory (K floats, opted in above 48 KiB). Either way
+// the row is read from global memory once and the codes written once (memory-bound: the
+// benchmark reports it against the D2D copy).
 // Numerics (NUMERICS.md, A8): inv = 127/amax, q = clamp(rne(v*inv), -127, 127) (__float2int_rn),
 // s_a = amax/127 (IEEE division), rowsum = exact INT32 sum of the codes; all-zero row: codes 0,
 // s_a = 1. The file is compiled with --fmad=false and every product/sum below is a plain
@@ -143,17 +144,6 @@ __global__ void silu_mul_kernel(const __half *gu, int I, int8_t *q, float *s_a, 
     a8_from_smem(v, I, q + m * I, s_a + m, rowsum ? rowsum + m : nullptr, redf, redi);
 }
 
-__global__ void quant_a8_kernel(const __half *x, int K, int8_t *q, float *s_a, int32_t *rowsum)
-{
-    extern __shared__ float v[];
-    __shared__ float redf[kThreads / 32];
-    __shared__ int redi[kThreads / 32];
-    size_t m = blockIdx.x;
-    for (int k = threadIdx.x; k < K; k += kThreads) v[k] = __half2float(x[m * K + k]);
-    __syncthreads();
-    a8_from_smem(v, K, q + m * K, s_a + m, rowsum ? rowsum + m : nullptr, redf, redi);
-}
-
 constexpr int kMaxK = 48 * 1024; // 192 KiB of shared memory per row at most
 
 qv_status check_mk(const char *what, int M, int K)
@@ -199,12 +189,14 @@ qv_status launch_rows(F kernel, const char *what, int M, int K, cudaStream_t s, 
 
 } // namespace
 
+#include "fused_a8_rows.cuh"
+
 extern "C" qv_status qv_gpu_quant_a8(const uint16_t *x, int M, int K, int8_t *q, float *s_a, int32_t *rowsum,
                                      void *stream)
 {
     QV_TRY(check_mk("quant_a8", M, K));
-    QV_TRY(launch_rows(quant_a8_kernel, "quant_a8", M, K, (cudaStream_t)stream, sizeof(float), (const __half *)x, K,
-                       q, s_a, rowsum));
+    QV_TRY(a8rows::launch("quant_a8", a8rows::SrcF16{(const __half *)x}, a8rows::aligned(x, 16), M, K, q, s_a,
+                          rowsum, (cudaStream_t)stream));
     return a8_scales_done(s_a, M, (cudaStream_t)stream);
 }
 
@@ -212,8 +204,8 @@ extern "C" qv_status qv_gpu_rmsnorm_a8(const float *x, const float *w, float eps
                                        float *s_a, int32_t *rowsum, void *stream)
 {
     QV_TRY(check_mk("rmsnorm_a8", M, K));
-    QV_TRY(launch_rows(rmsnorm_kernel<true>, "rmsnorm_a8", M, K, (cudaStream_t)stream, sizeof(float), x, w, eps, K,
-                       q, s_a, rowsum, (__half *)nullptr));
+    QV_TRY(a8rows::launch("rmsnorm_a8", a8rows::SrcRms{x, w, eps}, a8rows::aligned(x, 16), M, K, q, s_a, rowsum,
+                          (cudaStream_t)stream));
     return a8_scales_done(s_a, M, (cudaStream_t)stream);
 }
 
@@ -229,8 +221,8 @@ extern "C" qv_status qv_gpu_silu_mul_a8(const uint16_t *gu, int M, int I, int8_t
                                         void *stream)
 {
     QV_TRY(check_mk("silu_mul_a8", M, I));
-    QV_TRY(launch_rows(silu_mul_kernel<true>, "silu_mul_a8", M, I, (cudaStream_t)stream, sizeof(float),
-                       (const __half *)gu, I, q, s_a, rowsum, (__half *)nullptr));
+    QV_TRY(a8rows::launch("silu_mul_a8", a8rows::SrcSilu{(const __half *)gu}, a8rows::aligned(gu, 16), M, I, q, s_a,
+                          rowsum, (cudaStream_t)stream));
     return a8_scales_done(s_a, M, (cudaStream_t)stream);
 }
 

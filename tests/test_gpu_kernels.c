@@ -83,10 +83,17 @@ static void fill_f16(qv_test_rng *r, uint16_t *h, size_t n, float scale)
 
 START_TEST(quant_a8_is_bit_exact)
 {
-    static const int shapes[][2] = {{1, 64}, {3, 4096}, {17, 1000}, {5, 14336}};
+    /* beyond the model shapes, the kernel's edges (fused_a8_rows.cuh): K % 8 != 0 (element path),
+     * K = 4096 + 8 (one thread holds a lone extra chunk), tiny K (several rows per warp, dead rows
+     * in the last block), K at the contract's maximum (8 chunks per thread), and M beyond what is
+     * resident on an H100/H200 (132 SMs), so the blocks loop over rows with the next row prefetched */
+    static const int shapes[][2] = {{1, 64}, {3, 4096}, {17, 1000}, {5, 14336}, {1, 4104}, {3, 4100},
+                                    {2, 7}, {300, 64}, {1, 49152}, {1800, 4096}, {2500, 1000}};
+    const size_t n_shapes = sizeof shapes / sizeof shapes[0];
     qv_test_rng r = {11};
-    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
-        int M = shapes[si][0], K = shapes[si][1];
+    for (size_t si = 0; si < 2 * n_shapes; si++) {
+        /* second pass: x and q one element off 16-byte alignment (the element path) */
+        int M = shapes[si % n_shapes][0], K = shapes[si % n_shapes][1], off = si >= n_shapes;
         size_t MK = (size_t)M * K;
         uint16_t *x = malloc(MK * 2);
         float *xf = malloc(MK * 4), *sa = malloc(M * 4), *gsa = malloc(M * 4);
@@ -98,16 +105,25 @@ START_TEST(quant_a8_is_bit_exact)
         }
         for (size_t i = 0; i < MK; i++) xf[i] = qv_fp16_to_fp32(x[i]);
         OK(qv_ref_a8_with_pre(xf, M, K, q, sa, rs, NULL));
-        void *dx = dev(MK * 2), *dq = dev(MK), *dsa = dev(M * 4), *drs = dev(M * 4);
-        up(dx, x, MK * 2);
-        OK(qv_gpu_memset(dq, 0x55, MK));
-        OK(qv_gpu_quant_a8(dx, M, K, dq, dsa, drs, NULL));
-        down(gq, dq, MK);
+        void *dx = dev(MK * 2 + 16), *dq = dev(MK + 16), *dsa = dev(M * 4), *drs = dev(M * 4);
+        uint16_t *dxo = (uint16_t *)dx + off;
+        int8_t *dqo = (int8_t *)dq + off;
+        up(dxo, x, MK * 2);
+        OK(qv_gpu_memset(dq, 0x55, MK + 16));
+        OK(qv_gpu_quant_a8(dxo, M, K, dqo, dsa, drs, NULL));
+        down(gq, dqo, MK);
         down(gsa, dsa, M * 4);
         down(grs, drs, M * 4);
-        ck_assert_msg(memcmp(q, gq, MK) == 0, "quant_a8 M=%d K=%d: codes differ", M, K);
-        ck_assert_msg(memcmp(sa, gsa, M * 4) == 0, "quant_a8 M=%d K=%d: s_a differ", M, K);
-        ck_assert_msg(memcmp(rs, grs, M * 4) == 0, "quant_a8 M=%d K=%d: rowsums differ", M, K);
+        ck_assert_msg(memcmp(q, gq, MK) == 0, "quant_a8 M=%d K=%d off %d: codes differ", M, K, off);
+        ck_assert_msg(memcmp(sa, gsa, M * 4) == 0, "quant_a8 M=%d K=%d off %d: s_a differ", M, K, off);
+        ck_assert_msg(memcmp(rs, grs, M * 4) == 0, "quant_a8 M=%d K=%d off %d: rowsums differ", M, K, off);
+        int8_t guard[16]; /* no stray code writes past the last row (nor before the first, off 1) */
+        down(guard, (int8_t *)dq + MK + off, 16 - off);
+        for (int i = 0; i < 16 - off; i++) ck_assert_msg(guard[i] == 0x55, "quant_a8 M=%d K=%d: write past the end", M, K);
+        if (off) {
+            down(guard, dq, 1);
+            ck_assert_msg(guard[0] == 0x55, "quant_a8 M=%d K=%d: write before the start", M, K);
+        }
         qv_gpu_free(dx), qv_gpu_free(dq), qv_gpu_free(dsa), qv_gpu_free(drs);
         free(x), free(xf), free(sa), free(gsa), free(q), free(gq), free(rs), free(grs);
     }
@@ -154,10 +170,14 @@ static void check_f16(const char *what, size_t n, const float *v, const uint16_t
 
 START_TEST(rmsnorm_a8_codes_match_up_to_ties)
 {
-    static const int shapes[][2] = {{1, 384}, {7, 4096}, {33, 1000}, {2, 14336}};
+    /* model shapes, then the kernel's edges (as quant_a8's); the last pass: x one float off
+     * 16-byte alignment (the element path) */
+    static const int shapes[][2] = {{1, 384}, {7, 4096}, {33, 1000}, {2, 14336}, {1, 4104}, {5, 4100},
+                                    {300, 64}, {2, 12}, {1, 49152}, {1500, 4096}, {3, 4096}};
+    const size_t n_shapes = sizeof shapes / sizeof shapes[0];
     qv_test_rng r = {21};
-    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
-        int M = shapes[si][0], K = shapes[si][1];
+    for (size_t si = 0; si < n_shapes; si++) {
+        int M = shapes[si][0], K = shapes[si][1], off = si == n_shapes - 1;
         size_t MK = (size_t)M * K;
         float *x = malloc(MK * 4), *w = malloc(K * 4), *y = malloc(MK * 4), *gsa = malloc(M * 4);
         int8_t *gq = malloc(MK);
@@ -167,11 +187,13 @@ START_TEST(rmsnorm_a8_codes_match_up_to_ties)
         for (int k = 0; k < K; k++) w[k] = (float)(0.5 + qv_test_uniform(&r));
         if (M > 2) memset(x, 0, K * 4); /* all-zero row: codes 0, s_a 1 */
         qv_ref_rmsnorm_rows(x, w, 1e-5f, M, K, y);
-        void *dx = dev(MK * 4), *dw = dev(K * 4), *dq = dev(MK), *dsa = dev(M * 4), *drs = dev(M * 4), *dy = dev(MK * 2);
-        up(dx, x, MK * 4);
+        void *dx = dev(MK * 4 + 16), *dw = dev(K * 4), *dq = dev(MK), *dsa = dev(M * 4), *drs = dev(M * 4),
+             *dy = dev(MK * 2);
+        float *dxo = (float *)dx + off;
+        up(dxo, x, MK * 4);
         up(dw, w, K * 4);
-        OK(qv_gpu_rmsnorm_a8(dx, dw, 1e-5f, M, K, dq, dsa, drs, NULL));
-        OK(qv_gpu_rmsnorm_f16(dx, dw, 1e-5f, M, K, dy, NULL));
+        OK(qv_gpu_rmsnorm_a8(dxo, dw, 1e-5f, M, K, dq, dsa, drs, NULL));
+        OK(qv_gpu_rmsnorm_f16(dxo, dw, 1e-5f, M, K, dy, NULL));
         down(gq, dq, MK);
         down(gsa, dsa, M * 4);
         down(grs, drs, M * 4);
@@ -186,10 +208,14 @@ END_TEST
 
 START_TEST(silu_mul_a8_codes_match_up_to_ties)
 {
-    static const int shapes[][2] = {{1, 1024}, {9, 14336}, {40, 1000}};
+    /* model shapes, then the kernel's edges (as quant_a8's); the last pass: gate|up one half off
+     * 16-byte alignment (the element path) */
+    static const int shapes[][2] = {{1, 1024}, {9, 14336}, {40, 1000}, {1, 14344}, {3, 1004}, {300, 64}, {2, 5},
+                                    {300, 14336}, {4, 1024}};
+    const size_t n_shapes = sizeof shapes / sizeof shapes[0];
     qv_test_rng r = {31};
-    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
-        int M = shapes[si][0], I = shapes[si][1];
+    for (size_t si = 0; si < n_shapes; si++) {
+        int M = shapes[si][0], I = shapes[si][1], off = si == n_shapes - 1;
         size_t MI = (size_t)M * I;
         uint16_t *gu = malloc(MI * 4), *gy = malloc(MI * 2);
         float *y = malloc(MI * 4), *gsa = malloc(M * 4);
@@ -197,10 +223,11 @@ START_TEST(silu_mul_a8_codes_match_up_to_ties)
         int32_t *grs = malloc(M * 4);
         fill_f16(&r, gu, MI * 2, 4.0f);
         qv_ref_silu_mul_rows(gu, M, I, y);
-        void *dgu = dev(MI * 4), *dq = dev(MI), *dsa = dev(M * 4), *drs = dev(M * 4), *dy = dev(MI * 2);
-        up(dgu, gu, MI * 4);
-        OK(qv_gpu_silu_mul_a8(dgu, M, I, dq, dsa, drs, NULL));
-        OK(qv_gpu_silu_mul_f16(dgu, M, I, dy, NULL));
+        void *dgu = dev(MI * 4 + 16), *dq = dev(MI), *dsa = dev(M * 4), *drs = dev(M * 4), *dy = dev(MI * 2);
+        uint16_t *dguo = (uint16_t *)dgu + off;
+        up(dguo, gu, MI * 4);
+        OK(qv_gpu_silu_mul_a8(dguo, M, I, dq, dsa, drs, NULL));
+        OK(qv_gpu_silu_mul_f16(dguo, M, I, dy, NULL));
         down(gq, dq, MI);
         down(gsa, dsa, M * 4);
         down(grs, drs, M * 4);
