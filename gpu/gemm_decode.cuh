@@ -94,6 +94,14 @@ __device__ __forceinline__ uint4 ldg_stream(const void *p)
     return r;
 }
 
+// Where lane L's A registers of a k32 step sit among the step's 32 slots. The XOR keeps each
+// 8-lane quarter (LDS.128 phase; LDS.64 half-warp phase) on distinct bank groups for the reads,
+// and spreads the staging's 4-byte stores: there a warp writes one register of rows 0-15 x two
+// k halves, lanes 4*(m & 7) + j, whose 16-byte slots would otherwise fall on 2 bank groups
+// (16-way conflicts); with the XOR, rows m & 7 map onto 8 distinct groups (conflict-free for W4
+// at MT 16, 2-way for W8A8 and at MT 8).
+__device__ __forceinline__ int dec_slot(int L) { return L ^ ((L >> 3) & 3); }
+
 // The A fragment of one k32 step from the staged x (MT 8: rows 8-15 are zero padding).
 template <int MT> __device__ __forceinline__ void dec_load_a(uint32_t (&a)[4], const uint32_t *xs)
 {
@@ -140,7 +148,7 @@ template <bool G128> struct DecW4 {
 #pragma unroll
         for (int st = 0; st < STEPS; st++) {
             uint32_t a[4];
-            dec_load_a<MT>(a, xs + (st * 32 + lane) * REGS);
+            dec_load_a<MT>(a, xs + (st * 32 + dec_slot(lane)) * REGS);
             uint32_t bb[4][2];
             unpack_w4(b.w[st], bb);
             if constexpr (G128) {
@@ -193,7 +201,7 @@ struct DecW8 {
 #pragma unroll
         for (int st = 0; st < STEPS; st++) {
             uint32_t a[4];
-            dec_load_a<MT>(a, xs + (st * 32 + lane) * REGS);
+            dec_load_a<MT>(a, xs + (st * 32 + dec_slot(lane)) * REGS);
 #pragma unroll
             for (int j = 0; j < 4; j++)
                 mma_s8(acc[j], a, st ? b.w[j].z : b.w[j].x, st ? b.w[j].w : b.w[j].y);
@@ -206,8 +214,9 @@ template <> struct Dec<PolicyW8A8> : DecW8 {};
 template <> struct Dec<PolicyW4Chn> : DecW4<false> {};
 template <> struct Dec<PolicyW4G128> : DecW4<true> {};
 
-// Stages x[0..MT) x [k0, k0 + nk) into fragment order (see the header): 16-byte coalesced reads,
-// each 32-bit word stored to the (step, lane, register) that consumes it. The reads go out
+// Stages x[0..MT) x [k0, k0 + nk) into fragment order (see the header): 16-byte reads (rows
+// fastest: a warp reads 16 rows x 32 contiguous bytes, whole sectors), each 32-bit word stored
+// to the (step, lane, register) that consumes it (slot: dec_slot). The reads go out
 // kDecStageU at a time per thread before any is stored (a long K slice would otherwise cost one
 // L2 round trip per chunk). kx: the K extent read (p.K; less only for the planted bug
 // ktail_dropped).
@@ -221,13 +230,13 @@ __device__ __forceinline__ void dec_stage_x(uint32_t *xs, const Params &p, int k
         uint4 v[kDecStageU];
 #pragma unroll
         for (int u = 0; u < kDecStageU; u++) {
-            const int it = base + u * kDecThreads, m = it / nch, k = k0 + 16 * (it % nch);
+            const int it = base + u * kDecThreads, m = it % MT, k = k0 + 16 * (it / MT);
             v[u] = make_uint4(0, 0, 0, 0);
             if (it < total && m < p.M && k < kx) v[u] = __ldg(reinterpret_cast<const uint4 *>(p.x + (long)m * p.K + k));
         }
 #pragma unroll
         for (int u = 0; u < kDecStageU; u++) {
-            const int it = base + u * kDecThreads, m = it / nch, c = it % nch;
+            const int it = base + u * kDecThreads, m = it % MT, c = it / MT;
             if (it >= total) break;
             const uint32_t w[4] = {v[u].x, v[u].y, v[u].z, v[u].w};
 #pragma unroll
@@ -237,7 +246,7 @@ __device__ __forceinline__ void dec_stage_x(uint32_t *xs, const Params &p, int k
                 if constexpr (D::kPermutedK) step = 2 * (c >> 2) + (j >> 1), t = c & 3, hi = j & 1;
                 else step = c >> 1, t = j, hi = c & 1;
                 const int idx = MT == 16 ? 2 * hi + (m >> 3) : hi; // a0, a1 (row + 8), a2 (k + 16), a3
-                xs[(step * 32 + (m & 7) * 4 + t) * REGS + idx] = w[j];
+                xs[(step * 32 + dec_slot((m & 7) * 4 + t)) * REGS + idx] = w[j];
             }
         }
     }
