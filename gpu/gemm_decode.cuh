@@ -63,6 +63,7 @@
 //
 // Reference it must match: ref/qoq's integer GEMM + epilogues (NUMERICS.md), bit for bit
 // (tests/test_gpu_gemm.c, every M <= 16 case of include/qvet/kcases.h on the default family).
+// tools/gemm_decode_emu.py mirrors this file's index math on the host (keep the two in step).
 #ifndef QV_GEMM_DECODE_CUH
 #define QV_GEMM_DECODE_CUH
 

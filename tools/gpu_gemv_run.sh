@@ -10,7 +10,9 @@
 # steps: comma list of build,test,san,bench,old,eng,ncu (default: build,test,san,bench,old; eng =
 # test_gpu_engines, whose decode steps now run the GEMMs at M = 1 on the decode kernel); split
 # across two calls if one would pass the 10-minute limit, e.g. "build,test" then "san,bench,old"
-# (build-gpu/ stays between calls). QV_GPU_GEMM_FAMILIES=default,decodesplit shortens the test.
+# (build-gpu/ stays between calls). QV_GPU_GEMM_FAMILIES=default,decodesplit shortens the test;
+# the sanitizers run the quick matrix under QV_SAN_FAMILIES (default: default,decodesplit,wide:
+# the decode kernel unsplit and split, the tiled kernels' split-K at every M).
 set -u
 debs="${1:-../.gpu-debs}"; steps="${2:-build,test,san,bench,old}"
 OUT="${OUT:-/tmp/qv-out}"; mkdir -p "$OUT"
@@ -35,7 +37,8 @@ if has test; then
 fi
 if has san; then
   for tool in memcheck racecheck; do
-    QV_GPU_GEMM_SMALL=1 timeout 280 compute-sanitizer --tool $tool --error-exitcode 9 build-gpu/test_gpu_gemm \
+    QV_GPU_GEMM_SMALL=1 QV_GPU_GEMM_FAMILIES="${QV_SAN_FAMILIES:-default,decodesplit,wide}" \
+      timeout 280 compute-sanitizer --tool $tool --error-exitcode 9 build-gpu/test_gpu_gemm \
       > "$OUT/sanitizer_$tool.log" 2>&1; rc=$?
     summary+=("compute-sanitizer $tool rc=$rc: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitizer_$tool.log" | tail -1) / $(grep 'gpu gemm cases' "$OUT/sanitizer_$tool.log")")
   done
