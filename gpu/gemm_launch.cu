@@ -22,12 +22,22 @@
 //   LegMedium (M <= 256) 128x64x64 2x2 warps.
 //  M > 256, every layer: CfgMedium (8 warps, 64x32 warp tiles; measured >= the 4-warp
 //  128x128 CfgLarge of the first version at M = 1024 and 8192 within noise).
+//  M <= 16 (qvg::kDecodeMaxM), every layer: the decode kernel (gemm_decode.cuh): warps stream
+//  their weights from global memory into registers, x staged per block, K sliced across blocks
+//  so that the grid fills the resident block slots in one wave (launch_decode below).
 // QV_GEMM_VARIANT (read at every launch; a benchmark and test knob, not part of the API):
+//  nodecode   = the shape rule without the decode kernel (the tiled kernels at M <= 16: the
+//               default before it, for same-run comparisons);
+//  decodesplit= the shape rule, decode kernel sliced to one batch per block (tests: every small
+//               shape goes through its split-K fix-up and through K warps without work);
 //  legacy     = issue 7's first version everywhere (no split, CfgLarge for M > 256);
 //  wide       = the wide family for every shape (so small test shapes exercise split-K);
 //  narrowsplit= the narrow family for every shape, split with no slice limit (tests);
 //  nosplit    = the shape rule without split-K on narrow layers (the first call's default).
+// wide, narrowsplit, nosplit and legacy keep the tiled kernels at M <= 16 too (their split-K
+// paths stay tested).
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -40,6 +50,7 @@
 #include "gemm_w8a8.cuh"
 #include "gemm_w4a8_chn.cuh"
 #include "gemm_w4a8_g128.cuh"
+#include "gemm_decode.cuh"
 
 extern "C" {
 #include "qvet/gpu_gemm.h"
@@ -59,13 +70,19 @@ using LegDecode = qvg::Cfg<16, 32, 256, 1, 1, 4, 4>;
 using LegSmall = qvg::Cfg<64, 32, 128, 2, 1, 2, 4>;
 using LegMedium = qvg::Cfg<128, 64, 64, 2, 2, 1, 4>;
 
-enum Variant { V_DEFAULT = 0, V_LEGACY, V_WIDE, V_NARROWSPLIT, V_NOSPLIT };
+enum Variant { V_DEFAULT = 0, V_LEGACY, V_WIDE, V_NARROWSPLIT, V_NOSPLIT, V_NODECODE, V_DECODESPLIT };
 Variant variant()
 {
     const char *e = getenv("QV_GEMM_VARIANT");
     if (!e) return V_DEFAULT;
-    return !strcmp(e, "legacy") ? V_LEGACY : !strcmp(e, "wide") ? V_WIDE : !strcmp(e, "narrowsplit") ? V_NARROWSPLIT
-                                                                                        : !strcmp(e, "nosplit") ? V_NOSPLIT : V_DEFAULT;
+    static const struct {
+        const char *name;
+        Variant v;
+    } names[] = {{"legacy", V_LEGACY},     {"wide", V_WIDE},         {"narrowsplit", V_NARROWSPLIT},
+                 {"nosplit", V_NOSPLIT},   {"nodecode", V_NODECODE}, {"decodesplit", V_DECODESPLIT}};
+    for (const auto &n : names)
+        if (!strcmp(e, n.name)) return n.v;
+    return V_DEFAULT;
 }
 
 // Split-K workspace, one per (device, stream): launches on one stream run in order, so they can
@@ -175,11 +192,59 @@ qv_status launch_cfg(qvg::Params p, cudaStream_t st, bool allow_split, int min_s
     return QV_OK;
 }
 
+std::atomic<unsigned long> g_dec_launches{0}, g_dec_split{0}; // qv_gpu_gemm_decode_stats
+
+// The decode kernel (M <= 16). K is cut into batches (Dec<P>::KG: 128 for W4, 64 for W8A8) and
+// the batches into gridDim.z slices of p.ktps: as many slices as fill the resident block slots
+// in one wave (a second, partial wave would be a tail of few blocks), at least about one batch
+// per K warp, and enough that a slice's staged x fits kDecStageMax. max_split: one batch per
+// slice (tests). *done = false (nothing launched) when the workspace would exceed its cap.
+template <class P, int MT, bool ACC>
+qv_status launch_decode(qvg::Params p, cudaStream_t st, bool max_split, bool *done)
+{
+    using S = qvg::DecSmem<P, MT>;
+    auto kern = qvg::gemm_decode_kernel<P, MT, ACC>;
+    constexpr int smem_max = S::bytes(S::MAX_BATCHES);
+    static int blocks_per_sm = 0; // per instantiation
+    if (!blocks_per_sm) {
+        QV_CUDA_TRY(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_max));
+        int b = 0;
+        QV_CUDA_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, kern, qvg::kDecThreads, smem_max));
+        blocks_per_sm = b > 0 ? b : 1;
+    }
+    *done = false;
+    const long cols = (p.N + qvg::kDecBN - 1) / qvg::kDecBN;
+    const long kgall = (p.K + qvg::Dec<P>::KG - 1) / qvg::Dec<P>::KG;
+    long s = kgall;
+    if (!max_split) {
+        s = std::max<long>(1, (long)blocks_per_sm * sm_count() / cols);
+        s = std::min<long>(s, (kgall + qvg::kDecWK - 1) / qvg::kDecWK);
+    }
+    s = std::max<long>(s, (kgall + S::MAX_BATCHES - 1) / S::MAX_BATCHES);
+    p.ktps = (int)((kgall + s - 1) / s);
+    s = (kgall + p.ktps - 1) / p.ktps; // every slice non-empty
+    if (s > 65535 || (size_t)s * p.M * p.N * 4 > kMaxWsBytes) return QV_OK;
+    dim3 grid((unsigned)cols, 1, (unsigned)s);
+    if (s > 1) QV_TRY(workspace_get(st, (size_t)s * p.M * p.N * 4, (size_t)cols, &p.ws, &p.cnt));
+    kern<<<grid, qvg::kDecThreads, S::bytes(p.ktps), st>>>(p);
+    QV_CUDA_TRY(cudaGetLastError());
+    g_dec_launches++;
+    if (s > 1) g_dec_split++;
+    *done = true;
+    return QV_OK;
+}
+
 template <class P, bool ACC> qv_status launch(const qvg::Params &p, void *stream)
 {
     QV_DMUT_SYNC(); // QV_MUTANTS builds: the planted-bug selection to this file's kernels
     cudaStream_t st = static_cast<cudaStream_t>(stream);
     const Variant v = variant();
+    if ((v == V_DEFAULT || v == V_DECODESPLIT) && p.M <= qvg::kDecodeMaxM) {
+        bool done = false;
+        if (p.M <= 8) QV_TRY((launch_decode<P, 8, ACC>(p, st, v == V_DECODESPLIT, &done)));
+        else QV_TRY((launch_decode<P, 16, ACC>(p, st, v == V_DECODESPLIT, &done)));
+        if (done) return QV_OK; // else (workspace cap) the tiled kernels below
+    }
     if (v == V_LEGACY) {
         if (p.M <= 16) return launch_cfg<LegDecode, P, ACC>(p, st, false);
         if (p.M <= 64) return launch_cfg<LegSmall, P, ACC>(p, st, false);
@@ -334,4 +399,10 @@ extern "C" qv_status qv_gpu_w4a8_g128_gemm_acc(const int8_t *x, const uint8_t *w
     p.sz1 = sz1;
     p.acc = acc;
     return launch<qvg::PolicyW4G128, true>(p, stream);
+}
+
+extern "C" void qv_gpu_gemm_decode_stats(unsigned long *launches, unsigned long *split)
+{
+    if (launches) *launches = g_dec_launches.load();
+    if (split) *split = g_dec_split.load();
 }

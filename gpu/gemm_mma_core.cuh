@@ -111,6 +111,18 @@ __device__ __forceinline__ float row_scale(const Params &p, int m)
     return p.sa[QV_DMUT(act_scale_token) && m > 0 ? m - 1 : m];
 }
 
+// The FP16 outputs (m, n) and (m, n + 1) from their INT32 accumulators: the Policy's FP32
+// epilogue, counted saturation, one half2 store (n even, N % 8 == 0). The one epilogue store of
+// both kernels (gemm_kernel here, gemm_decode_kernel in gemm_decode.cuh).
+template <class P>
+__device__ __forceinline__ void store_out_pair(const Params &p, int m, int n, int32_t a0, int32_t a1, unsigned int &nsat)
+{
+    __half2 v;
+    v.x = sat_half(P::epilogue(p, a0, m, n), nsat);
+    v.y = sat_half(P::epilogue(p, a1, m, n + 1), nsat);
+    *reinterpret_cast<__half2 *>(p.y + (long)m * p.N + n) = v;
+}
+
 // Tile configuration. BK is the K extent of one pipeline stage, in elements.
 // MINB_: resident blocks per SM asked of the compiler (__launch_bounds__), 0 = by block size.
 template <int BM_, int BN_, int BK_, int WM_, int WN_, int WKS_, int STAGES_, int MINB_ = 0> struct Cfg {
@@ -339,10 +351,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) gemm_kernel(const Params 
                     int2 v = make_int2(acc[i][j][2 * h], acc[i][j][2 * h + 1]);
                     *reinterpret_cast<int2 *>(p.acc + o) = v;
                 } else {
-                    __half2 v;
-                    v.x = sat_half(P::epilogue(p, acc[i][j][2 * h], m, n), nsat);
-                    v.y = sat_half(P::epilogue(p, acc[i][j][2 * h + 1], m, n + 1), nsat);
-                    *reinterpret_cast<__half2 *>(p.y + o) = v;
+                    store_out_pair<P>(p, m, n, acc[i][j][2 * h], acc[i][j][2 * h + 1], nsat);
                 }
             }
         }

@@ -26,6 +26,22 @@
 
 namespace qvg {
 
+// One lane's 16 packed bytes of a 32x32 tile -> the B registers of four n8 tiles for one k32
+// step: b[i] = channels 8i + c of the 32-channel block (docs/layout.md). Shared by the tiled
+// kernel (from shared memory) and the decode kernel (gemm_decode.cuh, straight from global).
+__device__ __forceinline__ void unpack_w4(uint4 w, uint32_t (*b)[2])
+{
+    const uint32_t m = 0x0F0F0F0Fu;
+    if (QV_DMUT(nibble_swap)) { // planted bug (QV_MUTANTS builds only): high nibble read first
+        w.x = ((w.x >> 4) & m) | ((w.x & m) << 4), w.y = ((w.y >> 4) & m) | ((w.y & m) << 4);
+        w.z = ((w.z >> 4) & m) | ((w.z & m) << 4), w.w = ((w.w >> 4) & m) | ((w.w & m) << 4);
+    }
+    b[0][0] = w.x & m;        b[0][1] = w.z & m;        // channel c
+    b[1][0] = w.y & m;        b[1][1] = w.w & m;        // channel c+8
+    b[2][0] = (w.x >> 4) & m; b[2][1] = (w.z >> 4) & m; // channel c+16
+    b[3][0] = (w.y >> 4) & m; b[3][1] = (w.w >> 4) & m; // channel c+24
+}
+
 // The B registers of the warp's NI n8 tiles for the k32 step at k offset kk of the stage:
 // tile 4q+i = channels 8i + c of the warp's 32-channel block q (docs/layout.md).
 template <class C>
@@ -33,18 +49,9 @@ __device__ __forceinline__ void load_w4_frags(uint32_t (&b)[C::NI][2], const uin
 {
     static_assert(C::TN % 32 == 0, "packed W4 loads 32-channel blocks");
 #pragma unroll
-    for (int q = 0; q < C::NI / 4; q++) {
-        uint4 w = *reinterpret_cast<const uint4 *>(sb + (((nbase / 32 + q) * (C::BK / 32)) + kk / 32) * 512 + lane * 16);
-        const uint32_t m = 0x0F0F0F0Fu;
-        if (QV_DMUT(nibble_swap)) { // planted bug (QV_MUTANTS builds only): high nibble read first
-            w.x = ((w.x >> 4) & m) | ((w.x & m) << 4), w.y = ((w.y >> 4) & m) | ((w.y & m) << 4);
-            w.z = ((w.z >> 4) & m) | ((w.z & m) << 4), w.w = ((w.w >> 4) & m) | ((w.w & m) << 4);
-        }
-        b[4 * q + 0][0] = w.x & m;        b[4 * q + 0][1] = w.z & m;        // channel c
-        b[4 * q + 1][0] = w.y & m;        b[4 * q + 1][1] = w.w & m;        // channel c+8
-        b[4 * q + 2][0] = (w.x >> 4) & m; b[4 * q + 2][1] = (w.z >> 4) & m; // channel c+16
-        b[4 * q + 3][0] = (w.y >> 4) & m; b[4 * q + 3][1] = (w.w >> 4) & m; // channel c+24
-    }
+    for (int q = 0; q < C::NI / 4; q++)
+        unpack_w4(*reinterpret_cast<const uint4 *>(sb + (((nbase / 32 + q) * (C::BK / 32)) + kk / 32) * 512 + lane * 16),
+                  &b[4 * q]);
 }
 
 struct PolicyW4Chn {

@@ -4,25 +4,46 @@
  * epilogues with identical inputs), saturation counts equal to the reference's overflow count,
  * outputs poisoned before every launch. QV_GPU_GEMM_SMALL=1 runs the quick matrix (for
  * compute-sanitizer). The matrix runs under each launch-configuration family of gpu/gemm_launch.cu
- * (QV_GEMM_VARIANT unset = the shape rule; "wide" and "narrowsplit" = each tile family with
- * split-K for every shape, so the small shapes reach the split-K fix-up of every tile;
- * "legacy" = the first configurations).
+ * (QV_GEMM_VARIANT unset = the shape rule, which runs every M <= 16 case on the decode kernel,
+ * gpu/gemm_decode.cuh; "decodesplit" = the same with the decode kernel sliced to one K batch per
+ * block, so every small shape goes through its split-K fix-up; "wide" and "narrowsplit" = each
+ * tile family with split-K for every shape, so the small shapes reach the split-K fix-up of
+ * every tile, M <= 16 included; "legacy" = the first configurations). QV_GPU_GEMM_FAMILIES
+ * (a comma list of those names, "default" for the shape rule) runs a subset, for device-time
+ * budgets; unset: all.
  * Without a GPU: prints "SKIP gpu: no device" and exits 77. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "qv_test_util.h"
 #include "qvet/gpu.h"
+#include "qvet/gpu_gemm.h"
 #include "qvet/kcases.h"
+
+/* name is one entry of the comma list */
+static int family_listed(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = list; p; p = strchr(p, ',')) {
+        if (*p == ',') p++;
+        if (!strncmp(p, name, n) && (p[n] == ',' || p[n] == '\0')) return 1;
+    }
+    return 0;
+}
 
 START_TEST(gpu_gemm_matches_reference_bit_exact)
 {
     const char *e = getenv("QV_GPU_GEMM_SMALL");
-    static const char *variants[] = {NULL, "wide", "narrowsplit", "legacy"};
+    static const char *variants[] = {NULL, "decodesplit", "wide", "narrowsplit", "legacy"};
     qv_kcase *c;
-    int n, exact = 0, failed = 0;
+    int n, exact = 0, failed = 0, path_bad = 0;
+    unsigned long split_launches[sizeof variants / sizeof *variants] = {0};
     ck_assert_int_eq(qv_kcase_matrix(e && *e == '1', &c, &n), QV_OK);
+    const char *fam = getenv("QV_GPU_GEMM_FAMILIES");
+    int ran[sizeof variants / sizeof *variants] = {0};
     for (size_t v = 0; v < sizeof variants / sizeof *variants; v++) {
+        if (fam && *fam && !family_listed(fam, variants[v] ? variants[v] : "default")) continue;
+        ran[v] = 1;
         if (variants[v]) setenv("QV_GEMM_VARIANT", variants[v], 1);
         else unsetenv("QV_GEMM_VARIANT");
         printf("-- launch configurations: %s\n", variants[v] ? variants[v] : "default (shape rule)");
@@ -30,8 +51,19 @@ START_TEST(gpu_gemm_matches_reference_bit_exact)
             char name[160];
             qv_kcase_name(&c[i], name, sizeof name);
             qv_kresult r;
+            unsigned long d0, s0, d1, s1;
+            qv_gpu_gemm_decode_stats(&d0, &s0);
             ck_assert_msg(qv_kcase_run(&c[i], QV_KB_GPU, 20251101 + (uint64_t)i, &r) == QV_OK, "%s: %s", name,
                           qv_last_error());
+            qv_gpu_gemm_decode_stats(&d1, &s1);
+            /* the path that ran: the decode kernel for every M <= 16 case of the default and
+             * decodesplit families (both entries, _acc and FP16), never elsewhere */
+            const int want_dec = v < 2 && c[i].M <= 16; /* variants[0], [1] */
+            if (want_dec ? d1 - d0 < 2 : d1 != d0) {
+                printf("%-44s PATH: %lu decode launches, expected %s\n", name, d1 - d0, want_dec ? ">= 2" : "0");
+                path_bad++;
+            }
+            split_launches[v] += s1 - s0;
             printf("%-44s acc: %s  out: %s  sat %ld/%ld  %s\n", name, r.acc_mismatch ? "MISMATCH" : "bit-exact",
                    r.out_mismatch ? "MISMATCH" : "bit-exact", r.sat_got, r.sat_ref, r.ok ? "OK" : "FAIL");
             if (!r.ok && r.first >= 0)
@@ -42,9 +74,16 @@ START_TEST(gpu_gemm_matches_reference_bit_exact)
         }
     }
     unsetenv("QV_GEMM_VARIANT");
-    printf("gpu gemm cases: %d bit-exact, %d failed\n", exact, failed);
+    printf("decode kernel launches split along K: %lu (default), %lu (decodesplit)\n", split_launches[0],
+           split_launches[1]);
+    printf("gpu gemm cases: %d bit-exact, %d failed, %d on the wrong path\n", exact, failed, path_bad);
     free(c);
     ck_assert_int_eq(failed, 0);
+    ck_assert_int_eq(path_bad, 0);
+    /* the decode kernel's split-K fix-up must have run (decodesplit slices every case with K
+     * beyond one batch; the default slices e.g. M=16 N=512 K=512) */
+    if (ran[0]) ck_assert_uint_gt(split_launches[0], 0);
+    if (ran[1]) ck_assert_uint_gt(split_launches[1], 0);
 }
 END_TEST
 

@@ -20,15 +20,23 @@ void qv_kcase_name(const qv_kcase *c, char *buf, int n)
 }
 
 /* Shapes valid for every kernel (K % 128 == 0; N a multiple of 32 for the packed W4 tile).
- * M crosses each tile configuration's boundary (16/17, 64/65, 256/257) and is odd. */
+ * M crosses each tile configuration's boundary (16/17, 64/65, 256/257) and is odd; the decode
+ * kernel's (gpu/gemm_decode.cuh: M <= 8 stages 8 rows, M <= 16 16, M >= 17 the tiled kernels)
+ * at 1, 2, 3, 8, 9, 15, 16, 17. */
 static const int shapes_all[][3] = {
     {1, 64, 128},   {3, 160, 256},   {16, 512, 512},  {17, 96, 384},    {33, 224, 256}, {64, 128, 1024},
     {65, 288, 512}, {127, 160, 256}, {256, 256, 640}, {257, 416, 384},  {300, 1056, 1152},
+    {2, 96, 384},   {8, 128, 640},   {9, 64, 256},    {15, 192, 1152},
 };
 /* K tails: K % 32 == 0 but not a multiple of 128 (W8A8 and per-channel only) */
-static const int shapes_tail[][3] = {{1, 64, 32}, {5, 64, 96}, {17, 160, 160}, {64, 96, 288}, {200, 224, 416}, {1, 4096, 4000}};
+static const int shapes_tail[][3] = {{1, 64, 32}, {5, 64, 96}, {17, 160, 160}, {64, 96, 288}, {200, 224, 416}, {1, 4096, 4000},
+                                     {8, 96, 160}, {16, 128, 4000}};
+/* W8A8 only: N % 32 != 0 (the last 8-channel tiles of a 32/128-channel block), small M */
+static const int shapes_w8n[][3] = {{1, 40, 96}, {13, 72, 224}, {16, 136, 288}};
 /* Llama-3-8B layer shapes (qkv, o, gate_up, down) at M = 1 and a small odd M */
 static const int shapes_llama[][2] = {{6144, 4096}, {4096, 4096}, {28672, 4096}, {4096, 14336}};
+/* and the decode kernel's 16-row staging on two of them (M = 12 and 16) */
+static const int shapes_llama16[][3] = {{12, 4096, 4096}, {16, 4096, 14336}};
 /* small shapes for the adversarial value modes */
 static const int shapes_adv[][3] = {{1, 64, 256}, {17, 160, 384}, {130, 96, 512}};
 
@@ -46,11 +54,17 @@ qv_status qv_kcase_matrix(int quick, qv_kcase **cases, int *n)
             for (size_t i = 0; i < sizeof shapes_tail / sizeof *shapes_tail; i++)
                 if (!quick || shapes_tail[i][1] < 1024)
                     ADD(ker, QV_KV_RANDOM, shapes_tail[i][0], shapes_tail[i][1], shapes_tail[i][2]);
-        if (!quick)
+        if (ker == QV_KK_W8A8)
+            for (size_t i = 0; i < sizeof shapes_w8n / sizeof *shapes_w8n; i++)
+                ADD(ker, QV_KV_RANDOM, shapes_w8n[i][0], shapes_w8n[i][1], shapes_w8n[i][2]);
+        if (!quick) {
             for (size_t i = 0; i < sizeof shapes_llama / sizeof *shapes_llama; i++) {
                 ADD(ker, QV_KV_RANDOM, 1, shapes_llama[i][0], shapes_llama[i][1]);
                 ADD(ker, QV_KV_RANDOM, 3, shapes_llama[i][0], shapes_llama[i][1]);
             }
+            for (size_t i = 0; i < sizeof shapes_llama16 / sizeof *shapes_llama16; i++)
+                ADD(ker, QV_KV_RANDOM, shapes_llama16[i][0], shapes_llama16[i][1], shapes_llama16[i][2]);
+        }
         for (int v = 1; v < QV_KV_COUNT; v++)
             for (size_t i = 0; i < sizeof shapes_adv / sizeof *shapes_adv; i++)
                 ADD(ker, v, shapes_adv[i][0], shapes_adv[i][1], shapes_adv[i][2]);

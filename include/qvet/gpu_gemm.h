@@ -53,6 +53,11 @@ qv_status qv_gpu_w4a8_g128_gemm_acc(const int8_t *x, const uint8_t *w4, const ui
                                     const uint8_t *sz1, int32_t *acc, int M, int N, int K, int group,
                                     void *stream);
 
+/* Test hook: launches (this process, all entries) that went to the decode kernel (M <= 16,
+ * gpu/gemm_decode.cuh) and, of those, the ones split across blocks along K. Lets a test check
+ * which path ran. Without CUDA both are 0. */
+void qv_gpu_gemm_decode_stats(unsigned long *launches, unsigned long *split);
+
 /* Benchmarks (issue 7): every Llama-3-8B layer shape x M in {1,16,64,256,1024,4096,8192}: the
  * three kernels above vs cuBLAS FP16 (cublasGemmEx) and cuBLASLt INT8, plus a device-to-device
  * copy, weights rotated through enough buffers to exceed L2. Cases whose "kernel layer M=..."

@@ -60,9 +60,11 @@ const char *qv_kvalues_name(qv_kvalues v);
 /* One line naming the case: "w4a8_g128 M=1 N=4096 K=4096 random" (used by --filter). */
 void qv_kcase_name(const qv_kcase *c, char *buf, int n);
 
-/* The default matrix: M = 1, odd M, M across tile boundaries; K tails (K % 32 == 0, not a stage
- * multiple) for W8A8 and per-channel; last N tile partial; several g128 groups; the Llama-3-8B
- * layer shapes (qkv 6144x4096, o 4096x4096, gate_up 28672x4096, down 4096x14336) at small M;
+/* The default matrix: M = 1, odd M, M across tile boundaries (the decode kernel's 8/16 and the
+ * tiled kernels' 16/17, 64/65, 256/257); K tails (K % 32 == 0, not a stage multiple) for W8A8
+ * and per-channel; last N tile partial (W8A8 also N % 32 != 0); several g128 groups; the
+ * Llama-3-8B layer shapes (qkv 6144x4096, o 4096x4096, gate_up 28672x4096, down 4096x14336) at
+ * small M;
  * adversarial value modes on small shapes. `quick` keeps the small shapes only. Returns a
  * malloc'd array. */
 qv_status qv_kcase_matrix(int quick, qv_kcase **cases, int *n);
