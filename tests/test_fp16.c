@@ -130,6 +130,26 @@ START_TEST(bf16_round_trip_and_rne_all_65536)
 }
 END_TEST
 
+/* qv_round_bf16 and the dtype16 helpers the BF16 GPU tests round with */
+START_TEST(round_bf16_and_dtype16_helpers)
+{
+    ck_assert(qv_round_bf16(1.0f + ldexpf(1.0f, -8)) == 1.0f);                         /* tie to even (down) */
+    ck_assert(qv_round_bf16(1.0f + 3 * ldexpf(1.0f, -8)) == 1.0f + ldexpf(1.0f, -6)); /* tie to even (up) */
+    ck_assert(qv_round_bf16(1.0f + ldexpf(1.0f, -8) + ldexpf(1.0f, -20)) == 1.0f + ldexpf(1.0f, -7));
+    ck_assert(isnan(qv_round_bf16(NAN)) && isnan(qv_round_bf16(-NAN)));
+    ck_assert(isinf(qv_round_bf16(3.4e38f)) && qv_round_bf16(3.4e38f) > 0); /* beyond the largest BF16: Inf */
+    ck_assert(qv_round_bf16(65520.0f) == 65536.0f);                          /* FP16 would overflow here */
+    ck_assert_uint_eq(qv_fp32_to_dtype16(QV_DTYPE_BF16, 0.1f), qv_fp32_to_bf16(0.1f));
+    ck_assert_uint_eq(qv_fp32_to_dtype16(QV_DTYPE_FP16, 0.1f), qv_fp32_to_fp16(0.1f));
+    ck_assert(qv_dtype16_to_fp32(QV_DTYPE_BF16, 0x3f80u) == 1.0f && qv_dtype16_to_fp32(QV_DTYPE_FP16, 0x3c00u) == 1.0f);
+    qv_dtype16 t = QV_DTYPE_FP16;
+    ck_assert(qv_dtype16_parse("bf16", &t) == 0 && t == QV_DTYPE_BF16);
+    ck_assert(qv_dtype16_parse("fp16", &t) == 0 && t == QV_DTYPE_FP16);
+    ck_assert(qv_dtype16_parse("fp32", &t) == -1 && qv_dtype16_parse("BF16", &t) == -1);
+    ck_assert_str_eq(qv_dtype16_name(QV_DTYPE_BF16), "bf16");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("fp16");
@@ -141,6 +161,7 @@ int main(void)
     tcase_add_test(tc, fp32_to_fp16_matches_Float16_random);
     tcase_add_test(tc, fp16_specials_and_saturation);
     tcase_add_test(tc, bf16_round_trip_and_rne_all_65536);
+    tcase_add_test(tc, round_bf16_and_dtype16_helpers);
     suite_add_tcase(s, tc);
     return qv_test_main(s);
 }

@@ -2,7 +2,7 @@
  *
  *   ref-fp32  plain FP32 math, OpenBLAS GEMMs: the accuracy reference (ref/fp32/)
  *   ref-qoq   exact QoQ emulation (ref/qoq_engine/)
- *   gpu-fp16  cuBLAS FP16 baseline (gpu/engine_gpu.c)
+ *   gpu-fp16  cuBLAS FP16 (or, with opts.dtype BF16, BF16) baseline (gpu/engine_gpu.c)
  *   gpu-qoq   the production kernels: W4A8 GEMMs, fused A8 producers, KV4 paged attention
  *             (gpu/engine_gpu.c); both answer QV_ERR_UNSUPPORTED "no GPU" without CUDA or device
  *
@@ -26,6 +26,7 @@
 
 #include <stdint.h>
 
+#include "qvet/fp16.h"
 #include "qvet/model.h"
 #include "qvet/status.h"
 
@@ -59,6 +60,8 @@ typedef struct {
     const char *quantized_path; /* QoQ checkpoint (ref-qoq, gpu-qoq); NULL otherwise */
     int qserve_compat;        /* QServe's numerics variants (docs/numerics-qvet.md; ref-qoq) */
     int max_seqs;             /* most live sequences at once; 0: 64 */
+    qv_dtype16 dtype;         /* gpu-fp16's weight/activation/KV type (FP16 default, or BF16); any
+                               * other engine with BF16 is QV_ERR_USAGE at open */
 } qv_engine_opts;
 
 void qv_engine_opts_init(qv_engine_opts *o);

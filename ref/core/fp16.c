@@ -73,6 +73,21 @@ qv_bf16 qv_fp32_to_bf16(float f)
 
 float qv_round_fp16(float f) { return qv_fp16_to_fp32(qv_fp32_to_fp16(f)); }
 
+float qv_round_bf16(float f) { return qv_bf16_to_fp32(qv_fp32_to_bf16(f)); }
+
+uint16_t qv_fp32_to_dtype16(qv_dtype16 t, float f) { return t == QV_DTYPE_BF16 ? qv_fp32_to_bf16(f) : qv_fp32_to_fp16(f); }
+
+float qv_dtype16_to_fp32(qv_dtype16 t, uint16_t h) { return t == QV_DTYPE_BF16 ? qv_bf16_to_fp32(h) : qv_fp16_to_fp32(h); }
+
+const char *qv_dtype16_name(qv_dtype16 t) { return t == QV_DTYPE_FP16 ? "fp16" : t == QV_DTYPE_BF16 ? "bf16" : "?"; }
+
+int qv_dtype16_parse(const char *s, qv_dtype16 *t)
+{
+    if (!strcmp(s, "fp16")) return *t = QV_DTYPE_FP16, 0;
+    if (!strcmp(s, "bf16")) return *t = QV_DTYPE_BF16, 0;
+    return -1;
+}
+
 void qv_fp16_to_fp32_n(const qv_fp16 *src, float *dst, long n)
 {
     for (long i = 0; i < n; i++) dst[i] = qv_fp16_to_fp32(src[i]);

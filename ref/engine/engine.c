@@ -44,6 +44,15 @@ qv_status qv_engine_open(const char *name, const qv_model *model, const qv_engin
         if (strcmp(engines[i].name, name) != 0) continue;
         qv_engine_opts dflt;
         qv_engine_opts_init(&dflt);
+        if (opts && opts->dtype != QV_DTYPE_FP16) {
+            /* checked here, before any engine (or "no GPU") answers, so a wrong pairing is always a usage error */
+            if (opts->dtype != QV_DTYPE_BF16)
+                return qv_fail(QV_ERR_USAGE, "engine %s: unknown 16-bit type %d (fp16, bf16)", name, (int)opts->dtype);
+            if (strcmp(name, "gpu-fp16") != 0)
+                return qv_fail(QV_ERR_USAGE, "engine %s: --dtype %s applies to gpu-fp16 only (the other engines' "
+                               "types are fixed: ref-fp32 FP32, ref-qoq and gpu-qoq FP16)", name,
+                               qv_dtype16_name(opts->dtype));
+        }
         return engines[i].vt->open(model, opts ? opts : &dflt, out);
     }
     return qv_fail(QV_ERR_USAGE, "unknown engine '%s' (ref-fp32, ref-qoq, gpu-fp16, gpu-qoq)", name);
