@@ -16,10 +16,14 @@
 // own batch's positions from the fresh FP16 K/V instead of the cache.
 // Error: differs from an exact computation by the dot/softmax/sum roundings only; the derived
 // bound is in docs/bounds.md and tests/test_gpu_kernels.c. Reference: qv_ref_attention_row.
+// BF16 cache (gpu-fp16 --dtype bf16): the FP16-page kernels over T = __nv_bfloat16: q, fresh K/V,
+// pages and the output are BF16 (gpu/f16_types.cuh); the arithmetic is the same FP32. AttnParams'
+// `const __half *` pointers then address BF16 words (same 2-byte stride); T says how to read them.
 #include <stdlib.h>
 #include <string.h>
 
 #include "attn_common.cuh"
+#include "f16_types.cuh"
 
 using namespace qv_attn;
 
@@ -27,20 +31,14 @@ namespace {
 
 constexpr int kU = 4;
 
-template <int HD, bool KV4>
+template <int HD, bool KV4, typename T = __half>
 __device__ __forceinline__ void load8(const AttnParams &p, int slot, int fstart, int fidx, int pos, int kvh, int isv,
                                       int sub, float out[8])
 {
     if (QV_DMUT(engine_kv_swap)) isv = 0; // planted bug (QV_MUTANTS builds only): V read from the K pages
     if (pos >= fstart) {
         const __half *f = (isv ? p.fresh_v : p.fresh_k) + ((size_t)(fidx + pos - fstart) * p.nkv + kvh) * HD + sub * 8;
-        uint4 w = *(const uint4 *)f;
-        const __half2 *h = (const __half2 *)&w;
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            float2 f2 = __half22float2(h[j]);
-            out[2 * j] = f2.x, out[2 * j + 1] = f2.y;
-        }
+        qv_f16t<T>::unpack8(*(const uint4 *)f, out);
         return;
     }
     // the planted bug kv_page_boundary (QV_MUTANTS builds only) takes the page of t+1
@@ -58,17 +56,11 @@ __device__ __forceinline__ void load8(const AttnParams &p, int slot, int fstart,
             out[j] = QV_DMUT(kv4_min_dropped) ? us : __fadd_rn(us, mn); // the mutant drops the min
         }
     } else {
-        uint4 w = *(const uint4 *)((const __half *)base + sidx * HD + sub * 8);
-        const __half2 *h = (const __half2 *)&w;
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            float2 f2 = __half22float2(h[j]);
-            out[2 * j] = f2.x, out[2 * j + 1] = f2.y;
-        }
+        qv_f16t<T>::unpack8(*(const uint4 *)((const __half *)base + sidx * HD + sub * 8), out);
     }
 }
 
-template <int HD, int G, bool KV4>
+template <int HD, int G, bool KV4, typename T = __half>
 __global__ void __launch_bounds__(kWarps * 32) attn_chunk_kernel(AttnParams p)
 {
     constexpr int LPT = HD / 8;          // lanes per position
@@ -95,12 +87,7 @@ __global__ void __launch_bounds__(kWarps * 32) attn_chunk_kernel(AttnParams p)
 #pragma unroll
     for (int g = 0; g < G; g++) {
         uint4 w = *(const uint4 *)(p.q + ((size_t)r * p.nh + QV_QHEAD(kvh, g)) * HD + sub * 8);
-        const __half2 *h = (const __half2 *)&w;
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            float2 f2 = __half22float2(h[j]);
-            qf[g][2 * j] = f2.x, qf[g][2 * j + 1] = f2.y;
-        }
+        qv_f16t<T>::unpack8(w, qf[g]);
     }
 
     // pass 1: scores
@@ -109,7 +96,7 @@ __global__ void __launch_bounds__(kWarps * 32) attn_chunk_kernel(AttnParams p)
 #pragma unroll
         for (int u = 0; u < kU; u++) {
             int i = b0 + u * STEP + tw;
-            if (i < n) load8<HD, KV4>(p, slot, fstart, fidx, c0 + i, kvh, 0, sub, kv[u]);
+            if (i < n) load8<HD, KV4, T>(p, slot, fstart, fidx, c0 + i, kvh, 0, sub, kv[u]);
             else
 #pragma unroll
                 for (int j = 0; j < 8; j++) kv[u][j] = 0.0f;
@@ -145,7 +132,7 @@ __global__ void __launch_bounds__(kWarps * 32) attn_chunk_kernel(AttnParams p)
 #pragma unroll
         for (int u = 0; u < kU; u++) {
             int i = b0 + u * STEP + tw;
-            if (i < n) load8<HD, KV4>(p, slot, fstart, fidx, c0 + i, kvh, 1, sub, kv[u]);
+            if (i < n) load8<HD, KV4, T>(p, slot, fstart, fidx, c0 + i, kvh, 1, sub, kv[u]);
         }
 #pragma unroll
         for (int u = 0; u < kU; u++) {
@@ -180,8 +167,9 @@ __global__ void __launch_bounds__(kWarps * 32) attn_chunk_kernel(AttnParams p)
     }
 }
 
+template <typename T>
 __global__ void attn_combine_kernel(const float *O, const float *M, const float *L, const int32_t *row_ctx, int nh,
-                                    int hd, int n_chunks, __half *out)
+                                    int hd, int n_chunks, T *out)
 {
     int rh = blockIdx.x, r = rh / nh;
     int nc = (row_ctx[r] + kChunk - 1) / kChunk;
@@ -195,21 +183,34 @@ __global__ void attn_combine_kernel(const float *O, const float *M, const float 
             den = __fadd_rn(den, __fmul_rn(w, l[c]));
             num = __fadd_rn(num, __fmul_rn(w, O[((size_t)rh * n_chunks + c) * hd + d]));
         }
-        out[(size_t)rh * hd + d] = __float2half_rn(__fdiv_rn(num, den));
+        out[(size_t)rh * hd + d] = qv_f16t<T>::rn(__fdiv_rn(num, den));
     }
 }
 
-template <int HD, bool KV4>
+template <int HD, bool KV4, typename T = __half>
 qv_status launch_g(int G, dim3 grid, const AttnParams &p, cudaStream_t s)
 {
     switch (G) {
-    case 1: attn_chunk_kernel<HD, 1, KV4><<<grid, kWarps * 32, 0, s>>>(p); break;
-    case 2: attn_chunk_kernel<HD, 2, KV4><<<grid, kWarps * 32, 0, s>>>(p); break;
-    case 3: attn_chunk_kernel<HD, 3, KV4><<<grid, kWarps * 32, 0, s>>>(p); break;
-    case 4: attn_chunk_kernel<HD, 4, KV4><<<grid, kWarps * 32, 0, s>>>(p); break;
-    case 8: attn_chunk_kernel<HD, 8, KV4><<<grid, kWarps * 32, 0, s>>>(p); break;
+    case 1: attn_chunk_kernel<HD, 1, KV4, T><<<grid, kWarps * 32, 0, s>>>(p); break;
+    case 2: attn_chunk_kernel<HD, 2, KV4, T><<<grid, kWarps * 32, 0, s>>>(p); break;
+    case 3: attn_chunk_kernel<HD, 3, KV4, T><<<grid, kWarps * 32, 0, s>>>(p); break;
+    case 4: attn_chunk_kernel<HD, 4, KV4, T><<<grid, kWarps * 32, 0, s>>>(p); break;
+    case 8: attn_chunk_kernel<HD, 8, KV4, T><<<grid, kWarps * 32, 0, s>>>(p); break;
     default: return qv_fail(QV_ERR_UNSUPPORTED, "attention: GQA group %d (heads per KV head) not in {1,2,3,4,8}", G);
     }
+    QV_CUDA_TRY(cudaGetLastError());
+    return QV_OK;
+}
+
+// The BF16 cache: chunks and combine over T = __nv_bfloat16 (the FP16 cache's kernels otherwise).
+qv_status attention_bf16(int hd, int G, dim3 grid, const AttnParams &p, const int32_t *row_ctx, int R, int nh,
+                         void *out, cudaStream_t s)
+{
+    using B = __nv_bfloat16;
+    qv_status st = hd == 32 ? launch_g<32, false, B>(G, grid, p, s)
+                 : hd == 64 ? launch_g<64, false, B>(G, grid, p, s) : launch_g<128, false, B>(G, grid, p, s);
+    if (st != QV_OK) return st;
+    attn_combine_kernel<B><<<R * nh, hd, 0, s>>>(p.O, p.M, p.L, row_ctx, nh, hd, p.n_chunks, (B *)out);
     QV_CUDA_TRY(cudaGetLastError());
     return QV_OK;
 }
@@ -267,6 +268,7 @@ extern "C" qv_status qv_gpu_attention(const qv_gpu_attn_args *a, const qv_gpu_kv
     dim3 grid(p.n_chunks, nkv, a->R);
     cudaStream_t s = (cudaStream_t)stream;
     int G = a->nh / nkv;
+    if (c->fmt == QV_KV_FMT_BF16) return attention_bf16(hd, G, grid, p, a->row_ctx, a->R, a->nh, a->out, s);
     bool kv4 = c->fmt == QV_KV_FMT_KV4;
     qv_status st;
     if (qv_gpu_attention_uses_mma(a, c)) st = launch_kv4_mma(G, grid, p, s);

@@ -2,6 +2,9 @@
  *
  *   gpu-fp16  FP16 weights and activations: cuBLAS GEMMs (FP16 in, FP32 compute, FP16 out), the
  *             fused FP16 RMSNorm / SiLU·mul kernels, RoPE + FP16 paged cache, paged attention.
+ *             opts.dtype BF16 (--dtype bf16): the same pipeline with BF16 in place of FP16
+ *             everywhere (weights rounded RNE at open, every FP16 rounding point below rounds to
+ *             BF16, BF16 KV pages, cuBLAS CUDA_R_16BF with FP32 compute).
  *   gpu-qoq   the production W4A8KV4 pipeline: fused RMSNorm+A8 -> W4A8 (g128 / per-channel) or
  *             W8A8 GEMM -> RoPE + KV4 (or KV16) paged cache -> paged attention (kv4 / serve) ->
  *             A8 of the heads -> o_proj -> residual -> RMSNorm+A8 -> gate|up -> SiLU·mul+A8 -> down.
@@ -69,6 +72,7 @@ typedef struct {
 typedef struct {
     qv_engine base; /* first: the common part */
     int qoq;
+    qv_dtype16 dt; /* the 16-bit type of weights, activations and the 16-bit KV cache (gpu-qoq: FP16) */
     const char *tag;
     qv_config c;
     int H, I, nh, nkv, hd, V, L, Dq, Dkv;
@@ -133,7 +137,7 @@ static qv_status upload_f32(float **dst, const float *src, size_t n, const char 
     return qv_gpu_upload(*dst, src, n * sizeof(float));
 }
 
-/* Concatenates tensors [d0_i, K] (rows) into one FP16 device matrix: the fused weight. */
+/* Concatenates tensors [d0_i, K] (rows) into one 16-bit (e->dt, RNE) device matrix: the fused weight. */
 static qv_status upload_f16_rows(gpu_eng *e, const qv_tensor *const *t, const char *const *what, const int *d0, int n,
                                  int K, int layer, uint16_t **dst)
 {
@@ -148,7 +152,7 @@ static qv_status upload_f16_rows(gpu_eng *e, const qv_tensor *const *t, const ch
         st = host_f32(e, t[i], what[i], layer, d0[i], K, &f);
         if (st != QV_OK) break;
         size_t m = (size_t)d0[i] * (size_t)K;
-        for (size_t j = 0; j < m; j++) h[off + j] = qv_fp32_to_fp16(f[j]);
+        for (size_t j = 0; j < m; j++) h[off + j] = qv_fp32_to_dtype16(e->dt, f[j]);
         off += m;
         free(f);
     }
@@ -299,7 +303,7 @@ static qv_status load_weights(gpu_eng *e, const qv_model *m)
         QV_TRY(upload_f16_rows(e, to, wo, no, 1, Dq, l, &g->w16[L_O]));
         QV_TRY(upload_f16_rows(e, tg, wg, ngu, 2, H, l, &g->w16[L_GU]));
         QV_TRY(upload_f16_rows(e, td, wd, nd, 1, I, l, &g->w16[L_DOWN]));
-        /* biases: FP16 values as FP32, as ref-qoq keeps them */
+        /* biases: 16-bit (FP16 or BF16) values as FP32, as ref-qoq keeps them (FP16) */
         const qv_tensor *bt[] = {&s->bq, &s->bk, &s->bv, &s->bo};
         const char *bw[] = {"q_proj.bias", "k_proj.bias", "v_proj.bias", "o_proj.bias"};
         int bn[] = {Dq, Dkv, Dkv, H};
@@ -308,7 +312,8 @@ static qv_status load_weights(gpu_eng *e, const qv_model *m)
         for (int i = 0; i < 4 && st == QV_OK; i++)
             if (bt[i]->data) {
                 st = host_f32(e, bt[i], bw[i], l, bn[i], 0, &bh[i]);
-                for (int j = 0; st == QV_OK && j < bn[i]; j++) bh[i][j] = qv_fp16_to_fp32(qv_fp32_to_fp16(bh[i][j]));
+                for (int j = 0; st == QV_OK && j < bn[i]; j++)
+                    bh[i][j] = qv_dtype16_to_fp32(e->dt, qv_fp32_to_dtype16(e->dt, bh[i][j]));
             }
         if (st == QV_OK) st = upload_bias(e, (const float *const *)bh, nqkv, 3, &g->bias[L_QKV]);
         if (st == QV_OK) st = upload_bias(e, (const float *const *)(bh + 3), no, 1, &g->bias[L_O]);
@@ -449,10 +454,11 @@ static qv_status emit(gpu_eng *e, const qv_engine_batch *b, qv_capture_kind kind
     size_t n = (size_t)T * (size_t)row;
     float *h = host_scratch(e, n * (sizeof(float) + 2));
     if (!h) return qv_fail(QV_ERR_NOMEM, "%s: no memory to capture %s", e->tag, qv_capture_kind_name(kind));
-    if (f16) {
+    if (f16) { /* 16-bit: e->dt */
         uint16_t *h16 = (uint16_t *)(h + n);
         QV_TRY(qv_gpu_download(h16, x, n * 2));
-        qv_fp16_to_fp32_n(h16, h, (long)n);
+        if (e->dt == QV_DTYPE_BF16) qv_bf16_to_fp32_n(h16, h, (long)n);
+        else qv_fp16_to_fp32_n(h16, h, (long)n);
     } else {
         QV_TRY(qv_gpu_download(h, x, n * sizeof(float)));
     }
@@ -467,8 +473,20 @@ static qv_status emit(gpu_eng *e, const qv_engine_batch *b, qv_capture_kind kind
 
 /* ---------------------------------------------------------------- forward */
 
+/* The 16-bit producers of e->dt (gpu/fused_f16.cu). */
+static qv_status rmsnorm16(const gpu_eng *e, const float *x, const float *w, float eps, int M, int K, uint16_t *y)
+{
+    return e->dt == QV_DTYPE_BF16 ? qv_gpu_rmsnorm_bf16(x, w, eps, M, K, y, NULL)
+                                  : qv_gpu_rmsnorm_f16(x, w, eps, M, K, y, NULL);
+}
+
+static qv_status silu_mul16(const gpu_eng *e, const uint16_t *gu, int M, int I, uint16_t *y)
+{
+    return e->dt == QV_DTYPE_BF16 ? qv_gpu_silu_mul_bf16(gu, M, I, y, NULL) : qv_gpu_silu_mul_f16(gu, M, I, y, NULL);
+}
+
 /* y16[M, N] = linear `id` of layer l on the block's input: gpu-qoq takes the A8 codes (qa, sa,
- * rs), gpu-fp16 the FP16 activations a16. Bias (qkv, o): FP32 add, one FP16 rounding. */
+ * rs), gpu-fp16 the 16-bit activations a16. Bias (qkv, o): FP32 add, one 16-bit rounding. */
 static qv_status linear(gpu_eng *e, int l, int id, const scratch *s, const uint16_t *a16, int M, uint16_t *y)
 {
     glayer *g = &e->layers[l];
@@ -488,10 +506,10 @@ static qv_status linear(gpu_eng *e, int l, int id, const scratch *s, const uint1
         int Nqkv = e->Dq + 2 * e->Dkv;
         N = id == L_QKV ? Nqkv : id == L_O ? e->H : id == L_GU ? 2 * e->I : e->H;
         K = id == L_O ? e->Dq : id == L_DOWN ? e->I : e->H;
-        QV_TRY(qv_gpu_gemm_f16(e->blas, a16, g->w16[id], M, N, K, y, 0));
+        QV_TRY(qv_gpu_gemm_f16(e->blas, e->dt, a16, g->w16[id], M, N, K, y, 0));
     }
     e->base.stats.gemm_flops += 2.0 * M * (double)N * K;
-    if (g->bias[id]) QV_TRY(qv_gpu_bias_add(y, g->bias[id], M, N));
+    if (g->bias[id]) QV_TRY(qv_gpu_bias_add(e->dt, y, g->bias[id], M, N));
     return QV_OK;
 }
 
@@ -546,15 +564,15 @@ static qv_status forward(qv_engine *base, const qv_engine_batch *b, float *logit
     QV_TRY(qv_gpu_upload(e->d_flag, &(int){INT_MAX}, sizeof(int)));
 
     /* token embeddings */
-    QV_TRY(qv_gpu_embed_rows(e->embed, s.tok, T, H, s.x));
+    QV_TRY(qv_gpu_embed_rows(e->dt, e->embed, s.tok, T, H, s.x));
     for (int l = 0; l < e->L; l++) {
         glayer *g = &e->layers[l];
         qv_gpu_kv_cache cache = {e->kv_fmt, nkv, hd, e->P, e->max_pages, e->pt_dev, e->pool[l]};
         QV_TRY(emit(e, b, QV_CAP_BLOCK_INPUT, l, s.x, 0, T, H, 0));
 
-        /* attention block: n1 = rmsnorm(x) (A8 codes or FP16), q|k|v, RoPE + cache write */
+        /* attention block: n1 = rmsnorm(x) (A8 codes or 16-bit), q|k|v, RoPE + cache write */
         if (e->qoq) QV_TRY(qv_gpu_rmsnorm_a8(s.x, g->input_norm, eps, T, H, s.qa, s.sa, s.rs, NULL));
-        else QV_TRY(qv_gpu_rmsnorm_f16(s.x, g->input_norm, eps, T, H, s.a16, NULL));
+        else QV_TRY(rmsnorm16(e, s.x, g->input_norm, eps, T, H, s.a16));
         QV_TRY(linear(e, l, L_QKV, &s, s.a16, T, s.qkv));
         QV_TRY(qv_gpu_rope_kv_write(s.qkv, T, nh, s.pos, s.slot, e->cos_t, e->sin_t, s.q, s.k, s.v, &cache, NULL));
         QV_TRY(emit(e, b, QV_CAP_Q, l, s.q, 1, T, nh, hd));
@@ -568,17 +586,17 @@ static qv_status forward(qv_engine *base, const qv_engine_batch *b, float *logit
         if (e->qoq) QV_TRY(qv_gpu_quant_a8(s.att, T, Dq, s.qa, s.sa, s.rs, NULL));
         QV_TRY(linear(e, l, L_O, &s, s.att, T, s.tmp));
         QV_TRY(emit(e, b, QV_CAP_ATTN_OUT, l, s.tmp, 1, T, H, 0));
-        QV_TRY(qv_gpu_residual_add(s.x, s.tmp, (size_t)T * H, 1));
+        QV_TRY(qv_gpu_residual_add(e->dt, s.x, s.tmp, (size_t)T * H, 1));
 
-        /* MLP block: n2 = rmsnorm(h), gate|up, silu(g)*u (A8 or FP16), down */
+        /* MLP block: n2 = rmsnorm(h), gate|up, silu(g)*u (A8 or 16-bit), down */
         if (e->qoq) QV_TRY(qv_gpu_rmsnorm_a8(s.x, g->post_norm, eps, T, H, s.qa, s.sa, s.rs, NULL));
-        else QV_TRY(qv_gpu_rmsnorm_f16(s.x, g->post_norm, eps, T, H, s.a16, NULL));
+        else QV_TRY(rmsnorm16(e, s.x, g->post_norm, eps, T, H, s.a16));
         QV_TRY(linear(e, l, L_GU, &s, s.a16, T, s.gu));
         if (e->qoq) QV_TRY(qv_gpu_silu_mul_a8(s.gu, T, I, s.qa, s.sa, s.rs, NULL));
-        else QV_TRY(qv_gpu_silu_mul_f16(s.gu, T, I, s.a16, NULL));
+        else QV_TRY(silu_mul16(e, s.gu, T, I, s.a16));
         QV_TRY(linear(e, l, L_DOWN, &s, s.a16, T, s.tmp));
         QV_TRY(emit(e, b, QV_CAP_MLP_OUT, l, s.tmp, 1, T, H, 0));
-        QV_TRY(qv_gpu_residual_add(s.x, s.tmp, (size_t)T * H, 1));
+        QV_TRY(qv_gpu_residual_add(e->dt, s.x, s.tmp, (size_t)T * H, 1));
         QV_TRY(qv_gpu_flag_nonfinite(s.x, (size_t)T * H, l, e->d_flag));
         QV_TRY(emit(e, b, QV_CAP_RESIDUAL, l, s.x, 0, T, H, 0));
     }
@@ -589,10 +607,10 @@ static qv_status forward(qv_engine *base, const qv_engine_batch *b, float *logit
                        e->tag, flag, b->n_seqs);
     if (!logits) return QV_OK;
 
-    /* final norm and LM head on the rows asked for (FP16 input, FP32 accumulation and logits) */
+    /* final norm and LM head on the rows asked for (16-bit input, FP32 accumulation and logits) */
     QV_TRY(qv_gpu_gather_rows(s.x, s.orow, R, H, s.xo));
-    QV_TRY(qv_gpu_rmsnorm_f16(s.xo, e->final_norm, eps, R, H, s.a16, NULL));
-    QV_TRY(qv_gpu_gemm_f16(e->blas, s.a16, e->lm_head, R, V, H, s.logits, 1));
+    QV_TRY(rmsnorm16(e, s.xo, e->final_norm, eps, R, H, s.a16));
+    QV_TRY(qv_gpu_gemm_f16(e->blas, e->dt, s.a16, e->lm_head, R, V, H, s.logits, 1));
     e->base.stats.gemm_flops += 2.0 * R * (double)V * H;
     QV_TRY(qv_gpu_download(logits, s.logits, sizeof(float) * (size_t)R * V));
     QV_TRY(qv_gpu_sync());
@@ -709,7 +727,11 @@ static qv_status open_common(const qv_engine_vtable *vt, int qoq, const qv_model
     e->tag = vt->name;
     qv_status st = QV_OK;
     const qv_model *fp = m;
-    if (qoq) {
+    e->dt = o->dtype;
+    if (o->dtype != QV_DTYPE_FP16 && (qoq || o->dtype != QV_DTYPE_BF16))
+        st = qv_fail(QV_ERR_USAGE, "%s: --dtype %s is not supported (gpu-fp16 only: fp16, bf16)", vt->name,
+                     qv_dtype16_name(o->dtype));
+    else if (qoq) {
         int any = 0;
         for (int w = 0; w < QV_LAYER_MASK_WORDS; w++) any |= o->fp_weights.w[w] != 0 || o->fp_acts.w[w] != 0;
         if (any || o->qserve_compat)
@@ -737,7 +759,7 @@ static qv_status open_common(const qv_engine_vtable *vt, int qoq, const qv_model
         if (o->quantized_path)
             st = qv_fail(QV_ERR_USAGE, "gpu-fp16 runs the FP model; it takes no quantized checkpoint (%s)",
                          o->quantized_path);
-        e->kv_fmt = QV_KV_FMT_FP16;
+        e->kv_fmt = e->dt == QV_DTYPE_BF16 ? QV_KV_FMT_BF16 : QV_KV_FMT_FP16;
     }
     if (st == QV_OK) st = setup(e, vt, m, fp, o);
     if (st == QV_OK) e->page_bytes = qv_gpu_kv_page_bytes(e->kv_fmt, e->nkv, e->hd, e->P);

@@ -10,7 +10,11 @@
 // byte, low nibble first; s and mn FP16 beside the page's codes). Identical FP16 inputs give
 // bit-identical codes, s and mn. The warp stages the head's hd values in shared memory so each
 // lane can pack adjacent code pairs. Reference: qv_ref_rope_kv (include/qvet/kernels_ref.h).
+// BF16 cache (gpu-fp16 --dtype bf16): the same kernel over T = __nv_bfloat16 (gpu/f16_types.cuh):
+// qkv read as BF16, q/k rounded to BF16, the BF16 pages written like the FP16 ones.
 #include <cuda_fp16.h>
+
+#include "f16_types.cuh"
 
 #include "qv_cuda_check.h"
 #include "qv_mutant_dev.cuh"
@@ -24,46 +28,48 @@ namespace {
 constexpr int kWarps = 4;
 constexpr int kMaxHd = 256;
 
-__global__ void rope_kv_kernel(const __half *qkv, int T, int nh, int nkv, int hd, const int32_t *pos,
-                               const int32_t *slot, const float *cos_t, const float *sin_t, __half *q_out,
-                               __half *k_out, __half *v_out, qv_kv_fmt fmt, int P, int max_pages,
+// T: the 16-bit type of qkv, q/k/v and a 16-bit cache (KV4 pages: always FP16 s and mn, T = __half)
+template <typename T>
+__global__ void rope_kv_kernel(const T *qkv, int T_, int nh, int nkv, int hd, const int32_t *pos,
+                               const int32_t *slot, const float *cos_t, const float *sin_t, T *q_out,
+                               T *k_out, T *v_out, qv_kv_fmt fmt, int P, int max_pages,
                                const int32_t *page_table, uint8_t *pool, size_t page_bytes)
 {
     __shared__ float buf[kWarps][kMaxHd];
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     int heads = nh + 2 * nkv;
     long idx = (long)blockIdx.x * kWarps + warp;
-    if (idx >= (long)T * heads) return;
+    if (idx >= (long)T_ * heads) return;
     int t = (int)(idx / heads), hh = (int)(idx % heads), half = hd / 2;
-    const __half *x = qkv + (size_t)t * heads * hd + (size_t)hh * hd;
+    const T *x = qkv + (size_t)t * heads * hd + (size_t)hh * hd;
     float *b = buf[warp];
     int p = pos[t];
     if (hh < nh + nkv) { // q or k: rotate
         const float *ct = cos_t + (size_t)p * half, *st = sin_t + (size_t)p * half;
         for (int i = lane; i < half; i += 32) {
-            float a = __half2float(x[i]), bb = __half2float(x[i + half]), c = ct[i], s = st[i];
+            float a = qv_f16t<T>::to_f(x[i]), bb = qv_f16t<T>::to_f(x[i + half]), c = ct[i], s = st[i];
             float o0 = __fadd_rn(__fmul_rn(a, c), __fmul_rn(-bb, s));
             float o1 = __fadd_rn(__fmul_rn(bb, c), __fmul_rn(a, s));
-            b[i] = __half2float(__float2half_rn(o0));
-            b[i + half] = __half2float(__float2half_rn(o1));
+            b[i] = qv_round16<T>(o0);
+            b[i + half] = qv_round16<T>(o1);
         }
     } else {
-        for (int i = lane; i < hd; i += 32) b[i] = __half2float(x[i]);
+        for (int i = lane; i < hd; i += 32) b[i] = qv_f16t<T>::to_f(x[i]);
     }
     __syncwarp();
-    __half *dst;
+    T *dst;
     if (hh < nh) dst = q_out + (size_t)t * nh * hd + (size_t)hh * hd;
     else if (hh < nh + nkv) dst = k_out + (size_t)t * nkv * hd + (size_t)(hh - nh) * hd;
     else dst = v_out + (size_t)t * nkv * hd + (size_t)(hh - nh - nkv) * hd;
-    for (int i = lane; i < hd; i += 32) dst[i] = __float2half_rn(b[i]);
+    for (int i = lane; i < hd; i += 32) dst[i] = qv_f16t<T>::rn(b[i]); // b holds T values: exact
     if (hh < nh) return;
 
     int isv = hh >= nh + nkv, kvh = isv ? hh - nh - nkv : hh - nh;
     int page = page_table[(size_t)slot[t] * max_pages + p / P], e = p % P;
     uint8_t *base = pool + ((size_t)page * 2 + isv) * page_bytes;
-    if (fmt == QV_KV_FMT_FP16) {
-        __half *c = (__half *)base + ((size_t)kvh * P + e) * hd;
-        for (int i = lane; i < hd; i += 32) c[i] = __float2half_rn(b[i]);
+    if (fmt != QV_KV_FMT_KV4) { // FP16 or BF16 pages
+        T *c = (T *)base + ((size_t)kvh * P + e) * hd;
+        for (int i = lane; i < hd; i += 32) c[i] = qv_f16t<T>::rn(b[i]);
         return;
     }
     float lo = b[0], hi = b[0];
@@ -110,7 +116,7 @@ __global__ void rope_kv_kernel(const __half *qkv, int T, int nh, int nkv, int hd
 extern "C" size_t qv_gpu_kv_page_bytes(qv_kv_fmt fmt, int n_kv_heads, int head_dim, int page_size)
 {
     size_t hp = (size_t)n_kv_heads * (size_t)page_size;
-    return fmt == QV_KV_FMT_FP16 ? hp * (size_t)head_dim * 2 : hp * (size_t)(head_dim / 2) + hp * 4;
+    return fmt != QV_KV_FMT_KV4 ? hp * (size_t)head_dim * 2 : hp * (size_t)(head_dim / 2) + hp * 4;
 }
 
 extern "C" qv_status qv_gpu_rope_kv_write(const uint16_t *qkv, int T, int nh, const int32_t *pos, const int32_t *slot,
@@ -124,10 +130,16 @@ extern "C" qv_status qv_gpu_rope_kv_write(const uint16_t *qkv, int T, int nh, co
     QV_DMUT_SYNC();
     long warps = (long)T * (nh + 2 * c->n_kv_heads);
     unsigned blocks = (unsigned)((warps + kWarps - 1) / kWarps);
-    rope_kv_kernel<<<blocks, kWarps * 32, 0, (cudaStream_t)stream>>>(
-        (const __half *)qkv, T, nh, c->n_kv_heads, c->head_dim, pos, slot, cos_t, sin_t, (__half *)q_out,
-        (__half *)k_out, (__half *)v_out, c->fmt, c->page_size, c->max_pages, c->page_table, c->pool,
-        qv_gpu_kv_page_bytes(c->fmt, c->n_kv_heads, c->head_dim, c->page_size));
+    size_t pb = qv_gpu_kv_page_bytes(c->fmt, c->n_kv_heads, c->head_dim, c->page_size);
+    if (c->fmt == QV_KV_FMT_BF16)
+        rope_kv_kernel<__nv_bfloat16><<<blocks, kWarps * 32, 0, (cudaStream_t)stream>>>(
+            (const __nv_bfloat16 *)qkv, T, nh, c->n_kv_heads, c->head_dim, pos, slot, cos_t, sin_t,
+            (__nv_bfloat16 *)q_out, (__nv_bfloat16 *)k_out, (__nv_bfloat16 *)v_out, c->fmt, c->page_size, c->max_pages,
+            c->page_table, c->pool, pb);
+    else
+        rope_kv_kernel<__half><<<blocks, kWarps * 32, 0, (cudaStream_t)stream>>>(
+            (const __half *)qkv, T, nh, c->n_kv_heads, c->head_dim, pos, slot, cos_t, sin_t, (__half *)q_out,
+            (__half *)k_out, (__half *)v_out, c->fmt, c->page_size, c->max_pages, c->page_table, c->pool, pb);
     QV_CUDA_TRY(cudaGetLastError());
     return QV_OK;
 }

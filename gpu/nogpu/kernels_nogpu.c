@@ -30,10 +30,20 @@ qv_status qv_gpu_silu_mul_f16(const uint16_t *gu, int M, int I, uint16_t *y, voi
     (void)gu; (void)M; (void)I; (void)y; (void)stream;
     QV_NOGPU_K("silu_mul_f16");
 }
+qv_status qv_gpu_rmsnorm_bf16(const float *x, const float *w, float eps, int M, int K, uint16_t *y, void *stream)
+{
+    (void)x; (void)w; (void)eps; (void)M; (void)K; (void)y; (void)stream;
+    QV_NOGPU_K("rmsnorm_bf16");
+}
+qv_status qv_gpu_silu_mul_bf16(const uint16_t *gu, int M, int I, uint16_t *y, void *stream)
+{
+    (void)gu; (void)M; (void)I; (void)y; (void)stream;
+    QV_NOGPU_K("silu_mul_bf16");
+}
 size_t qv_gpu_kv_page_bytes(qv_kv_fmt fmt, int n_kv_heads, int head_dim, int page_size)
 {
     size_t hp = (size_t)n_kv_heads * (size_t)page_size;
-    return fmt == QV_KV_FMT_FP16 ? hp * (size_t)head_dim * 2 : hp * (size_t)(head_dim / 2) + hp * 4;
+    return fmt != QV_KV_FMT_KV4 ? hp * (size_t)head_dim * 2 : hp * (size_t)(head_dim / 2) + hp * 4;
 }
 qv_status qv_gpu_rope_kv_write(const uint16_t *qkv, int T, int nh, const int32_t *pos, const int32_t *slot,
                                const float *cos_t, const float *sin_t, uint16_t *q_out, uint16_t *k_out,

@@ -13,7 +13,8 @@
  * qv_gpu_rmsnorm_a8:    v = w[k] * (x[k] * r), r = 1/sqrtf((float)(sum_k x^2 / K) + eps), the sum
  *                       in FP64 (x FP32 [M, K] residual stream, w FP32 [K]): as ref-fp32's rmsnorm.
  * qv_gpu_silu_mul_a8:   v = g / (1 + expf(-g)) * u with g = gu[m, k], u = gu[m, I + k] (FP16 [M, 2I]).
- * The _f16 variants write v rounded to FP16 instead (gpu-fp16's path).
+ * The _f16 variants write v rounded to FP16 instead (gpu-fp16's path); the _bf16 variants round
+ * to BF16 (RNE), and silu_mul_bf16 reads gu as BF16 (gpu-fp16 --dtype bf16). gpu/fused_f16.cu.
  *
  * ---- RoPE + cache write: qkv FP16 [T, (nh + 2 nkv) * hd] (q heads, then k, then v), positions
  * pos[T], cos/sin FP32 tables [max_pos][hd/2] (computed on the host by qv_ref_rope_table, so the
@@ -35,6 +36,11 @@
  * one row per new token (causal). GQA: head h reads KV head h / (nh/nkv). Scores in FP32:
  * (q.k) * scale, softmax with the running max, P.V accumulated in FP32, output FP16 [R, nh, hd].
  * Split over chunks of QV_ATTN_CHUNK positions, combined by a second kernel (flash-decoding).
+ *
+ * ---- BF16 (gpu-fp16 --dtype bf16): a cache of format QV_KV_FMT_BF16 makes *every* 16-bit value of
+ * rope_kv_write and attention BF16 instead of FP16: qkv, q_out, k_out, v_out, the pages
+ * ([nkv][P][hd] BF16, the FP16 page's layout), q, fresh K/V and out; roundings are RNE to BF16 where
+ * the FP16 formats round to FP16. (KV4 and FP16 caches keep FP16 activations.)
  * hd in {32, 64, 128} (32: the synthetic tiny model); nh/nkv in {1, 2, 3, 4, 8}. */
 #ifndef QVET_GPU_KERNELS_H
 #define QVET_GPU_KERNELS_H
@@ -50,7 +56,7 @@ extern "C" {
 
 #define QV_ATTN_CHUNK 256
 
-typedef enum { QV_KV_FMT_KV4 = 0, QV_KV_FMT_FP16 = 1 } qv_kv_fmt;
+typedef enum { QV_KV_FMT_KV4 = 0, QV_KV_FMT_FP16 = 1, QV_KV_FMT_BF16 = 2 } qv_kv_fmt;
 
 qv_status qv_gpu_quant_a8(const uint16_t *x, int M, int K, int8_t *q, float *s_a, int32_t *rowsum,
                           void *stream);
@@ -61,6 +67,9 @@ qv_status qv_gpu_rmsnorm_f16(const float *x, const float *w, float eps, int M, i
 qv_status qv_gpu_silu_mul_a8(const uint16_t *gu, int M, int I, int8_t *q, float *s_a,
                              int32_t *rowsum, void *stream);
 qv_status qv_gpu_silu_mul_f16(const uint16_t *gu, int M, int I, uint16_t *y, void *stream);
+qv_status qv_gpu_rmsnorm_bf16(const float *x, const float *w, float eps, int M, int K, uint16_t *y,
+                              void *stream);
+qv_status qv_gpu_silu_mul_bf16(const uint16_t *gu, int M, int I, uint16_t *y, void *stream);
 
 typedef struct {
     qv_kv_fmt fmt;

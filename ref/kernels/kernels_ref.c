@@ -37,11 +37,13 @@ void qv_ref_rmsnorm_rows(const float *x, const float *w, float eps, int M, int K
     }
 }
 
-void qv_ref_silu_mul_rows(const uint16_t *gu, int M, int I, float *y)
+void qv_ref_silu_mul_rows(const uint16_t *gu, int M, int I, float *y) { qv_ref_silu_mul_rows_dt(QV_DTYPE_FP16, gu, M, I, y); }
+
+void qv_ref_silu_mul_rows_dt(qv_dtype16 t, const uint16_t *gu, int M, int I, float *y)
 {
     for (int m = 0; m < M; m++)
         for (int k = 0; k < I; k++) {
-            float g = qv_fp16_to_fp32(gu[(size_t)m * 2 * I + k]), u = qv_fp16_to_fp32(gu[(size_t)m * 2 * I + I + k]);
+            float g = qv_dtype16_to_fp32(t, gu[(size_t)m * 2 * I + k]), u = qv_dtype16_to_fp32(t, gu[(size_t)m * 2 * I + I + k]);
             y[(size_t)m * I + k] = g / (1.0f + expf(-g)) * u;
         }
 }
@@ -77,6 +79,12 @@ int qv_ref_a8_code_check(int gpu, int ref, float pre, double rel)
 void qv_ref_rope_qkv(const uint16_t *qkv, int nh, int nkv, int hd, const float *cos_row, const float *sin_row,
                      uint16_t *q, uint16_t *k, uint16_t *v)
 {
+    qv_ref_rope_qkv_dt(QV_DTYPE_FP16, qkv, nh, nkv, hd, cos_row, sin_row, q, k, v);
+}
+
+void qv_ref_rope_qkv_dt(qv_dtype16 t, const uint16_t *qkv, int nh, int nkv, int hd, const float *cos_row,
+                        const float *sin_row, uint16_t *q, uint16_t *k, uint16_t *v)
+{
     int half = hd / 2;
     for (int h = 0; h < nh + 2 * nkv; h++) {
         const uint16_t *x = qkv + (size_t)h * hd;
@@ -86,9 +94,9 @@ void qv_ref_rope_qkv(const uint16_t *qkv, int nh, int nkv, int hd, const float *
             continue;
         }
         for (int i = 0; i < half; i++) {
-            float a = qv_fp16_to_fp32(x[i]), b = qv_fp16_to_fp32(x[i + half]), c = cos_row[i], s = sin_row[i];
-            dst[i] = qv_fp32_to_fp16(a * c + (-b) * s); /* ref-fp32's rope(), then the cached FP16 */
-            dst[i + half] = qv_fp32_to_fp16(b * c + a * s);
+            float a = qv_dtype16_to_fp32(t, x[i]), b = qv_dtype16_to_fp32(t, x[i + half]), c = cos_row[i], s = sin_row[i];
+            dst[i] = qv_fp32_to_dtype16(t, a * c + (-b) * s); /* ref-fp32's rope(), then the cached 16-bit */
+            dst[i + half] = qv_fp32_to_dtype16(t, b * c + a * s);
         }
     }
 }
@@ -98,11 +106,20 @@ void qv_ref_rope_qkv(const uint16_t *qkv, int nh, int nkv, int hd, const float *
  * then carries a relative error <= rho = 2 max E_j + 2u max|s_j - m| + 16u (argument errors, expf's
  * 2 ulp, chunk rescaling and products), so each normalized p_j moves by <= 2 rho p_j; the sums of
  * p_j v_j and of p_j (any order, <= ctx + 8 terms) add gamma_{ctx+8} each, the division u, and the
- * FP16 output 2^-11 relative plus 2^-25 absolute (subnormals). */
+ * FP16 output 2^-11 relative plus 2^-25 absolute (subnormals); a BF16 output 2^-8 and 2^-134. */
 void qv_ref_attention_row(const float *q, const float *K, const float *V, int ctx, int nh, int nkv, int hd,
                           float scale, double *out, double *bound)
 {
     qv_ref_attention_row_m(q, K, V, ctx, nh, nkv, hd, scale, NULL, out, bound);
+}
+
+static void attention_row(qv_dtype16 t, const float *q, const float *K, const float *V, int ctx, int nh, int nkv,
+                          int hd, float scale, const qv_attn_err_model *m, double *out, double *bound);
+
+void qv_ref_attention_row_dt(qv_dtype16 t, const float *q, const float *K, const float *V, int ctx, int nh, int nkv,
+                             int hd, float scale, double *out, double *bound)
+{
+    attention_row(t, q, K, V, ctx, nh, nkv, hd, scale, NULL, out, bound);
 }
 
 /* Tensor-core accumulation of n products in MMA steps of k = 16 (plus the accumulator): with exact
@@ -133,6 +150,14 @@ void qv_attn_err_model_kv4_mma(int hd, qv_attn_err_model *m)
 
 void qv_ref_attention_row_m(const float *q, const float *K, const float *V, int ctx, int nh, int nkv, int hd,
                             float scale, const qv_attn_err_model *m, double *out, double *bound)
+{
+    attention_row(QV_DTYPE_FP16, q, K, V, ctx, nh, nkv, hd, scale, m, out, bound);
+}
+
+/* The bound above with the output rounding of type t (FP16: 2^-11 relative + 2^-25; BF16: 2^-8 and
+ * 2^-134) and, when m is given, the tensor-core kernel's error model. */
+static void attention_row(qv_dtype16 t, const float *q, const float *K, const float *V, int ctx, int nh, int nkv,
+                          int hd, float scale, const qv_attn_err_model *m, double *out, double *bound)
 {
     const double u = QV_U32;
     const float *Km = m && m->Kmag ? m->Kmag : K, *Vm = m && m->Vmag ? m->Vmag : V;
@@ -170,7 +195,7 @@ void qv_ref_attention_row_m(const float *q, const float *K, const float *V, int 
             }
             out[(size_t)h * hd + d] = o;
             double b = (2 * rho + 2 * g_ctx + 4 * u) * pv;
-            bound[(size_t)h * hd + d] = b + ldexp(1.0, -11) * (fabs(o) + b) + ldexp(1.0, -25);
+            bound[(size_t)h * hd + d] = b + qv_dtype16_u(t) * (fabs(o) + b) + qv_dtype16_sub(t);
         }
     }
     free(s);
