@@ -150,6 +150,7 @@ int qv_cmd_logits(int argc, char **argv)
         }
     }
     if (!engine) return qv_cli_usage_error("logits", "--engine E is required (ref-fp32|ref-qoq|gpu-fp16|gpu-qoq)");
+    if (qv_cli_engine_dtype_check("logits", engine, &eopts)) return QV_EXIT_USAGE;
     if (!out) return qv_cli_usage_error("logits", "--out F.json is required");
     if (!ids_arg == !ids_file) return qv_cli_usage_error("logits", "give exactly one of --ids 1,2,3 and --ids-file F.json");
 

@@ -236,6 +236,9 @@ int qv_cmd_longbench(int argc, char **argv)
         else if (!r) rc = qv_cli_usage_error("longbench", "unknown flag: %s", argv[i]);
     }
     if (rc != QV_EXIT_OK) return rc;
+    /* the engine options go to the pair's *-qoq engine (eval_cli.c), which has no --dtype */
+    if (qv_cli_engine_dtype_check("longbench", "the pair's *-qoq engine (longbench's engine options go there)", &eo))
+        return QV_EXIT_USAGE;
     if (have_eo) a.pair.qoq_opts = &eo;
     if (!a.data == !a.synthetic)
         return qv_cli_usage_error("longbench", "give either --data DIR --longbench-config DIR (LongBench's files) or "

@@ -235,6 +235,7 @@ int qv_cmd_ppl(int argc, char **argv)
         }
     }
     if (!engine) return qv_cli_usage_error("ppl", "--engine E is required (ref-fp32|ref-qoq|gpu-fp16|gpu-qoq)");
+    if (qv_cli_engine_dtype_check("ppl", engine, &eopts)) return QV_EXIT_USAGE;
     if (!text_path) return qv_cli_usage_error("ppl", "--text FILE is required");
     if (resume && !json) return qv_cli_usage_error("ppl", "--resume needs --json FILE (the results to resume)");
 

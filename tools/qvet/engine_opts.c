@@ -40,7 +40,7 @@ int qv_cli_engine_opt(const char *cmd, int argc, char **argv, int *i, qv_engine_
     if (!strcmp(a, "--qserve-compat")) return o->qserve_compat = 1, 1;
     if (!strcmp(a, "--fp-kv")) return o->fp_kv = 1, 1;
     int has_value = !strcmp(a, "--quantized") || !strcmp(a, "--attn") || !strcmp(a, "--fp-weights") ||
-                    !strcmp(a, "--fp-acts");
+                    !strcmp(a, "--fp-acts") || !strcmp(a, "--dtype");
     if (!has_value) return 0;
     if (*i + 1 >= argc) {
         qv_cli_usage_error(cmd, "%s needs a value", a);
@@ -56,9 +56,22 @@ int qv_cli_engine_opt(const char *cmd, int argc, char **argv, int *i, qv_engine_
             qv_cli_usage_error(cmd, "--attn is kv4 or serve, not '%s'", v);
             return -1;
         }
+    } else if (!strcmp(a, "--dtype")) {
+        if (qv_dtype16_parse(v, &o->dtype) != 0) {
+            qv_cli_usage_error(cmd, "--dtype is fp16 or bf16, not '%s'", v);
+            return -1;
+        }
     } else if (qv_cli_parse_layers(v, !strcmp(a, "--fp-weights") ? &o->fp_weights : &o->fp_acts) != 0) {
         qv_cli_usage_error(cmd, "%s wants layers like 3, 0-7, 1,4-5 or all, not '%s'", a, v);
         return -1;
     }
     return 1;
+}
+
+int qv_cli_engine_dtype_check(const char *cmd, const char *engine, const qv_engine_opts *o)
+{
+    if (o->dtype == QV_DTYPE_FP16 || (engine && !strcmp(engine, "gpu-fp16"))) return 0;
+    qv_cli_usage_error(cmd, "--dtype %s is an option of gpu-fp16 only, not of %s (ref-fp32 computes in FP32, "
+                       "ref-qoq and gpu-qoq in FP16)", qv_dtype16_name(o->dtype), engine ? engine : "this command");
+    return -1;
 }
