@@ -3,6 +3,9 @@
  * ref-qoq, the accuracy pair gpu-qoq vs gpu-fp16) on the synthetic tiny model and the shared tiny
  * Llama. Bounds: docs/bounds.md, "GPU engines". The CPU part (registration, the FP16 emulation's
  * own gap to FP32) runs everywhere; the GPU part skips visibly without a device (exit 77).
+ * gpu-fp16 --dtype bf16 (opts.dtype BF16): the same consistency tests, its residual stream holds
+ * BF16 values only, and its gap to ref-fp32 within the FP16 bound scaled to BF16's unit roundoff
+ * (docs/bounds.md, "gpu-fp16 with BF16"). Any other engine with BF16 is a usage error (CPU part).
  * The tiny Llama: $QV_GPU_MODEL (a copy on the device machine) or <shared>/models/qvet-tiny-llama;
  * absent: "SKIP tiny-llama". */
 #include <check.h>
@@ -210,8 +213,32 @@ START_TEST(gpu_engines_are_registered_and_say_why_they_cannot_run)
             qv_engine_close(e);
         }
     }
-    /* a quantized checkpoint means nothing to gpu-fp16 (as to ref-fp32) */
+    /* --dtype bf16 is gpu-fp16's alone: a usage error for every other engine, GPU or not; gpu-fp16
+     * itself opens (or says "no GPU" as without the option) */
     qv_engine_opts o;
+    qv_engine_opts_init(&o);
+    o.dtype = QV_DTYPE_BF16;
+    const char *others[] = {"ref-fp32", "ref-qoq", "gpu-qoq"};
+    for (int i = 0; i < 3; i++) {
+        qv_engine *e = NULL;
+        ck_assert_int_eq(qv_engine_open(others[i], m, &o, &e), QV_ERR_USAGE);
+        ck_assert_msg(e == NULL && strstr(qv_last_error(), "gpu-fp16") && strstr(qv_last_error(), others[i]), "%s",
+                      qv_last_error());
+    }
+    {
+        qv_engine *e = NULL;
+        qv_status st = qv_engine_open("gpu-fp16", m, &o, &e);
+        if (qv_gpu_device_count() == 0) {
+            ck_assert_int_eq(st, QV_ERR_UNSUPPORTED);
+            ck_assert_msg(strstr(qv_last_error(), "no GPU"), "%s", qv_last_error());
+        } else {
+            ck_assert_msg(st == QV_OK, "%s", qv_last_error());
+            qv_engine_close(e);
+        }
+        o.dtype = (qv_dtype16)7; /* not a type */
+        ck_assert_int_eq(qv_engine_open("gpu-fp16", m, &o, &e), QV_ERR_USAGE);
+    }
+    /* a quantized checkpoint means nothing to gpu-fp16 (as to ref-fp32) */
     qv_engine_opts_init(&o);
     o.quantized_path = "/nonexistent.safetensors";
     qv_engine *e = NULL;
@@ -269,16 +296,21 @@ typedef struct {
     const char *engine;
     qv_attn_mode mode;
     int exact; /* every op per row and integer GEMMs: the final residual is bit-identical */
+    qv_dtype16 dt; /* gpu-fp16's type (FP16 unless given) */
 } eng_case;
 
-static const eng_case kCases[] = {
-    {"gpu-qoq", QV_ATTN_KV4, 1}, {"gpu-qoq", QV_ATTN_SERVE, 0}, {"gpu-fp16", QV_ATTN_KV4, 0}};
+static const eng_case kCases[] = {{"gpu-qoq", QV_ATTN_KV4, 1, QV_DTYPE_FP16},
+                                  {"gpu-qoq", QV_ATTN_SERVE, 0, QV_DTYPE_FP16},
+                                  {"gpu-fp16", QV_ATTN_KV4, 0, QV_DTYPE_FP16},
+                                  {"gpu-fp16", QV_ATTN_KV4, 0, QV_DTYPE_BF16}};
 
 /* Engineering bounds for the non-exact cases (docs/bounds.md): the runs differ by summation order
  * (cuBLAS picks kernels by M) or, in serve mode, by which cache a position is read from
  * (fresh FP16 vs KV4: the designed difference); both far below the quantization gap. */
 #define CONSIST_KLD 1e-3
 #define CONSIST_MAX_ABS_FP16 0.1
+/* the same few ulps of the logits in BF16: the FP16 bound times 2^-8 / 2^-11 */
+#define CONSIST_MAX_ABS_BF16 (8 * CONSIST_MAX_ABS_FP16)
 
 static void check_pair(const qv_model *m, const eng_case *c, const char *what, const float *la, const float *lb,
                        const float *ra, const float *rb, int rows)
@@ -287,8 +319,9 @@ static void check_pair(const qv_model *m, const eng_case *c, const char *what, c
     figs f = compare(la, lb, rows, V);
     size_t rdiff = 0;
     for (int i = 0; i < rows * H; i++) rdiff += memcmp(&ra[i], &rb[i], sizeof(float)) != 0;
-    printf("%s %s (%s): final residual %zu of %d differ, logits max_abs %.3e kld %.3e\n", c->engine, what,
-           c->mode == QV_ATTN_SERVE ? "serve" : "kv4", rdiff, rows * H, f.max_abs, f.kld);
+    printf("%s%s %s (%s): final residual %zu of %d differ, logits max_abs %.3e kld %.3e\n", c->engine,
+           c->dt == QV_DTYPE_BF16 ? " bf16" : "", what, c->mode == QV_ATTN_SERVE ? "serve" : "kv4", rdiff, rows * H,
+           f.max_abs, f.kld);
     if (c->exact) {
         ck_assert_msg(rdiff == 0, "%s %s: %zu final residual values differ (expected bit-identical)", c->engine, what,
                       rdiff);
@@ -301,7 +334,8 @@ static void check_pair(const qv_model *m, const eng_case *c, const char *what, c
     } else {
         ck_assert_msg(f.kld <= CONSIST_KLD, "%s %s: KLD %.3e > %.1e", c->engine, what, f.kld, CONSIST_KLD);
         if (!strcmp(c->engine, "gpu-fp16"))
-            ck_assert_msg(f.max_abs <= CONSIST_MAX_ABS_FP16, "%s %s: max |diff| %.3e", c->engine, what, f.max_abs);
+            ck_assert_msg(f.max_abs <= (c->dt == QV_DTYPE_BF16 ? CONSIST_MAX_ABS_BF16 : CONSIST_MAX_ABS_FP16),
+                          "%s %s %s: max |diff| %.3e", c->engine, qv_dtype16_name(c->dt), what, f.max_abs);
     }
 }
 
@@ -315,6 +349,7 @@ START_TEST(prefill_n_matches_prefill_n_minus_1_then_decode)
         qv_engine_opts o;
         qv_engine_opts_init(&o);
         o.attn_mode = c->mode;
+        o.dtype = c->dt;
         float la[2][4096], *res[2];
         ck_assert(V <= 4096);
         int32_t *t = malloc(sizeof(int32_t) * n);
@@ -353,6 +388,7 @@ START_TEST(ragged_batch_matches_each_sequence_alone)
         qv_engine_opts o;
         qv_engine_opts_init(&o);
         o.attn_mode = c->mode;
+        o.dtype = c->dt;
         int32_t *t[NS];
         for (int i = 0; i < NS; i++) {
             t[i] = malloc(sizeof(int32_t) * (kLen[i] + 1));
@@ -540,6 +576,95 @@ START_TEST(model_level_agreement_tiny_llama)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- GPU part: gpu-fp16 --dtype bf16 */
+
+/* docs/bounds.md, "gpu-fp16 with BF16": the BF16 run has gpu-fp16's rounding points with unit
+ * roundoff 2^-8 instead of 2^-11. Each logit's perturbation is, to first order, a sum of rounding
+ * errors times fixed sensitivities, so it scales with u (x8), and the KLD, quadratic in small
+ * logit perturbations, by u^2 (x64). gpu-fp16's bound (<= 2 KLD(FP16 emulation || ref-fp32) +
+ * TWIN_KLD) becomes <= 64 * 2 KLD(FP16 emulation || ref-fp32) + TWIN_KLD. */
+#define BF16_KLD_SCALE 64.0
+
+typedef struct {
+    long n, bad; /* residual values seen, and those that are not BF16 values */
+    int first_bad_layer;
+} bf16_res;
+
+static void bf16_res_fn(void *user, const qv_capture_point *p)
+{
+    bf16_res *c = user;
+    if (p->kind != QV_CAP_RESIDUAL && p->kind != QV_CAP_BLOCK_INPUT) return;
+    size_t n = (size_t)p->n_pos * (size_t)p->shape[1];
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &p->data[i], 4);
+        if (u & 0xffffu) {
+            if (!c->bad) c->first_bad_layer = p->layer;
+            c->bad++;
+        }
+    }
+    c->n += (long)n;
+}
+
+static void bf16_level(const char *label, qv_model *m)
+{
+    tokpool tp = tokens_for(m);
+    int V = m->cfg.vocab_size;
+    qv_engine_opts emu, bf;
+    emu_opts(&emu, m->cfg.num_layers);
+    qv_engine_opts_init(&bf);
+    bf.dtype = QV_DTYPE_BF16;
+    long R, r;
+    float *f32 = workload("ref-fp32", m, NULL, &tp, &R);
+    float *femu = workload("ref-qoq", m, &emu, &tp, &r);
+    float *g16 = workload("gpu-fp16", m, NULL, &tp, &r);
+    float *gbf = workload("gpu-fp16", m, &bf, &tp, &r);
+    figs a = compare(f32, gbf, R, V), e = compare(f32, femu, R, V), h = compare(f32, g16, R, V);
+    figs d = compare(g16, gbf, R, V);
+    print_figs(label, "gpu-fp16-bf16~ref-fp32", a, R);
+    print_figs(label, "gpu-fp16~ref-fp32", h, R);
+    print_figs(label, "ref-qoq-fp16emu~ref-fp32", e, R);
+    print_figs(label, "gpu-fp16-bf16~gpu-fp16", d, R);
+    double bound = BF16_KLD_SCALE * 2.0 * e.kld + TWIN_KLD;
+    ck_assert_msg(a.kld <= bound, "%s: gpu-fp16 bf16 vs ref-fp32 KLD %.3e > %.3e (64 x 2 x FP16 emulation %.3e + %.0e)",
+                  label, a.kld, bound, e.kld, TWIN_KLD);
+    /* the option took effect: BF16 logits are not the FP16 run's */
+    ck_assert_msg(d.max_abs > 0, "%s: gpu-fp16 with dtype bf16 gave the FP16 run's logits", label);
+    /* every residual-stream rounding point rounds to BF16: the embeddings (BF16 table) and the
+     * residual after every block are BF16 values (an FP16 rounding would leave low bits set) */
+    bf16_res c = {0, 0, -2};
+    int n = kLen[2];
+    int32_t *t = malloc(sizeof(int32_t) * n);
+    for (int p = 0; p < n; p++) t[p] = tok_at(&tp, 2, p);
+    qv_engine *en = open_engine("gpu-fp16", m, &bf);
+    qv_engine_set_capture(en, bf16_res_fn, &c, 1u << QV_CAP_RESIDUAL | 1u << QV_CAP_BLOCK_INPUT);
+    qv_seq_id s;
+    OK(qv_engine_seq_create(en, 1, &s));
+    OK(qv_engine_prefill(en, 1, &s, (const int32_t *const *)&t, &n, 1, NULL));
+    qv_engine_close(en);
+    printf("%s gpu-fp16 bf16: %ld of %ld residual-stream values are not BF16 values\n", label, c.bad, c.n);
+    ck_assert_msg(c.n > 0 && c.bad == 0, "%s: %ld of %ld residual values are not BF16 values (first in layer %d)", label,
+                  c.bad, c.n, c.first_bad_layer);
+    free(t), free(f32), free(femu), free(g16), free(gbf), free(tp.ids);
+}
+
+START_TEST(bf16_model_level_synthetic_tiny)
+{
+    qv_model *m = synth_tiny();
+    bf16_level("synth-tiny", m);
+    qv_model_close(m);
+}
+END_TEST
+
+START_TEST(bf16_model_level_tiny_llama)
+{
+    qv_model *m = tiny_llama();
+    if (!m) return;
+    bf16_level("tiny-llama", m);
+    qv_model_close(m);
+}
+END_TEST
+
 static Suite *cpu_suite(void)
 {
     Suite *s = suite_create("gpu_engines_cpu");
@@ -563,6 +688,8 @@ static Suite *gpu_suite(void)
         tcase_add_test(tc, ragged_batch_matches_each_sequence_alone);
         tcase_add_test(tc, model_level_agreement_synthetic_tiny);
         tcase_add_test(tc, model_level_agreement_tiny_llama);
+        tcase_add_test(tc, bf16_model_level_synthetic_tiny);
+        tcase_add_test(tc, bf16_model_level_tiny_llama);
     }
     suite_add_tcase(s, tc);
     return s;

@@ -12,6 +12,10 @@
  *     the same cache values), decode rows of ragged contexts 1, P-1, P, P+1, many pages, more than
  *     one chunk; prefill rows (causal) in kv4 mode and in serve mode (fresh FP16 K/V after a
  *     cached prefix); KV4 and FP16 caches; head_dim 64 (GQA 3) and 128 (GQA 4).
+ *   - BF16 (gpu-fp16 --dtype bf16): rmsnorm_bf16 / silu_mul_bf16 within the FP16 bound re-derived
+ *     for BF16's unit roundoff 2^-8; rope_kv_write with a BF16 cache (q/k/v and pages) bit-exact
+ *     vs qv_ref_rope_qkv_dt; attention over BF16 pages within qv_ref_attention_row_dt's bound; the
+ *     engine's elementwise ops (embed, residual add with rounding, bias add) bit-exact in both types.
  * The CPU-only part (tie rule, bound sanity) runs everywhere; without a GPU the GPU part prints
  * "SKIP gpu: no device" and the program exits 77. QV_GPU_KERNELS_SMALL=1: fewer/smaller cases
  * (compute-sanitizer). */
@@ -27,6 +31,9 @@
 #include "qvet/gpu_mem.h"
 #include "qvet/kernels_ref.h"
 #include "qvet/qoq.h"
+#ifdef QV_CUDA
+#include "gpu/engine_ops.h" /* the engine's elementwise ops (not a public API; only with CUDA) */
+#endif
 
 static int small_run(void) { return getenv("QV_GPU_KERNELS_SMALL") != NULL; }
 
@@ -80,6 +87,15 @@ static void fill_f16(qv_test_rng *r, uint16_t *h, size_t n, float scale)
 {
     for (size_t i = 0; i < n; i++) h[i] = qv_fp32_to_fp16((float)qv_test_normal(r) * scale);
 }
+
+static void fill_16(qv_test_rng *r, qv_dtype16 t, uint16_t *h, size_t n, float scale)
+{
+    for (size_t i = 0; i < n; i++) h[i] = qv_fp32_to_dtype16(t, (float)qv_test_normal(r) * scale);
+}
+
+/* The 16-bit type a cache format implies for rope_kv_write / attention (gpu_kernels.h). */
+static qv_dtype16 fmt_dt(qv_kv_fmt f) { return f == QV_KV_FMT_BF16 ? QV_DTYPE_BF16 : QV_DTYPE_FP16; }
+static const char *fmt_name(qv_kv_fmt f) { return f == QV_KV_FMT_KV4 ? "kv4" : f == QV_KV_FMT_FP16 ? "fp16" : "bf16"; }
 
 START_TEST(quant_a8_is_bit_exact)
 {
@@ -241,6 +257,116 @@ START_TEST(silu_mul_a8_codes_match_up_to_ties)
 }
 END_TEST
 
+/* A 16-bit producer's output g (type t) vs the reference's FP32 value v: the kernel's own value is
+ * within QV_A8_PRE_REL of v (docs/bounds.md, the A8 producers' derivation), then rounded to t:
+ * |g - v| <= u_t (1 + PRE)|v| + PRE |v| + sub_t (u_t: 2^-8 for BF16). Returns how many g differ
+ * from rn_t(v) (printed: a few where the two values straddle a rounding boundary). */
+static long check_16(qv_dtype16 t, const char *what, size_t n, const float *v, const uint16_t *g)
+{
+    long flips = 0;
+    double u = qv_dtype16_u(t);
+    for (size_t i = 0; i < n; i++) {
+        double gv = qv_dtype16_to_fp32(t, g[i]), d = fabs(gv - v[i]);
+        ck_assert_msg(d <= (u * (1 + QV_A8_PRE_REL) + QV_A8_PRE_REL) * fabs(v[i]) + qv_dtype16_sub(t),
+                      "%s: element %zu %.9g vs %.9g", what, i, gv, (double)v[i]);
+        flips += g[i] != qv_fp32_to_dtype16(t, v[i]);
+    }
+    return flips;
+}
+
+START_TEST(bf16_producers_within_bound)
+{
+    static const int shapes[][2] = {{1, 384}, {7, 4096}, {33, 1000}, {2, 14336}};
+    qv_test_rng r = {23};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        int M = shapes[si][0], K = shapes[si][1];
+        size_t MK = (size_t)M * K;
+        /* RMSNorm: FP32 residual rows (BF16 values, as gpu-fp16 bf16 holds them) -> BF16 */
+        float *x = malloc(MK * 4), *w = malloc(K * 4), *y = malloc(MK * 4);
+        uint16_t *gy = malloc(MK * 2), *gu = malloc(MK * 4);
+        for (size_t i = 0; i < MK; i++) x[i] = qv_round_bf16((float)qv_test_normal(&r) * (i % 97 == 3 ? 40.0f : 1.0f));
+        for (int k = 0; k < K; k++) w[k] = (float)(0.5 + qv_test_uniform(&r));
+        if (M > 2) memset(x, 0, K * 4); /* all-zero row: y = 0 */
+        qv_ref_rmsnorm_rows(x, w, 1e-5f, M, K, y);
+        void *dx = dev(MK * 4), *dw = dev(K * 4), *dy = dev(MK * 2), *dgu = dev(MK * 4);
+        up(dx, x, MK * 4);
+        up(dw, w, K * 4);
+        OK(qv_gpu_rmsnorm_bf16(dx, dw, 1e-5f, M, K, dy, NULL));
+        down(gy, dy, MK * 2);
+        long f1 = check_16(QV_DTYPE_BF16, "rmsnorm_bf16", MK, y, gy);
+        /* SiLU*mul: gate|up BF16 [M, 2K] -> BF16 [M, K] */
+        fill_16(&r, QV_DTYPE_BF16, gu, MK * 2, 4.0f);
+        qv_ref_silu_mul_rows_dt(QV_DTYPE_BF16, gu, M, K, y);
+        up(dgu, gu, MK * 4);
+        OK(qv_gpu_silu_mul_bf16(dgu, M, K, dy, NULL));
+        down(gy, dy, MK * 2);
+        long f2 = check_16(QV_DTYPE_BF16, "silu_mul_bf16", MK, y, gy);
+        printf("bf16 producers M=%d K=%d: rmsnorm %ld, silu_mul %ld of %zu differ from rn_bf16(ref)\n", M, K, f1, f2, MK);
+        qv_gpu_free(dx), qv_gpu_free(dw), qv_gpu_free(dy), qv_gpu_free(dgu);
+        free(x), free(w), free(y), free(gy), free(gu);
+    }
+}
+END_TEST
+
+#ifdef QV_CUDA
+/* embed, residual add (with and without rounding) and bias add: one FP32 op and one rounding to
+ * the type each, so bit-exact vs the CPU in both types; ties planted (x = 1 + k ulp, y = half an
+ * ulp of the sum's type) so a rounding other than RNE fails. */
+START_TEST(engine_elementwise_ops_are_bit_exact)
+{
+    qv_test_rng r = {29};
+    for (int ti = 0; ti < 2; ti++) {
+        qv_dtype16 t = ti ? QV_DTYPE_BF16 : QV_DTYPE_FP16;
+        int V = 50, H = 264, T = 9, M = 7;
+        size_t n = (size_t)T * H;
+        uint16_t *tab = malloc((size_t)V * H * 2), *y = malloc(n * 2), *gy = malloc(n * 2);
+        int32_t tok[9] = {0, 49, 3, 3, 17, 25, 1, 48, 0};
+        float *x = malloc(n * 4), *gx = malloc(n * 4), *ref = malloc(n * 4), *b = malloc(H * 4);
+        fill_16(&r, t, tab, (size_t)V * H, 2.0f);
+        fill_16(&r, t, y, n, 1.0f);
+        for (size_t i = 0; i < n; i++) x[i] = qv_dtype16_to_fp32(t, qv_fp32_to_dtype16(t, (float)qv_test_normal(&r) * 3.0f));
+        double hu = qv_dtype16_u(t); /* half an ulp of [1, 2) */
+        for (int k = 0; k < 8; k++) { /* x in [1, 2) at an even / odd ulp, y = +-half an ulp: ties */
+            x[k] = (float)(1.0 + 2 * hu * k);
+            y[k] = qv_fp32_to_dtype16(t, (float)(k % 3 == 2 ? -hu : hu));
+        }
+        for (int k = 0; k < H; k++) b[k] = (float)qv_test_normal(&r);
+        void *dtab = dev((size_t)V * H * 2), *dtok = dev(sizeof tok), *dx = dev(n * 4), *dy = dev(n * 2), *db = dev(H * 4);
+        up(dtab, tab, (size_t)V * H * 2), up(dtok, tok, sizeof tok), up(db, b, H * 4);
+        /* embed */
+        OK(qv_gpu_embed_rows(t, dtab, dtok, T, H, dx));
+        down(gx, dx, n * 4);
+        for (size_t i = 0; i < n; i++) ref[i] = qv_dtype16_to_fp32(t, tab[(size_t)tok[i / H] * H + i % H]);
+        ck_assert_msg(memcmp(ref, gx, n * 4) == 0, "embed_rows %s differs", qv_dtype16_name(t));
+        /* residual add, rounded and not */
+        for (int rnd = 0; rnd < 2; rnd++) {
+            up(dx, x, n * 4), up(dy, y, n * 2);
+            OK(qv_gpu_residual_add(t, dx, dy, n, rnd));
+            down(gx, dx, n * 4);
+            size_t bad = 0;
+            for (size_t i = 0; i < n; i++) {
+                float v = x[i] + qv_dtype16_to_fp32(t, y[i]);
+                ref[i] = rnd ? qv_dtype16_to_fp32(t, qv_fp32_to_dtype16(t, v)) : v;
+                bad += memcmp(&ref[i], &gx[i], 4) != 0;
+            }
+            ck_assert_msg(bad == 0, "residual_add %s round %d: %zu of %zu differ", qv_dtype16_name(t), rnd, bad, n);
+        }
+        /* bias add on [M, H] */
+        up(dy, y, (size_t)M * H * 2);
+        OK(qv_gpu_bias_add(t, dy, db, M, H));
+        down(gy, dy, (size_t)M * H * 2);
+        size_t bad = 0;
+        for (size_t i = 0; i < (size_t)M * H; i++)
+            bad += gy[i] != qv_fp32_to_dtype16(t, qv_dtype16_to_fp32(t, y[i]) + b[i % H]);
+        ck_assert_msg(bad == 0, "bias_add %s: %zu of %d differ", qv_dtype16_name(t), bad, M * H);
+        printf("engine ops %s: embed, residual add (x2), bias add bit-exact\n", qv_dtype16_name(t));
+        qv_gpu_free(dtab), qv_gpu_free(dtok), qv_gpu_free(dx), qv_gpu_free(dy), qv_gpu_free(db);
+        free(tab), free(y), free(gy), free(x), free(gx), free(ref), free(b);
+    }
+}
+END_TEST
+#endif
+
 /* ---------------------------------------------------------------- RoPE + cache, attention */
 
 typedef struct {
@@ -274,7 +400,7 @@ static void kv_write_ref(kvsetup *s, int slot, int pos, const uint16_t *k, const
     for (int isv = 0; isv < 2; isv++) {
         const uint16_t *x = isv ? v : k;
         uint8_t *base = s->pool + ((size_t)page * 2 + isv) * s->PB;
-        if (s->fmt == QV_KV_FMT_FP16) {
+        if (s->fmt != QV_KV_FMT_KV4) { /* FP16 / BF16 pages: the 16-bit words */
             for (int h = 0; h < s->nkv; h++)
                 memcpy(base + (((size_t)h * s->P + e) * s->hd) * 2, x + (size_t)h * s->hd, (size_t)s->hd * 2);
         } else {
@@ -300,11 +426,11 @@ static void kv_read_ref(const kvsetup *s, int slot, int pos, int isv, float *out
 {
     int page = s->pt[slot * s->max_pages + pos / s->P], e = pos % s->P;
     const uint8_t *base = s->pool + ((size_t)page * 2 + isv) * s->PB;
-    if (s->fmt == QV_KV_FMT_FP16) {
+    if (s->fmt != QV_KV_FMT_KV4) {
         for (int h = 0; h < s->nkv; h++)
             for (int i = 0; i < s->hd; i++) {
                 const uint8_t *b = base + (((size_t)h * s->P + e) * s->hd + i) * 2;
-                out[h * s->hd + i] = qv_fp16_to_fp32((qv_fp16)(b[0] | b[1] << 8));
+                out[h * s->hd + i] = qv_dtype16_to_fp32(fmt_dt(s->fmt), (uint16_t)(b[0] | b[1] << 8));
             }
     } else {
         qv_kv4_geom g = {s->nkv, s->hd, s->P};
@@ -315,8 +441,9 @@ static void kv_read_ref(const kvsetup *s, int slot, int pos, int isv, float *out
 START_TEST(rope_kv_write_is_bit_exact)
 {
     qv_test_rng r = {41};
-    for (int fmt = 0; fmt < 2; fmt++)
+    for (int fmt = 0; fmt < 3; fmt++) /* KV4, FP16, BF16 (with BF16 qkv/q/k/v) */
         for (int hdi = 0; hdi < 2; hdi++) {
+            qv_dtype16 dt = fmt_dt((qv_kv_fmt)fmt);
             int hd = hdi ? 128 : 64, nh = hdi ? 8 : 6, nkv = 2, P = 16, n_slots = 3, max_ctx = 80;
             kvsetup s;
             kv_init(&s, (qv_kv_fmt)fmt, nh, nkv, hd, P, n_slots, max_ctx, &r);
@@ -335,10 +462,10 @@ START_TEST(rope_kv_write_is_bit_exact)
             for (int i = 0; i < 5; i++) slot[T] = 2, pos[T++] = extra[i];
             uint16_t *qkv = malloc((size_t)T * W * 2), *q = malloc((size_t)T * nh * hd * 2),
                      *k = malloc((size_t)T * nkv * hd * 2), *v = malloc((size_t)T * nkv * hd * 2);
-            fill_f16(&r, qkv, (size_t)T * W, 2.0f);
-            for (int i = 0; i < W; i++) qkv[i] = qv_fp32_to_fp16(0.75f); /* token 0: constant */
+            fill_16(&r, dt, qkv, (size_t)T * W, 2.0f);
+            for (int i = 0; i < W; i++) qkv[i] = qv_fp32_to_dtype16(dt, 0.75f); /* token 0: constant */
             for (int t = 0; t < T; t++) {
-                qv_ref_rope_qkv(qkv + (size_t)t * W, nh, nkv, hd, ct + (size_t)pos[t] * hd / 2, st + (size_t)pos[t] * hd / 2,
+                qv_ref_rope_qkv_dt(dt, qkv + (size_t)t * W, nh, nkv, hd, ct + (size_t)pos[t] * hd / 2, st + (size_t)pos[t] * hd / 2,
                                 q + (size_t)t * nh * hd, k + (size_t)t * nkv * hd, v + (size_t)t * nkv * hd);
                 kv_write_ref(&s, slot[t], pos[t], k + (size_t)t * nkv * hd, v + (size_t)t * nkv * hd);
             }
@@ -363,8 +490,8 @@ START_TEST(rope_kv_write_is_bit_exact)
             ck_assert_msg(memcmp(v, gv, (size_t)T * nkv * hd * 2) == 0, "v differs (hd %d)", hd);
             size_t diff = 0;
             for (size_t i = 0; i < s.n_pages * 2 * s.PB; i++) diff += gpool[i] != s.pool[i];
-            ck_assert_msg(diff == 0, "%s cache pool: %zu bytes differ (hd %d)", fmt ? "fp16" : "kv4", diff, hd);
-            printf("rope_kv_write %s hd=%d: %d tokens, q/k/v and %zu pool bytes bit-exact\n", fmt ? "fp16" : "kv4", hd, T,
+            ck_assert_msg(diff == 0, "%s cache pool: %zu bytes differ (hd %d)", fmt_name((qv_kv_fmt)fmt), diff, hd);
+            printf("rope_kv_write %s hd=%d: %d tokens, q/k/v and %zu pool bytes bit-exact\n", fmt_name((qv_kv_fmt)fmt), hd, T,
                    s.n_pages * 2 * s.PB);
             void *all[] = {dqkv, dq, dk, dv, dpos, dslot, dct, dst, dpt, dpool};
             for (int i = 0; i < 10; i++) qv_gpu_free(all[i]);
@@ -389,16 +516,17 @@ static void attn_case(qv_kv_fmt fmt, int hd, int nh, int nkv, int n_seq, const i
     kvsetup s;
     kv_init(&s, fmt, nh, nkv, hd, P, n_seq, max_ctx, &r);
     int D = nkv * hd;
+    qv_dtype16 dt = fmt_dt(fmt); /* q, K/V, fresh K/V and out: BF16 with a BF16 cache, else FP16 */
     /* per sequence its K/V (FP16), all positions */
     uint16_t **K = malloc(sizeof(void *) * n_seq), **V = malloc(sizeof(void *) * n_seq);
     int R = 0, Tf = 0;
     for (int i = 0; i < n_seq; i++) {
         K[i] = malloc((size_t)ctx[i] * D * 2), V[i] = malloc((size_t)ctx[i] * D * 2);
-        fill_f16(&r, K[i], (size_t)ctx[i] * D, 1.0f);
-        fill_f16(&r, V[i], (size_t)ctx[i] * D, 1.0f);
+        fill_16(&r, dt, K[i], (size_t)ctx[i] * D, 1.0f);
+        fill_16(&r, dt, V[i], (size_t)ctx[i] * D, 1.0f);
         for (int p = 0; p < ctx[i]; p++) {
             if (p % 37 == 5) /* constant vectors: KV4's zero-range rule inside attention */
-                for (int j = 0; j < D; j++) K[i][(size_t)p * D + j] = qv_fp32_to_fp16(0.5f);
+                for (int j = 0; j < D; j++) K[i][(size_t)p * D + j] = qv_fp32_to_dtype16(dt, 0.5f);
             kv_write_ref(&s, i, p, K[i] + (size_t)p * D, V[i] + (size_t)p * D);
         }
         R += ctx[i] - start[i];
@@ -406,7 +534,7 @@ static void attn_case(qv_kv_fmt fmt, int hd, int nh, int nkv, int n_seq, const i
     }
     int32_t *rslot = malloc(R * 4), *rctx = malloc(R * 4), *rfs = malloc(R * 4), *rfi = malloc(R * 4);
     uint16_t *q = malloc((size_t)R * nh * hd * 2), *fk = malloc((size_t)(Tf + 1) * D * 2), *fv = malloc((size_t)(Tf + 1) * D * 2);
-    fill_f16(&r, q, (size_t)R * nh * hd, 1.5f);
+    fill_16(&r, dt, q, (size_t)R * nh * hd, 1.5f);
     int row = 0, f = 0;
     for (int i = 0; i < n_seq; i++) {
         int f0 = f;
@@ -453,8 +581,8 @@ static void attn_case(qv_kv_fmt fmt, int hd, int nh, int nkv, int n_seq, const i
             for (int t = 0; t <= p; t++) {
                 if (serve && t >= start[i]) { /* fresh FP16 values */
                     for (int j = 0; j < D; j++) {
-                        Kf[(size_t)t * D + j] = qv_fp16_to_fp32(K[i][(size_t)t * D + j]);
-                        Vf[(size_t)t * D + j] = qv_fp16_to_fp32(V[i][(size_t)t * D + j]);
+                        Kf[(size_t)t * D + j] = qv_dtype16_to_fp32(dt, K[i][(size_t)t * D + j]);
+                        Vf[(size_t)t * D + j] = qv_dtype16_to_fp32(dt, V[i][(size_t)t * D + j]);
                     }
                 } else {
                     kv_read_ref(&s, i, t, 0, Kf + (size_t)t * D);
@@ -462,19 +590,20 @@ static void attn_case(qv_kv_fmt fmt, int hd, int nh, int nkv, int n_seq, const i
                     if (mma) kv_mag_ref(&s, i, t, 0, Km + (size_t)t * D), kv_mag_ref(&s, i, t, 1, Vm + (size_t)t * D);
                 }
             }
-            for (int j = 0; j < nh * hd; j++) qf[j] = qv_fp16_to_fp32(q[(size_t)row * nh * hd + j]);
-            qv_ref_attention_row_m(qf, Kf, Vf, p + 1, nh, nkv, hd, scale, mma ? &em : NULL, o, b);
+            for (int j = 0; j < nh * hd; j++) qf[j] = qv_dtype16_to_fp32(dt, q[(size_t)row * nh * hd + j]);
+            if (mma) qv_ref_attention_row_m(qf, Kf, Vf, p + 1, nh, nkv, hd, scale, &em, o, b); /* KV4 only: FP16 out */
+            else qv_ref_attention_row_dt(dt, qf, Kf, Vf, p + 1, nh, nkv, hd, scale, o, b);
             for (int j = 0; j < nh * hd; j++) {
-                double g = qv_fp16_to_fp32(go[(size_t)row * nh * hd + j]), d = fabs(g - o[j]);
+                double g = qv_dtype16_to_fp32(dt, go[(size_t)row * nh * hd + j]), d = fabs(g - o[j]);
                 ck_assert_msg(d <= b[j], "attention %s hd=%d seq %d pos %d elem %d: %.9g vs %.9g (bound %.3g)",
-                              fmt ? "fp16" : "kv4", hd, i, p, j, g, o[j], b[j]);
+                              fmt_name(fmt), hd, i, p, j, g, o[j], b[j]);
                 if (d / b[j] > worst) worst = d / b[j];
                 se += d * d, ss += o[j] * o[j];
             }
         }
     g_attn_elems += (long)R * nh * hd;
     if (worst > g_worst_ratio) g_worst_ratio = worst;
-    printf("attention %s%s%s hd=%d G=%d seqs=%d rows=%d max_ctx=%d: max err/bound %.3f, NMSE %.3g\n", fmt ? "fp16" : "kv4",
+    printf("attention %s%s%s hd=%d G=%d seqs=%d rows=%d max_ctx=%d: max err/bound %.3f, NMSE %.3g\n", fmt_name(fmt),
            serve ? " serve" : "", mma ? " (tensor-core kernel)" : "", hd, nh / nkv, n_seq, R, max_ctx, worst,
            ss > 0 ? se / ss : 0.0);
     if (mma) g_mma_cases++;
@@ -527,6 +656,24 @@ START_TEST(prefill_attention_within_bound_both_modes)
 }
 END_TEST
 
+/* gpu-fp16 --dtype bf16's attention: BF16 pages, q and output; decode rows across page edges and
+ * chunks, causal prefill rows, and (kernel coverage: the fresh path over T = BF16) serve rows. */
+START_TEST(bf16_attention_within_bound)
+{
+    int big = small_run() ? 300 : 1000;
+    int ctx[] = {1, 15, 16, 17, 83, 256, 257, big}, start[8];
+    for (int i = 0; i < 8; i++) start[i] = ctx[i] - 1;
+    attn_case(QV_KV_FMT_BF16, 64, 6, 2, 8, ctx, start, 0, 101);
+    attn_case(QV_KV_FMT_BF16, 128, 32, 8, small_run() ? 3 : 8, ctx, start, 0, 102);
+    attn_case(QV_KV_FMT_BF16, 32, 8, 2, small_run() ? 3 : 8, ctx, start, 0, 103);
+    int pctx[] = {40, 17, 300}, p0[] = {0, 0, 0}, pserve[] = {16, 0, 250};
+    int n = small_run() ? 2 : 3;
+    attn_case(QV_KV_FMT_BF16, 64, 6, 2, n, pctx, p0, 0, 104);
+    attn_case(QV_KV_FMT_BF16, 32, 8, 2, n, pctx, pserve, 1, 105);
+    printf("attention (all so far): %ld elements, worst err/bound %.3f\n", g_attn_elems, g_worst_ratio);
+}
+END_TEST
+
 static Suite *cpu_suite(void)
 {
     Suite *s = suite_create("gpu_kernels_cpu");
@@ -548,6 +695,11 @@ static Suite *gpu_suite(void)
     tcase_add_test(tc, rope_kv_write_is_bit_exact);
     tcase_add_test(tc, decode_attention_within_bound_across_page_edges);
     tcase_add_test(tc, prefill_attention_within_bound_both_modes);
+    tcase_add_test(tc, bf16_producers_within_bound);
+#ifdef QV_CUDA
+    tcase_add_test(tc, engine_elementwise_ops_are_bit_exact);
+#endif
+    tcase_add_test(tc, bf16_attention_within_bound);
     suite_add_tcase(s, tc);
     return s;
 }
