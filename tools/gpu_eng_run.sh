@@ -17,7 +17,7 @@ export CK_FORK=no
 if [ "$what" != bench ]; then
   for t in test_gpu_kernels test_gpu_engines; do
     [ -x build-gpu/$t ] || continue
-    timeout 240 build-gpu/$t > "$OUT/$t.log" 2>&1; rc=$?
+    timeout 400 build-gpu/$t > "$OUT/$t.log" 2>&1; rc=$?
     summary+=("$t rc=$rc: $(grep -E '^[0-9]+%:|ties|worst' "$OUT/$t.log" | tr '\n' ' ')")
     grep -E "Failure|FAIL|Assertion|error" "$OUT/$t.log" | head -10
   done

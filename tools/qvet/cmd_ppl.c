@@ -151,6 +151,8 @@ static cJSON *make_meta(const char *model, const char *engine, const qv_engine_o
     cJSON_AddStringToObject(o, "attn", eo->attn_mode == QV_ATTN_SERVE ? "serve" : "kv4");
     cJSON_AddBoolToObject(o, "qserve_compat", eo->qserve_compat);
     cJSON_AddBoolToObject(o, "fp_kv", eo->fp_kv);
+    /* only when not the default, so results written before --dtype existed still resume / merge */
+    if (eo->dtype != QV_DTYPE_FP16) cJSON_AddStringToObject(o, "dtype", qv_dtype16_name(eo->dtype));
     const char *fw = layers_arg(argc, argv, "--fp-weights"), *fa = layers_arg(argc, argv, "--fp-acts");
     if (fw) cJSON_AddStringToObject(o, "fp_weights", fw);
     else cJSON_AddNullToObject(o, "fp_weights");
