@@ -1,5 +1,6 @@
-/* bench_gpu_engines [JSON]: end-to-end decode tokens/s of gpu-qoq vs gpu-fp16 on the
- * llama3-8b-shape synthetic preset (two Llama-3-8B layers, vocab 512) at batch 1, 16, 64.
+/* bench_gpu_engines [JSON]: end-to-end decode tokens/s of gpu-qoq vs gpu-fp16 (FP16, and BF16 as
+ * with --dtype bf16) on the llama3-8b-shape synthetic preset (two Llama-3-8B layers, vocab 512)
+ * at batch 1, 16, 64.
  * Protocol: B sequences of 128 prompt tokens prefilled in one call, 2 decode steps of warm-up, then
  * 16 timed decode steps (each: one token per sequence, logits [B, vocab] downloaded to the host,
  * as an eval loop does). tokens/s = B * 16 / wall time. Without CUDA or a device: exit 2. */
@@ -20,10 +21,13 @@ static double now_s(void)
 
 enum { PROMPT = 128, WARM = 2, STEPS = 16 };
 
-static qv_status one(const qv_model *m, const char *name, int B, double *tps, double *ms_step)
+static qv_status one(const qv_model *m, const char *name, qv_dtype16 type, int B, double *tps, double *ms_step)
 {
     qv_engine *e;
-    QV_TRY(qv_engine_open(name, m, NULL, &e));
+    qv_engine_opts o;
+    qv_engine_opts_init(&o);
+    o.dtype = type;
+    QV_TRY(qv_engine_open(name, m, &o, &e));
     int V = m->cfg.vocab_size;
     qv_seq_id s[64];
     int32_t *tok[64], n[64], nx[64];
@@ -68,21 +72,25 @@ int main(int argc, char **argv)
     fprintf(f, "{\"device\": \"%s\", \"model\": \"synthetic llama3-8b-shape (2 layers, vocab 512)\", \"prompt\": %d, "
                "\"timed_steps\": %d, \"cases\": [",
             qv_gpu_describe(), PROMPT, STEPS);
-    printf("%-9s %5s %12s %10s\n", "engine", "batch", "tokens/s", "ms/step");
-    const char *names[] = {"gpu-fp16", "gpu-qoq"};
+    printf("%-9s %5s %5s %12s %10s\n", "engine", "dtype", "batch", "tokens/s", "ms/step");
+    const char *names[] = {"gpu-fp16", "gpu-fp16", "gpu-qoq"};
+    const qv_dtype16 dts[] = {QV_DTYPE_FP16, QV_DTYPE_BF16, QV_DTYPE_FP16};
     int Bs[] = {1, 16, 64}, first = 1, rc = 0;
     for (int b = 0; b < 3; b++)
-        for (int i = 0; i < 2; i++) {
+        for (int i = 0; i < 3; i++) {
             double tps = 0, ms = 0;
-            qv_status st = one(m, names[i], Bs[b], &tps, &ms);
+            const char *dn = qv_dtype16_name(dts[i]);
+            qv_status st = one(m, names[i], dts[i], Bs[b], &tps, &ms);
             if (st != QV_OK) {
-                fprintf(stderr, "bench_gpu_engines: %s batch %d: %s\n", names[i], Bs[b], qv_last_error());
+                fprintf(stderr, "bench_gpu_engines: %s %s batch %d: %s\n", names[i], dn, Bs[b], qv_last_error());
                 rc = 3;
                 continue;
             }
-            printf("%-9s %5d %12.1f %10.3f\n", names[i], Bs[b], tps, ms);
-            fprintf(f, "%s{\"engine\": \"%s\", \"batch\": %d, \"tokens_per_s\": %.2f, \"ms_per_step\": %.4f}",
-                    first ? "" : ", ", names[i], Bs[b], tps, ms);
+            printf("%-9s %5s %5d %12.1f %10.3f\n", names[i], dn, Bs[b], tps, ms);
+            fprintf(f,
+                    "%s{\"engine\": \"%s\", \"dtype\": \"%s\", \"batch\": %d, \"tokens_per_s\": %.2f, "
+                    "\"ms_per_step\": %.4f}",
+                    first ? "" : ", ", names[i], dn, Bs[b], tps, ms);
             first = 0;
         }
     fprintf(f, "]}\n");

@@ -28,7 +28,7 @@ for s in $steps; do
     cli) cmake --build build-gpu -j16 --target qvet >> "$OUT/build.log" 2>&1 \
            && QVET=build-gpu/qvet timeout 120 bash tests/cli_dtype.sh > "$OUT/cli_dtype.log" 2>&1; rc=$?
          echo "cli_dtype rc=$rc"; grep -E "FAIL|gpu-fp16 --dtype bf16|differ|cli_dtype:" "$OUT/cli_dtype.log" | head ;;
-    bench) timeout 150 build-gpu/bench/bench_gpu_engines "$OUT/bench_gpu_engines.json" > "$OUT/bench.txt" 2>&1; rc=$?
+    bench) timeout 220 build-gpu/bench/bench_gpu_engines "$OUT/bench_gpu_engines.json" > "$OUT/bench.txt" 2>&1; rc=$?
            echo "bench rc=$rc"; cat "$OUT/bench.txt" | tail -12 ;;
     kmemcheck) QV_GPU_KERNELS_SMALL=1 timeout 200 compute-sanitizer --tool memcheck --error-exitcode 9 \
            build-gpu/test_gpu_kernels > "$OUT/sanitizer_kernels_memcheck.log" 2>&1; rc=$?; echo "compute-sanitizer kernels memcheck rc=$rc"
