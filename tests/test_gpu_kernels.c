@@ -261,18 +261,43 @@ END_TEST
  * within QV_A8_PRE_REL of v (docs/bounds.md, the A8 producers' derivation), then rounded to t:
  * |g - v| <= u_t (1 + PRE)|v| + PRE |v| + sub_t (u_t: 2^-8 for BF16). Returns how many g differ
  * from rn_t(v) (printed: a few where the two values straddle a rounding boundary). */
+static int within16(qv_dtype16 t, float v, uint16_t g)
+{
+    double u = qv_dtype16_u(t), d = fabs((double)qv_dtype16_to_fp32(t, g) - v);
+    return d <= (u * (1 + QV_A8_PRE_REL) + QV_A8_PRE_REL) * fabs(v) + qv_dtype16_sub(t);
+}
+
 static long check_16(qv_dtype16 t, const char *what, size_t n, const float *v, const uint16_t *g)
 {
     long flips = 0;
-    double u = qv_dtype16_u(t);
     for (size_t i = 0; i < n; i++) {
-        double gv = qv_dtype16_to_fp32(t, g[i]), d = fabs(gv - v[i]);
-        ck_assert_msg(d <= (u * (1 + QV_A8_PRE_REL) + QV_A8_PRE_REL) * fabs(v[i]) + qv_dtype16_sub(t),
-                      "%s: element %zu %.9g vs %.9g", what, i, gv, (double)v[i]);
+        ck_assert_msg(within16(t, v[i], g[i]), "%s: element %zu %.9g vs %.9g", what, i,
+                      (double)qv_dtype16_to_fp32(t, g[i]), (double)v[i]);
         flips += g[i] != qv_fp32_to_dtype16(t, v[i]);
     }
     return flips;
 }
+
+/* The BF16 producer bound has teeth (CPU): values a few FP32 ulps (<= the derivation's 32u) off the
+ * reference, rounded to BF16 by RNE, pass; the same values truncated to BF16, or rounded to FP16
+ * and stored in a BF16 buffer, fail for many elements. */
+START_TEST(bf16_producer_bound_catches_wrong_rounding)
+{
+    qv_test_rng r = {17};
+    long trunc_bad = 0, fp16_bad = 0, n = 20000;
+    for (long i = 0; i < n; i++) {
+        float v = (float)qv_test_normal(&r) * 3.0f;
+        float vg = v * (float)(1.0 + 24.0 * QV_U32 * (qv_test_uniform(&r) - 0.5)); /* the kernel's own value */
+        uint32_t bits;
+        memcpy(&bits, &vg, 4);
+        ck_assert(within16(QV_DTYPE_BF16, v, qv_fp32_to_bf16(vg)));
+        trunc_bad += !within16(QV_DTYPE_BF16, v, (uint16_t)(bits >> 16));
+        fp16_bad += !within16(QV_DTYPE_BF16, v, qv_fp32_to_fp16(vg));
+    }
+    ck_assert_msg(trunc_bad > n / 10 && fp16_bad > n / 2, "truncation: %ld, FP16 bits: %ld of %ld flagged", trunc_bad,
+                  fp16_bad, n);
+}
+END_TEST
 
 START_TEST(bf16_producers_within_bound)
 {
@@ -680,6 +705,7 @@ static Suite *cpu_suite(void)
     TCase *tc = tcase_create("cpu");
     tcase_add_test(tc, tie_rule_accepts_only_neighbours_near_the_boundary);
     tcase_add_test(tc, attention_reference_bound_is_tight_but_positive);
+    tcase_add_test(tc, bf16_producer_bound_catches_wrong_rounding);
     suite_add_tcase(s, tc);
     return s;
 }
