@@ -255,14 +255,17 @@ int qv_cmd_kernels(int argc, char **argv)
     qv_kernels_run_fused(&kr, fcases, nf);
     passed = kr.bit_exact + kr.bounded, failed = kr.failed, errors = kr.errors, run = kr.run;
     if (!plugin) skipped = kr.skip_nodev + kr.skip_other;
-    if (plugin)
+    if (plugin) {
         printf("kernels: %ld run, %ld bit-exact, %ld failed, %ld errors; %ld cases skipped (ops the plugin lacks)\n",
                run, passed, failed, errors, skipped);
-    else
-        printf("kernels: %ld run, %ld bit-exact, %ld bounded, %ld failed, %ld errors; %ld GPU cases skipped%s; "
-               "%ld skipped for another reason (no CPU emulation, outside a GPU kernel's contract)\n",
-               run, kr.bit_exact, kr.bounded, failed, errors, kr.skip_nodev, kr.skip_nodev ? " (no device)" : "",
-               kr.skip_other);
+    } else {
+        char other[160] = "";
+        if (kr.skip_other)
+            snprintf(other, sizeof other, "; %ld skipped for another reason (no CPU emulation, outside a GPU kernel's contract)",
+                     kr.skip_other);
+        printf("kernels: %ld run, %ld bit-exact, %ld bounded, %ld failed, %ld errors; %ld GPU cases skipped%s%s\n", run,
+               kr.bit_exact, kr.bounded, failed, errors, kr.skip_nodev, kr.skip_nodev ? " (no device)" : "", other);
+    }
     if (first_fail[0]) printf("reproduce the first failure: %s\n", first_fail);
     cJSON_AddNumberToObject(root, "passed", (double)passed);
     cJSON_AddNumberToObject(root, "failed", (double)failed);
