@@ -8,6 +8,9 @@
 // rotated through copies totalling >= 256 MiB per case, far above L2, so they stream from HBM. The
 // KV4 cache is measured on the kernel qv_gpu_attention picks (the tensor-core one for these shapes)
 // and, same run, on the general kernel (QV_ATTN_VARIANT=chunk).
+// qv_bench_attn_into adds the "attention" and "fused" arrays to a caller's JSON object (`qvet bench`
+// puts them next to the GEMM results); each row has a "name" ("attn_kv4 batch=64 ctx=4096",
+// "rmsnorm_a8 K=4096 M=1024") that a plain-substring filter selects on.
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -110,13 +113,33 @@ qv_status attn_case(qv_kv_fmt fmt, int B, int ctx, double *sec, double *bytes)
 
 } // namespace
 
-extern "C" qv_status qv_bench_attn(const char *json_path)
+namespace {
+const int kAttnCases[][2] = {{1, 4096}, {16, 1024}, {64, 1024}, {64, 4096}, {256, 1024}};
+const int kRows[] = {1, 16, 64, 256, 1024, 4096};
+const char *const kFusedNames[] = {"rmsnorm_a8 K=4096", "silu_mul_a8 I=14336", "quant_a8 K=4096"};
+bool keep(const char *name, const char *filter) { return !filter || !*filter || strstr(name, filter); }
+} // namespace
+
+extern "C" qv_status qv_bench_attn_into(cJSON *root, const char *filter)
 {
     cudaDeviceProp prop;
     QV_CUDA_TRY(cudaGetDeviceProperties(&prop, 0));
-    cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "attention"),
-          *fz = cJSON_AddArrayToObject(root, "fused");
-    cJSON_AddStringToObject(root, "device", prop.name);
+    cJSON *arr = cJSON_AddArrayToObject(root, "attention"), *fz = cJSON_AddArrayToObject(root, "fused");
+    if (!cJSON_GetObjectItemCaseSensitive(root, "device")) cJSON_AddStringToObject(root, "device", prop.name);
+    // QV_BENCH_ATTN_ONLY=i: only attention case i, no producers (profiling one case under ncu)
+    const char *only = getenv("QV_BENCH_ATTN_ONLY");
+    char name[64];
+    int n_sel = 0;
+    for (int i = 0; i < (int)(sizeof kAttnCases / sizeof *kAttnCases); i++) {
+        snprintf(name, sizeof name, "attn_kv4 batch=%d ctx=%d", kAttnCases[i][0], kAttnCases[i][1]);
+        n_sel += keep(name, filter) && (!only || atoi(only) == i);
+    }
+    for (int which = 0; which < 3 && !only; which++)
+        for (int M : kRows) {
+            snprintf(name, sizeof name, "%s M=%d", kFusedNames[which], M);
+            n_sel += keep(name, filter);
+        }
+    if (n_sel == 0) return QV_OK; // nothing selected: no copy measurement either
     // copy bandwidth: 1 GiB D2D
     size_t cb = (size_t)1 << 30;
     Dev src, dst;
@@ -129,12 +152,11 @@ extern "C" qv_status qv_bench_attn(const char *json_path)
     printf("D2D copy: %.0f GB/s (read + write)\n", copy_bw / 1e9);
     printf("%-14s %10s %10s %9s %12s %10s %10s %9s\n", "batch,ctx", "kv4 us", "kv4 GB/s", "kv4/copy", "kv4 chunk us",
            "fp16 us", "fp16 GB/s", "speedup");
-    const int cases[][2] = {{1, 4096}, {16, 1024}, {64, 1024}, {64, 4096}, {256, 1024}};
-    // QV_BENCH_ATTN_ONLY=i: only attention case i, no producers (profiling one case under ncu)
-    const char *only = getenv("QV_BENCH_ATTN_ONLY");
     int ci = -1;
-    for (auto &cs : cases) {
+    for (auto &cs : kAttnCases) {
         if (only && atoi(only) != ++ci) continue;
+        snprintf(name, sizeof name, "attn_kv4 batch=%d ctx=%d", cs[0], cs[1]);
+        if (!keep(name, filter)) continue;
         double t4, b4, t16, b16, t4c, b4c;
         QV_TRY(attn_case(QV_KV_FMT_KV4, cs[0], cs[1], &t4, &b4));
         setenv("QV_ATTN_VARIANT", "chunk", 1); // the general FP32 kernel on the same KV4 cache
@@ -143,6 +165,7 @@ extern "C" qv_status qv_bench_attn(const char *json_path)
         QV_TRY(stc);
         QV_TRY(attn_case(QV_KV_FMT_FP16, cs[0], cs[1], &t16, &b16));
         cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", name);
         cJSON_AddNumberToObject(o, "batch", cs[0]);
         cJSON_AddNumberToObject(o, "context", cs[1]);
         cJSON_AddNumberToObject(o, "kv4_us", t4 * 1e6);
@@ -158,11 +181,12 @@ extern "C" qv_status qv_bench_attn(const char *json_path)
                100 * b4 / t4 / copy_bw, t4c * 1e6, t16 * 1e6, b16 / t16 / 1e9, t16 / t4);
     }
     // fused producers
-    const int rows[] = {1, 16, 64, 256, 1024, 4096};
-    if (only) goto done;
+    if (only) return QV_OK;
     printf("%-22s %6s %10s %10s %9s\n", "kernel", "M", "us", "GB/s", "of copy");
     for (int which = 0; which < 3; which++)
-        for (int M : rows) {
+        for (int M : kRows) {
+            snprintf(name, sizeof name, "%s M=%d", kFusedNames[which], M);
+            if (!keep(name, filter)) continue;
             int K = which == 1 ? 14336 : 4096;
             Dev x, w, q, sa, rsum;
             // fp32 row, fp16 gate|up (2 x I halves), or the fp16 row of quant_a8
@@ -186,21 +210,29 @@ extern "C" qv_status qv_bench_attn(const char *json_path)
                 QV_TRY(time_it([&] { return qv_gpu_quant_a8((const uint16_t *)x.p, M, K, (int8_t *)q.p, (float *)sa.p,
                                                            (int32_t *)rsum.p, nullptr); }, &t));
             double bytes = (double)in + (double)M * K + 8.0 * M + (which == 0 ? 4.0 * K : 0.0);
-            const char *name = which == 0 ? "rmsnorm_a8 K=4096" : which == 1 ? "silu_mul_a8 I=14336" : "quant_a8 K=4096";
             cJSON *o = cJSON_CreateObject();
-            cJSON_AddStringToObject(o, "kernel", name);
+            cJSON_AddStringToObject(o, "name", name);
+            cJSON_AddStringToObject(o, "kernel", kFusedNames[which]);
             cJSON_AddNumberToObject(o, "M", M);
             cJSON_AddNumberToObject(o, "us", t * 1e6);
             cJSON_AddNumberToObject(o, "GBps", bytes / t / 1e9);
             cJSON_AddNumberToObject(o, "frac_copy", bytes / t / copy_bw);
             cJSON_AddItemToArray(fz, o);
-            printf("%-22s %6d %10.1f %10.0f %8.0f%%\n", name, M, t * 1e6, bytes / t / 1e9, 100 * bytes / t / copy_bw);
+            printf("%-22s %6d %10.1f %10.0f %8.0f%%\n", kFusedNames[which], M, t * 1e6, bytes / t / 1e9, 100 * bytes / t / copy_bw);
         }
-done:
-    char *txt = cJSON_Print(root);
+    return QV_OK;
+}
+
+extern "C" qv_status qv_bench_attn(const char *json_path)
+{
+    cJSON *root = cJSON_CreateObject();
+    if (!root) return qv_fail(QV_ERR_NOMEM, "bench_attn: out of memory");
+    qv_status st = qv_bench_attn_into(root, NULL);
+    char *txt = st == QV_OK ? cJSON_Print(root) : nullptr;
     cJSON_Delete(root);
-    if (!txt) return QV_ERR_NOMEM;
-    qv_status st = qv_write_file_atomic(json_path, txt, strlen(txt));
+    if (st != QV_OK) return st;
+    if (!txt) return qv_fail(QV_ERR_NOMEM, "bench_attn: out of memory");
+    st = qv_write_file_atomic(json_path, txt, strlen(txt));
     free(txt);
     return st;
 }

@@ -29,6 +29,7 @@
 #include "qvet/gpu.h"
 #include "qvet/gpu_kernels.h"
 #include "qvet/gpu_mem.h"
+#include "qvet/kcases.h"
 #include "qvet/kernels_ref.h"
 #include "qvet/qoq.h"
 #ifdef QV_CUDA
@@ -61,6 +62,42 @@ START_TEST(tie_rule_accepts_only_neighbours_near_the_boundary)
     ck_assert_int_eq(qv_ref_a8_code_check(6, 5, 5.49f, QV_A8_PRE_REL), -1);      /* far from it */
     ck_assert_int_eq(qv_ref_a8_code_check(7, 5, 5.5f, QV_A8_PRE_REL), -1);       /* two apart */
     ck_assert_int_eq(qv_ref_a8_code_check(-6, -5, -5.5f, QV_A8_PRE_REL), 1);
+}
+END_TEST
+
+/* The shared A8 checks (kcase_fused_check.c) accept the reference's own outputs and reject a
+ * code moved by one away from a boundary, a wrong row sum and (exact) a wrong s_a bit. */
+START_TEST(fused_a8_checks_reject_planted_errors)
+{
+    enum { M = 3, K = 40 };
+    float v[M * K], sa[M];
+    int8_t q[M * K];
+    int32_t rs[M];
+    for (int i = 0; i < M * K; i++) v[i] = (float)((i * 37) % 23) * 0.37f - 4.0f;
+    OK(qv_ref_a8_with_pre(v, M, K, q, sa, rs, NULL));
+    qv_kfused_result r;
+    memset(&r, 0, sizeof r);
+    OK(qv_kfused_check_a8_exact(M, K, v, q, sa, rs, &r));
+    ck_assert(r.ok && r.n == M * K);
+    memset(&r, 0, sizeof r);
+    OK(qv_kfused_check_a8_ties(M, K, v, q, sa, rs, &r));
+    ck_assert(r.ok && r.ties == 0);
+    q[5] = (int8_t)(q[5] + (q[5] < 0 ? 1 : -1)), rs[0] += q[5] < 0 ? 1 : -1; /* a code off by one, the sum kept consistent */
+    memset(&r, 0, sizeof r);
+    OK(qv_kfused_check_a8_ties(M, K, v, q, sa, rs, &r));
+    ck_assert_msg(!r.ok && r.code_bad == 1, "code off by one not flagged: %ld", r.code_bad);
+    memset(&r, 0, sizeof r);
+    OK(qv_kfused_check_a8_exact(M, K, v, q, sa, rs, &r));
+    ck_assert(!r.ok && r.code_bad == 1 && r.rowsum_bad == 1);
+    OK(qv_ref_a8_with_pre(v, M, K, q, sa, rs, NULL));
+    rs[2] += 1;
+    sa[1] = nextafterf(sa[1], 0.0f);
+    memset(&r, 0, sizeof r);
+    OK(qv_kfused_check_a8_exact(M, K, v, q, sa, rs, &r));
+    ck_assert(!r.ok && r.rowsum_bad == 1 && r.sa_bad == 1 && r.first[0]);
+    memset(&r, 0, sizeof r);
+    OK(qv_kfused_check_a8_ties(M, K, v, q, sa, rs, &r));
+    ck_assert(!r.ok && r.rowsum_bad == 1 && r.sa_bad == 0); /* one ulp of s_a is within the tie rule's bound */
 }
 END_TEST
 
@@ -112,15 +149,14 @@ START_TEST(quant_a8_is_bit_exact)
         int M = shapes[si % n_shapes][0], K = shapes[si % n_shapes][1], off = si >= n_shapes;
         size_t MK = (size_t)M * K;
         uint16_t *x = malloc(MK * 2);
-        float *xf = malloc(MK * 4), *sa = malloc(M * 4), *gsa = malloc(M * 4);
-        int8_t *q = malloc(MK), *gq = malloc(MK);
-        int32_t *rs = malloc(M * 4), *grs = malloc(M * 4);
+        float *xf = malloc(MK * 4), *gsa = malloc(M * 4);
+        int8_t *gq = malloc(MK);
+        int32_t *grs = malloc(M * 4);
         fill_f16(&r, x, MK, 3.0f);
         if (M > 2) { /* an all-zero row and a constant row */
             for (int k = 0; k < K; k++) x[k] = 0, x[K + k] = qv_fp32_to_fp16(-2.5f);
         }
         for (size_t i = 0; i < MK; i++) xf[i] = qv_fp16_to_fp32(x[i]);
-        OK(qv_ref_a8_with_pre(xf, M, K, q, sa, rs, NULL));
         void *dx = dev(MK * 2 + 16), *dq = dev(MK + 16), *dsa = dev(M * 4), *drs = dev(M * 4);
         uint16_t *dxo = (uint16_t *)dx + off;
         int8_t *dqo = (int8_t *)dq + off;
@@ -130,9 +166,11 @@ START_TEST(quant_a8_is_bit_exact)
         down(gq, dqo, MK);
         down(gsa, dsa, M * 4);
         down(grs, drs, M * 4);
-        ck_assert_msg(memcmp(q, gq, MK) == 0, "quant_a8 M=%d K=%d off %d: codes differ", M, K, off);
-        ck_assert_msg(memcmp(sa, gsa, M * 4) == 0, "quant_a8 M=%d K=%d off %d: s_a differ", M, K, off);
-        ck_assert_msg(memcmp(rs, grs, M * 4) == 0, "quant_a8 M=%d K=%d off %d: rowsums differ", M, K, off);
+        qv_kfused_result res; /* the rule `qvet kernels` applies (evals/kernels/kcase_fused_check.c) */
+        memset(&res, 0, sizeof res);
+        OK(qv_kfused_check_a8_exact(M, K, xf, gq, gsa, grs, &res));
+        ck_assert_msg(res.ok, "quant_a8 M=%d K=%d off %d: %ld codes, %ld s_a, %ld rowsums differ; first: %s", M, K, off,
+                      res.code_bad, res.sa_bad, res.rowsum_bad, res.first);
         int8_t guard[16]; /* no stray code writes past the last row (nor before the first, off 1) */
         down(guard, (int8_t *)dq + MK + off, 16 - off);
         for (int i = 0; i < 16 - off; i++) ck_assert_msg(guard[i] == 0x55, "quant_a8 M=%d K=%d: write past the end", M, K);
@@ -141,38 +179,24 @@ START_TEST(quant_a8_is_bit_exact)
             ck_assert_msg(guard[0] == 0x55, "quant_a8 M=%d K=%d: write before the start", M, K);
         }
         qv_gpu_free(dx), qv_gpu_free(dq), qv_gpu_free(dsa), qv_gpu_free(drs);
-        free(x), free(xf), free(sa), free(gsa), free(q), free(gq), free(rs), free(grs);
+        free(x), free(xf), free(gsa), free(gq), free(grs);
     }
 }
 END_TEST
 
-/* Compares a fused producer's A8 outputs with the reference's under the tie rule. */
+/* Compares a fused producer's A8 outputs with the reference's under the tie rule (the check
+ * `qvet kernels` applies: evals/kernels/kcase_fused_check.c). */
 static void check_a8(const char *what, int M, int K, const float *v, const int8_t *gq, const float *gsa,
                      const int32_t *grs)
 {
-    size_t MK = (size_t)M * K;
-    int8_t *q = malloc(MK);
-    float *sa = malloc(M * 4), *pre = malloc(MK * 4);
-    OK(qv_ref_a8_with_pre(v, M, K, q, sa, NULL, pre));
-    long ties = 0;
-    for (int m = 0; m < M; m++) {
-        int32_t sum = 0;
-        for (int k = 0; k < K; k++) {
-            size_t i = (size_t)m * K + k;
-            int c = qv_ref_a8_code_check(gq[i], q[i], pre[i], QV_A8_PRE_REL);
-            ck_assert_msg(c >= 0, "%s M=%d K=%d: code (%d,%d) gpu %d ref %d, pre-rounding %.9g is not within the "
-                          "bound of a boundary", what, M, K, m, k, gq[i], q[i], (double)pre[i]);
-            ties += c;
-            sum += gq[i];
-        }
-        ck_assert_msg(fabs((double)gsa[m] - sa[m]) <= QV_A8_PRE_REL * sa[m], "%s row %d: s_a %.9g vs %.9g", what, m,
-                      (double)gsa[m], (double)sa[m]);
-        ck_assert_msg(grs[m] == sum, "%s row %d: rowsum %d, codes sum to %d", what, m, grs[m], sum);
-    }
-    g_ties += ties;
-    g_codes += (long)MK;
-    printf("%s M=%d K=%d: %ld codes, %ld ties\n", what, M, K, (long)MK, ties);
-    free(q), free(sa), free(pre);
+    qv_kfused_result res;
+    memset(&res, 0, sizeof res);
+    OK(qv_kfused_check_a8_ties(M, K, v, gq, gsa, grs, &res));
+    ck_assert_msg(res.ok, "%s M=%d K=%d: %ld codes beyond the tie rule, %ld s_a beyond the bound, %ld row sums not the "
+                  "codes' sum; first: %s", what, M, K, res.code_bad, res.sa_bad, res.rowsum_bad, res.first);
+    g_ties += res.ties;
+    g_codes += res.n;
+    printf("%s M=%d K=%d: %ld codes, %ld ties\n", what, M, K, res.n, res.ties);
 }
 
 static void check_f16(const char *what, size_t n, const float *v, const uint16_t *g)
@@ -714,6 +738,7 @@ static Suite *cpu_suite(void)
     TCase *tc = tcase_create("cpu");
     tcase_add_test(tc, tie_rule_accepts_only_neighbours_near_the_boundary);
     tcase_add_test(tc, attention_reference_bound_is_tight_but_positive);
+    tcase_add_test(tc, fused_a8_checks_reject_planted_errors);
     tcase_add_test(tc, bf16_producer_bound_catches_wrong_rounding);
     suite_add_tcase(s, tc);
     return s;

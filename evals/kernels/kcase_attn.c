@@ -19,6 +19,10 @@
 #include "qvet/mutant.h"
 #include "qvet/qoq.h"
 
+int qv_kattn_emul_plant = 0;
+/* A bug site of the emulation: the gate's mutant by id, or the test hook by number (kcases.h). */
+#define PLANT(id, n) (QV_MUT(id) || qv_kattn_emul_plant == (n))
+
 static const char *attn_value_names[QV_KA_COUNT] = {"random", "ties", "large"};
 
 const char *qv_kattn_values_name(qv_kattn_values v) { return (unsigned)v < QV_KA_COUNT ? attn_value_names[v] : "?"; }
@@ -109,7 +113,7 @@ static void emul_write(const qv_kattn_case *c, uint8_t *pages, long t, const flo
 static void emul_read(const qv_kattn_case *c, const uint8_t *pages, long n_pages, long t, int h, float *x)
 {
     const int P = c->page, D = c->hd, H = c->nkv;
-    long pg = QV_MUT(kv_page_boundary) ? (t + 1) / P : t / P;
+    long pg = PLANT(kv_page_boundary, 4) ? (t + 1) / P : t / P;
     if (pg >= n_pages) pg = n_pages - 1;
     const uint8_t *page = pages + (size_t)pg * page_bytes(c);
     size_t codes_bytes = (size_t)H * P * (D / 2), sidx = (size_t)h * P + (size_t)(t % P);
@@ -118,7 +122,7 @@ static void emul_read(const qv_kattn_case *c, const uint8_t *pages, long n_pages
     float s = qv_fp16_to_fp32((qv_fp16)(sp[0] | sp[1] << 8)), m = qv_fp16_to_fp32((qv_fp16)(mp[0] | mp[1] << 8));
     for (int i = 0; i < D; i++) {
         int u = i % 2 ? cd[i / 2] >> 4 : cd[i / 2] & 15;
-        x[i] = QV_MUT(kv4_min_dropped) ? (float)u * s : (float)u * s + m;
+        x[i] = PLANT(kv4_min_dropped, 1) ? (float)u * s : (float)u * s + m;
     }
 }
 
@@ -130,9 +134,9 @@ static void emul_attention(const qv_kattn_case *c, const uint8_t *kp, const uint
     const float scale = 1.0f / sqrtf((float)hd);
     for (int i = 0; i < c->T; i++) {
         int pos = ctx - c->T + i, last = pos;
-        if (QV_MUT(causal_off_by_one) && pos + 1 < ctx) last = pos + 1;
+        if (PLANT(causal_off_by_one, 3) && pos + 1 < ctx) last = pos + 1;
         for (int h = 0; h < nh; h++) {
-            int kvh = QV_MUT(gqa_map) ? h % nkv : h / group;
+            int kvh = PLANT(gqa_map, 2) ? h % nkv : h / group;
             const float *qh = q + ((size_t)i * nh + h) * hd;
             float mx = -INFINITY;
             for (int j = 0; j <= last; j++) {
@@ -142,7 +146,7 @@ static void emul_attention(const qv_kattn_case *c, const uint8_t *kp, const uint
                 sbuf[j] = d * scale;
                 mx = fmaxf(mx, sbuf[j]);
             }
-            if (QV_MUT(softmax_no_max)) mx = 0;
+            if (PLANT(softmax_no_max, 5)) mx = 0;
             float den = 0;
             for (int j = 0; j <= last; j++) den += sbuf[j] = expf(sbuf[j] - mx);
             float *o = out + ((size_t)i * nh + h) * hd;

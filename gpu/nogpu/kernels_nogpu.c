@@ -74,3 +74,8 @@ qv_status qv_bench_attn(const char *json_path)
     (void)json_path;
     QV_NOGPU_K("bench_attn");
 }
+qv_status qv_bench_attn_into(struct cJSON *root, const char *filter)
+{
+    (void)root; (void)filter;
+    QV_NOGPU_K("bench_attn");
+}

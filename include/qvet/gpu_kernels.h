@@ -109,6 +109,11 @@ int qv_gpu_attention_uses_mma(const qv_gpu_attn_args *a, const qv_gpu_kv_cache *
 
 /* Benchmarks (KV4 vs FP16-KV decode attention, fused producers, D2D copy) -> JSON + table. */
 qv_status qv_bench_attn(const char *json_path);
+/* The same rows added to root (a cJSON object) as the arrays "attention" and "fused" (plus
+ * "copy_GBps", and "device" when absent), keeping rows whose "name" ("attn_kv4 batch=64
+ * ctx=4096", "rmsnorm_a8 K=4096 M=1024") contains filter (NULL or "": all); `qvet bench`. */
+struct cJSON;
+qv_status qv_bench_attn_into(struct cJSON *root, const char *filter);
 
 #ifdef __cplusplus
 }

@@ -97,6 +97,52 @@ qv_status qv_kattn_matrix(qv_kattn_case **cases, int *n);
 /* QV_KB_GPU: QV_ERR_USAGE for a shape outside the GPU kernels' contract (head_dim in
  * {32, 64, 128}, heads per KV head in {1, 2, 3, 4, 8}); r->skipped without a device. */
 qv_status qv_kattn_run(const qv_kattn_case *c, qv_kbackend b, uint64_t seed, qv_kattn_result *r);
+/* Test hook (tests/test_kernels.c): a nonzero value plants a known bug in the attention CPU
+ * emulation only (never in the definition), so a test can show the attention cases catch it:
+ * 1 KV4 min not added back, 2 GQA head map h % nkv, 3 causal mask off by one, 4 page index from
+ * t+1, 5 softmax without max subtraction. 0 in production. (The gate's QV_MUTANTS build plants
+ * the same bugs by id.) */
+extern int qv_kattn_emul_plant;
+
+/* ---- fused-producer cases (evals/kernels/kcase_fused.c, kcase_fused_gpu.c): the GPU fused
+ * producers against their definitions (include/qvet/kernels_ref.h), checked as
+ * tests/test_gpu_kernels.c checks them: quant_a8 codes, s_a, row sums bit-exact; rmsnorm_a8 and
+ * silu_mul_a8 under the NUMERICS.md tie rule (QV_A8_PRE_REL, ties counted), s_a within the same
+ * relative bound, row sums equal to the sum of the kernel's own codes; rope_kv_write (KV4 cache)
+ * q/k/v and the whole page pool bit-exact. GPU only: there is no separate CPU emulation of these
+ * kernels (the reference is the definition). ---- */
+typedef enum { QV_KF_QUANT_A8 = 0, QV_KF_RMSNORM_A8, QV_KF_SILU_MUL_A8, QV_KF_ROPE_KV_WRITE, QV_KF_COUNT } qv_kfused_kernel;
+typedef struct {
+    qv_kfused_kernel kernel;
+    int M, K; /* rows x row length (silu_mul: K = I, input [M, 2I]); rope_kv_write: M tokens, K = head_dim */
+    int nh, nkv; /* rope_kv_write only */
+} qv_kfused_case;
+typedef struct {
+    long n;          /* codes (A8) or bytes (rope: q/k/v + pool) compared */
+    long code_bad;   /* A8 codes beyond the tie rule (exact kernels: any difference) */
+    long ties;       /* A8 codes one apart at a rounding boundary (allowed; 0 for the exact kernels) */
+    long sa_bad;     /* s_a beyond the bound (exact kernels: any difference) */
+    long rowsum_bad; /* row sums that differ */
+    long byte_bad;   /* rope_kv_write: q/k/v elements and pool bytes that differ */
+    int exact;       /* 1: the contract is bit-exact; 0: the tie rule */
+    int skipped;     /* no device */
+    int ok;
+    char first[240]; /* the first violation, "" if none */
+} qv_kfused_result;
+const char *qv_kfused_kernel_name(qv_kfused_kernel k);
+/* "quant_a8 M=7 K=4096", "rope_kv_write T=33 nh=8 nkv=2 hd=128 page=16 kv4" */
+void qv_kfused_name(const qv_kfused_case *c, char *buf, int n);
+qv_status qv_kfused_matrix(qv_kfused_case **cases, int *n);
+/* QV_KB_GPU only (QV_ERR_USAGE otherwise); r->skipped without a device. */
+qv_status qv_kfused_run(const qv_kfused_case *c, qv_kbackend b, uint64_t seed, qv_kfused_result *r);
+/* The checks themselves, on host copies of a kernel's outputs (also tests/test_gpu_kernels.c):
+ * quant_a8 of FP32 values x (FP16-representable) bit for bit; a fused producer's codes for values
+ * v under the tie rule. They fill r's counts (adding to r->n) and set r->ok. */
+qv_status qv_kfused_check_a8_exact(int M, int K, const float *x, const int8_t *gq, const float *gsa,
+                                   const int32_t *grs, qv_kfused_result *r);
+qv_status qv_kfused_check_a8_ties(int M, int K, const float *v, const int8_t *gq, const float *gsa,
+                                  const int32_t *grs, qv_kfused_result *r);
+
 /* ---- explicit values (the overflow fuzzer, fuzz/corpus replay) ----
  * Every input given by the caller instead of drawn from a seed. Shapes: N % 32 == 0 for the W4
  * kernels, K % 32 == 0 (g128: K % 128 == 0). The row sums are computed here (INT32, as a fused

@@ -1,11 +1,39 @@
 /* qvet bench [--filter STR] --json F: GEMM benchmarks with baselines from the same run
- * (qv_bench_gemm, gpu/bench_gemm.cu). --filter keeps cases whose "layer M=..." name contains
- * STR (a plain substring). Without CUDA or a GPU: exit 2 with the reason. */
+ * (qv_bench_gemm, gpu/bench_gemm.cu), then the KV4 decode attention and fused-producer
+ * benchmarks (qv_bench_attn_into, gpu/bench_attn.cu) added to the same JSON as the arrays
+ * "attention" and "fused". --filter keeps cases whose name contains STR (a plain substring):
+ * GEMM "layer M=...", attention "attn_kv4 batch=B ctx=C", producers "rmsnorm_a8 K=4096 M=1024".
+ * Without CUDA or a GPU: exit 2 with the reason. */
+#include <cJSON.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "qvet/fileio.h"
 #include "qvet/gpu.h"
 #include "qvet/gpu_gemm.h"
+#include "qvet/gpu_kernels.h"
+
+/* The GEMM JSON qv_bench_gemm wrote, with the attention and producer rows added, written back. */
+static qv_status add_attention(const char *json, const char *filter)
+{
+    char *text;
+    QV_TRY(qv_read_file(json, 256u << 20, &text, NULL));
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return qv_fail(QV_ERR_INTERNAL, "bench: %s: the GEMM results are not a JSON object", json);
+    }
+    qv_status st = qv_bench_attn_into(root, filter);
+    char *txt = st == QV_OK ? cJSON_Print(root) : NULL;
+    cJSON_Delete(root);
+    if (st != QV_OK) return st;
+    if (!txt) return qv_fail(QV_ERR_NOMEM, "bench: out of memory");
+    st = qv_write_file_atomic(json, txt, strlen(txt));
+    free(txt);
+    return st;
+}
 
 int qv_cmd_bench(int argc, char **argv)
 {
@@ -19,5 +47,6 @@ int qv_cmd_bench(int argc, char **argv)
     if (qv_gpu_device_count() == 0)
         return qv_cli_report(qv_fail(QV_ERR_UNSUPPORTED, "bench: no GPU: %s", qv_gpu_describe()));
     qv_status st = qv_bench_gemm(json, filter);
+    if (st == QV_OK) st = add_attention(json, filter);
     return st == QV_OK ? QV_EXIT_OK : qv_cli_report(st);
 }

@@ -4,7 +4,9 @@
  *              the matrix on an external implementation (include/qvet/kernel_plugin.h) instead
  * qvet kernels --check DIR [--filter RE] [--json F]   (cmd_kernels_check.c)
  * Differential tests of every kernel over the case matrix, one line per case and backend
- * (include/qvet/kcases.h). A case's inputs are drawn from seed ^ hash(case name), so a case
+ * (include/qvet/kcases.h): the GEMMs here, then (default matrix, no plugin) the paged KV4
+ * attention cases "attn/..." and the GPU fused producers "fused/..." (cmd_kernels_extra.c).
+ * A case's inputs are drawn from seed ^ hash(case name), so a case
  * reproduces alone with the printed --filter/--seed command. */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <cJSON.h>
@@ -17,14 +19,8 @@
 #include "cli.h"
 #include "qvet/fileio.h"
 #include "qvet/gpu.h"
+#include "kernels_run.h"
 #include "qvet/kcases.h"
-
-static uint64_t name_hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
 
 static int parse_kernel(const char *s, qv_kkernel *k)
 {
@@ -152,6 +148,16 @@ int qv_cmd_kernels(int argc, char **argv)
         qv_kcase_set_plugin(plugin);
     }
     int gpu = use_gpu && qv_gpu_device_count() > 0;
+    /* the attention and fused-producer cases: default matrix only (--cases lists GEMMs), and not
+     * on a plugin (the ABI has no attention or producer op: docs/byo.md section 6) */
+    qv_kattn_case *acases = NULL;
+    qv_kfused_case *fcases = NULL;
+    int na = 0, nf = 0;
+    if (!plugin && !cases_path && ((st = qv_kattn_matrix(&acases, &na)) != QV_OK ||
+                                   (st = qv_kfused_matrix(&fcases, &nf)) != QV_OK)) {
+        free(acases), free(cases), pcre2_code_free(re);
+        return qv_cli_report(st);
+    }
     if (plugin) {
         char have[128] = "";
         for (int k = 0; k < QV_KK_COUNT; k++) {
@@ -162,8 +168,8 @@ int qv_cmd_kernels(int argc, char **argv)
         printf("qvet kernels: %d cases in the matrix, seed %llu; plugin '%s' (%s): %s\n", n, seed,
                qv_kplugin_name(plugin), plugin_path, have);
     } else {
-        printf("qvet kernels: %d cases in the matrix, seed %llu; cpu-emul: %s; gpu: %s\n", n, seed,
-               use_cpu ? "on" : "off", use_gpu ? qv_gpu_describe() : "off");
+        printf("qvet kernels: %d cases in the matrix (+ %d attention, %d fused-producer), seed %llu; cpu-emul: %s; "
+               "gpu: %s\n", n, na, nf, seed, use_cpu ? "on" : "off", use_gpu ? qv_gpu_describe() : "off");
     }
     pcre2_match_data *md = re ? pcre2_match_data_create_from_pattern(re, NULL) : NULL;
     cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "cases");
@@ -174,13 +180,14 @@ int qv_cmd_kernels(int argc, char **argv)
         cJSON_AddStringToObject(jp, "name", qv_kplugin_name(plugin));
         cJSON_AddStringToObject(jp, "path", plugin_path);
     }
+    qv_kernels_run kr = {.seed = seed, .use_cpu = use_cpu, .use_gpu = use_gpu, .gpu = gpu, .re = re, .md = md, .arr = arr};
     long passed = 0, failed = 0, skipped = 0, errors = 0, run = 0;
-    char first_fail[512] = "";
+    char *first_fail = kr.first_fail;
     for (int i = 0; i < n; i++) {
         char name[160];
         qv_kcase_name(&cases[i], name, sizeof name);
         if (re && pcre2_match(re, (PCRE2_SPTR)name, PCRE2_ZERO_TERMINATED, 0, 0, md, NULL) < 0) continue;
-        uint64_t cseed = (uint64_t)seed ^ name_hash(name);
+        uint64_t cseed = (uint64_t)seed ^ qv_kernels_name_hash(name);
         for (int b = 0; b < 3; b++) {
             if ((b == 0 && !use_cpu) || (b == 1 && !use_gpu) || (b == 2 && !plugin)) continue;
             const qv_kbackend kb = b == 0 ? QV_KB_CPU_EMUL : b == 1 ? QV_KB_GPU : QV_KB_PLUGIN;
@@ -234,26 +241,38 @@ int qv_cmd_kernels(int argc, char **argv)
             }
             if ((st != QV_OK || !r.ok) && !first_fail[0]) {
                 if (plugin)
-                    snprintf(first_fail, sizeof first_fail, "qvet kernels --plugin %s --filter '^%s$' --seed %llu",
+                    snprintf(first_fail, sizeof kr.first_fail, "qvet kernels --plugin %s --filter '^%s$' --seed %llu",
                              plugin_path, name, seed);
                 else
-                    snprintf(first_fail, sizeof first_fail, "qvet kernels --filter '^%s$' --seed %llu --backend %s",
+                    snprintf(first_fail, sizeof kr.first_fail, "qvet kernels --filter '^%s$' --seed %llu --backend %s",
                              name, seed, b == 0 ? "cpu" : "gpu");
             }
             cJSON_AddItemToArray(arr, jc);
         }
     }
-    if (plugin)
+    kr.bit_exact = passed, kr.failed = failed, kr.errors = errors, kr.run = run, kr.skip_nodev = plugin ? 0 : skipped;
+    qv_kernels_run_attn(&kr, acases, na);
+    qv_kernels_run_fused(&kr, fcases, nf);
+    passed = kr.bit_exact + kr.bounded, failed = kr.failed, errors = kr.errors, run = kr.run;
+    if (!plugin) skipped = kr.skip_nodev + kr.skip_other;
+    if (plugin) {
         printf("kernels: %ld run, %ld bit-exact, %ld failed, %ld errors; %ld cases skipped (ops the plugin lacks)\n",
                run, passed, failed, errors, skipped);
-    else
-        printf("kernels: %ld run, %ld bit-exact, %ld failed, %ld errors; %ld GPU cases skipped%s\n", run, passed,
-               failed, errors, skipped, skipped ? " (no device)" : "");
+    } else {
+        char other[160] = "";
+        if (kr.skip_other)
+            snprintf(other, sizeof other, "; %ld skipped for another reason (no CPU emulation, outside a GPU kernel's contract)",
+                     kr.skip_other);
+        printf("kernels: %ld run, %ld bit-exact, %ld bounded, %ld failed, %ld errors; %ld GPU cases skipped%s%s\n", run,
+               kr.bit_exact, kr.bounded, failed, errors, kr.skip_nodev, kr.skip_nodev ? " (no device)" : "", other);
+    }
     if (first_fail[0]) printf("reproduce the first failure: %s\n", first_fail);
     cJSON_AddNumberToObject(root, "passed", (double)passed);
     cJSON_AddNumberToObject(root, "failed", (double)failed);
     cJSON_AddNumberToObject(root, "errors", (double)errors);
     cJSON_AddNumberToObject(root, "skipped", (double)skipped);
+    cJSON_AddNumberToObject(root, "bit_exact", (double)kr.bit_exact);
+    cJSON_AddNumberToObject(root, "bounded", (double)kr.bounded);
     /* a plugin that skips every selected case has proven nothing: that is not a pass */
     int rc = failed || errors || (plugin && run == 0) ? QV_EXIT_FAIL : QV_EXIT_OK;
     if (plugin && run == 0) printf("kernels: no case ran on the plugin -> FAIL\n");
@@ -266,7 +285,7 @@ int qv_cmd_kernels(int argc, char **argv)
     cJSON_Delete(root);
     pcre2_match_data_free(md);
     pcre2_code_free(re);
-    free(cases);
+    free(cases), free(acases), free(fcases);
     qv_kcase_set_plugin(NULL);
     qv_kplugin_close(plugin);
     return rc;
