@@ -3,8 +3,10 @@
  * benchmarks (qv_bench_attn_into, gpu/bench_attn.cu) added to the same JSON as the arrays
  * "attention" and "fused". --filter keeps cases whose name contains STR (a plain substring):
  * GEMM "layer M=...", attention "attn_kv4 batch=B ctx=C", producers "rmsnorm_a8 K=4096 M=1024".
+ * The GEMM half goes to F.gemm-part first and F is written once, atomically, with both halves.
  * Without CUDA or a GPU: exit 2 with the reason. */
 #include <cJSON.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,16 +16,17 @@
 #include "qvet/gpu_gemm.h"
 #include "qvet/gpu_kernels.h"
 
-/* The GEMM JSON qv_bench_gemm wrote, with the attention and producer rows added, written back. */
-static qv_status add_attention(const char *json, const char *filter)
+/* The GEMM JSON qv_bench_gemm wrote to part, with the attention and producer rows added, written
+ * to json in one atomic step: a failure in either half leaves an earlier json untouched. */
+static qv_status add_attention(const char *part, const char *json, const char *filter)
 {
     char *text;
-    QV_TRY(qv_read_file(json, 256u << 20, &text, NULL));
+    QV_TRY(qv_read_file(part, 256u << 20, &text, NULL));
     cJSON *root = cJSON_Parse(text);
     free(text);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return qv_fail(QV_ERR_INTERNAL, "bench: %s: the GEMM results are not a JSON object", json);
+        return qv_fail(QV_ERR_INTERNAL, "bench: %s: the GEMM results are not a JSON object", part);
     }
     qv_status st = qv_bench_attn_into(root, filter);
     char *txt = st == QV_OK ? cJSON_Print(root) : NULL;
@@ -46,7 +49,13 @@ int qv_cmd_bench(int argc, char **argv)
     if (!json) return qv_cli_usage_error("bench", "--json F is required");
     if (qv_gpu_device_count() == 0)
         return qv_cli_report(qv_fail(QV_ERR_UNSUPPORTED, "bench: no GPU: %s", qv_gpu_describe()));
-    qv_status st = qv_bench_gemm(json, filter);
-    if (st == QV_OK) st = add_attention(json, filter);
+    size_t n = strlen(json) + sizeof ".gemm-part";
+    char *part = malloc(n);
+    if (!part) return qv_cli_report(qv_fail(QV_ERR_NOMEM, "bench: out of memory"));
+    snprintf(part, n, "%s.gemm-part", json);
+    qv_status st = qv_bench_gemm(part, filter);
+    if (st == QV_OK) st = add_attention(part, json, filter);
+    remove(part);
+    free(part);
     return st == QV_OK ? QV_EXIT_OK : qv_cli_report(st);
 }
