@@ -33,8 +33,8 @@ has gemm && QV_GPU_GEMM_FAMILIES=default,decodesplit step test_gpu_gemm 200 buil
 has kernels && step test_gpu_kernels 200 build-gpu/test_gpu_kernels
 has engines && step test_gpu_engines 300 build-gpu/test_gpu_engines
 has battn && step bench_attn 150 build-gpu/bench/bench_gpu_attn "$OUT/bench_attn.json"
-has bgemm && step bench_gemm 150 build-gpu/qvet bench --filter "M=1" --json "$OUT/bench_gemm.json"
-has bgemm && QV_GEMM_VARIANT=nodecode step bench_gemm_nodecode 150 build-gpu/qvet bench --filter "M=1" --json "$OUT/bench_gemm_nodecode.json"
+has bgemm && step bench_gemm 300 build-gpu/qvet bench --filter "M=1" --json "$OUT/bench_gemm.json"
+has bgemm && QV_GEMM_VARIANT=nodecode step bench_gemm_nodecode 300 build-gpu/qvet bench --filter "M=1" --json "$OUT/bench_gemm_nodecode.json"
 has beng && step bench_engines 200 build-gpu/bench/bench_gpu_engines "$OUT/bench_engines.json"
 if has san; then
   for t in memcheck racecheck; do
