@@ -118,7 +118,7 @@ static qv_status run_file(const char *gdir, const qv_golden_seq *seq, const qv_m
         qv_status cs = check(log, user, what, logits, gold, (int64_t)rows * V, qv_golden_bound_rel(c, L, n), &rel);
         *worst = fmax(*worst, rel);
         if (want_hidden) {
-            const float *g;
+            const float *g = NULL; /* set by f32_tensor on success (-O3 cannot see it: -Wmaybe-uninitialized) */
             /* the embedding output is an exact FP16 -> FP32 copy on both sides: bit equality */
             qv_status s2 = f32_tensor(f, "embed", (int64_t)n * H, &g);
             if (s2 == QV_OK) s2 = check(log, user, "embed (exact)", hc.embed, g, (int64_t)n * H, 0, &rel);
