@@ -172,7 +172,7 @@ int qv_cmd_quantize(int argc, char **argv)
     int kv = 4, verbose = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        long v;
+        long v = 0;
         int has = i + 1 < argc;
         if (!strcmp(a, "--no-smooth-attn")) o.smooth_attn = 0;
         else if (!strcmp(a, "--no-rotate")) o.rotate = 0;
