@@ -238,6 +238,7 @@ qv_status qv_kattn_run(const qv_kattn_case *c, qv_kbackend b, uint64_t seed, qv_
                 if (st == QV_OK) st = qv_kv4_read_token_mag(vpr, n_pages, g, t, vmag + t * D);
             }
         }
+        double se = 0, ss = 0;
         for (int i = 0; i < T && st == QV_OK; i++) {
             int pos = ctx - T + i;
             qv_ref_attention_row_m(q + (size_t)i * nh * hd, kd, vd, pos + 1, nh, nkv, hd, 1.0f / sqrtf((float)hd), emp, ro,
@@ -248,9 +249,16 @@ qv_status qv_kattn_run(const qv_kattn_case *c, qv_kbackend b, uint64_t seed, qv_
                 if (!(err <= b)) r->out_bad++;
                 if (isfinite(err) && b > 0 && err / b > r->worst_ratio) r->worst_ratio = err / b;
                 if (!isfinite(err)) r->worst_ratio = INFINITY;
+                se += err * err, ss += ro[e] * ro[e];
             }
         }
-        r->ok = r->code_mismatch == 0 && r->out_bad == 0 && r->nonfinite == 0;
+        /* the aggregate check beside the element bounds (docs/bounds.md "NMSE ceiling"): the FP16
+         * output rounding alone gives NMSE <= 2^-22; a kernel whose arithmetic is far below the
+         * rounding, as both attention kernels' is, stays under it, while a precision bug inside
+         * the (worst-case, loose) element bound of the tensor-core kernel does not */
+        r->nmse = ss > 0 ? se / ss : 0;
+        int nmse_over = !(r->nmse <= ldexp(1.0, -22));
+        r->ok = r->code_mismatch == 0 && r->out_bad == 0 && r->nonfinite == 0 && !nmse_over;
     }
     free(ka); free(va); free(kb); free(vb); free(q); free(out); free(kd); free(vd); free(kmag); free(vmag); free(tmp);
     free(kp); free(vp); free(kpr); free(vpr); free(ro);

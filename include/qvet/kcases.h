@@ -87,6 +87,7 @@ typedef struct {
     long out_bad;       /* outputs beyond the derived bound */
     long nonfinite;     /* NaN/Inf outputs */
     double worst_ratio; /* max |err| / bound */
+    double nmse;        /* sum err^2 / sum out^2; must stay <= u16^2 = 2^-22 (docs/bounds.md "NMSE ceiling") */
     int skipped;        /* QV_KB_GPU without a device */
     int ok;
 } qv_kattn_result;

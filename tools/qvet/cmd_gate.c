@@ -203,8 +203,10 @@ static void run_kernels(gate *g, int gpu)
         cJSON_AddNumberToObject(f, "out_beyond_bound", (double)r.out_bad);
         cJSON_AddNumberToObject(f, "nonfinite", (double)r.nonfinite);
         cJSON_AddNumberToObject(f, "worst_err_over_bound", isfinite(r.worst_ratio) ? r.worst_ratio : 1e308);
-        snprintf(detail, sizeof detail, "KV4 slots %s (%ld differ), out: %ld beyond the derived bound, %ld non-finite, worst err/bound %.3g",
-                 r.code_mismatch ? "MISMATCH" : "bit-exact", r.code_mismatch, r.out_bad, r.nonfinite, r.worst_ratio);
+        cJSON_AddNumberToObject(f, "nmse", isfinite(r.nmse) ? r.nmse : 1e308);
+        snprintf(detail, sizeof detail, "KV4 slots %s (%ld differ), out: %ld beyond the derived bound, %ld non-finite, worst err/bound %.3g, "
+                 "NMSE %.3g (ceiling 2^-22 = 2.4e-7)", r.code_mismatch ? "MISMATCH" : "bit-exact", r.code_mismatch, r.out_bad,
+                 r.nonfinite, r.worst_ratio, r.nmse);
         record(g, "attn", gname, r.ok ? "pass" : "fail", detail, f, repro, 1);
     }
     free(ac);

@@ -77,8 +77,8 @@ void qv_kernels_run_attn(qv_kernels_run *k, const qv_kattn_case *c, int n)
                        r.code_mismatch ? "MISMATCH" : "bit-exact", r.out_bad || r.nonfinite ? "BEYOND BOUND" : "within bound",
                        r.worst_ratio, r.ok ? "OK" : "FAIL");
                 if (!r.ok)
-                    printf("    %ld KV4 slots differ, %ld outputs beyond the derived bound, %ld non-finite\n",
-                           r.code_mismatch, r.out_bad, r.nonfinite);
+                    printf("    %ld KV4 slots differ, %ld outputs beyond the derived bound, %ld non-finite, NMSE %.3g "
+                           "(ceiling 2^-22 = 2.4e-7)\n", r.code_mismatch, r.out_bad, r.nonfinite, r.nmse);
                 jc = cJSON_CreateObject();
                 cJSON_AddStringToObject(jc, "case", name);
                 cJSON_AddStringToObject(jc, "backend", bn);
@@ -88,6 +88,7 @@ void qv_kernels_run_attn(qv_kernels_run *k, const qv_kattn_case *c, int n)
                 cJSON_AddNumberToObject(jc, "out_beyond_bound", (double)r.out_bad);
                 cJSON_AddNumberToObject(jc, "nonfinite", (double)r.nonfinite);
                 cJSON_AddNumberToObject(jc, "worst_err_over_bound", isfinite(r.worst_ratio) ? r.worst_ratio : 1e308);
+                cJSON_AddNumberToObject(jc, "nmse", isfinite(r.nmse) ? r.nmse : 1e308);
                 if (r.ok) k->bounded++;
                 else k->failed++;
             }
