@@ -138,20 +138,30 @@ qv_status qv_kv4_write_token(uint8_t *pages, long n_pages, qv_kv4_geom g, long t
     return QV_OK;
 }
 
+/* Token t's entry of KV head h in its page (page: the token's page, as locate() found it): codes,
+ * scale and min; the one place that knows where a token's bytes sit, for the readers below. */
+typedef struct {
+    const uint8_t *codes;
+    qv_fp16 s, mn;
+} kv4_entry;
+
+static kv4_entry entry_of(const uint8_t *page, qv_kv4_geom g, long t, int h)
+{
+    int P = g.page_size, D = g.head_dim, H = g.n_kv_heads;
+    size_t codes_bytes = (size_t)H * (size_t)P * (size_t)(D / 2), sidx = (size_t)h * (size_t)P + (size_t)(t % P);
+    const uint8_t *sp = page + codes_bytes + sidx * 2, *mp = page + codes_bytes + ((size_t)H * P + sidx) * 2;
+    kv4_entry e = {page + sidx * (size_t)(D / 2), (qv_fp16)(sp[0] | sp[1] << 8), (qv_fp16)(mp[0] | mp[1] << 8)};
+    return e;
+}
+
 qv_status qv_kv4_read_token(const uint8_t *pages, long n_pages, qv_kv4_geom g, long t, float *x_hat,
                             int compat)
 {
     size_t off = 0, bytes = 0;
     QV_TRY(locate("kv4_read_token", n_pages, g, t, &off, &bytes));
-    int P = g.page_size, D = g.head_dim, H = g.n_kv_heads, slot = (int)(t % P);
-    const uint8_t *page = pages + off;
-    size_t codes_bytes = (size_t)H * (size_t)P * (size_t)(D / 2);
-    for (int h = 0; h < H; h++) {
-        size_t sidx = (size_t)h * (size_t)P + (size_t)slot;
-        const uint8_t *sp = page + codes_bytes + sidx * 2, *mp = page + codes_bytes + ((size_t)H * P + sidx) * 2;
-        qv_fp16 s = (qv_fp16)(sp[0] | sp[1] << 8), m = (qv_fp16)(mp[0] | mp[1] << 8);
-        QV_TRY(qv_kv4_dequant_ref(page + sidx * (size_t)(D / 2), D, s, m, compat,
-                                  x_hat + (size_t)h * (size_t)D));
+    for (int h = 0; h < g.n_kv_heads; h++) {
+        kv4_entry e = entry_of(pages + off, g, t, h);
+        QV_TRY(qv_kv4_dequant_ref(e.codes, g.head_dim, e.s, e.mn, compat, x_hat + (size_t)h * (size_t)g.head_dim));
     }
     return QV_OK;
 }
@@ -160,16 +170,12 @@ qv_status qv_kv4_read_token_mag(const uint8_t *pages, long n_pages, qv_kv4_geom 
 {
     size_t off = 0, bytes = 0;
     QV_TRY(locate("kv4_read_token_mag", n_pages, g, t, &off, &bytes));
-    int P = g.page_size, D = g.head_dim, H = g.n_kv_heads, slot = (int)(t % P);
-    const uint8_t *page = pages + off;
-    size_t codes_bytes = (size_t)H * (size_t)P * (size_t)(D / 2);
-    for (int h = 0; h < H; h++) {
-        size_t sidx = (size_t)h * (size_t)P + (size_t)slot;
-        const uint8_t *sp = page + codes_bytes + sidx * 2, *mp = page + codes_bytes + ((size_t)H * P + sidx) * 2;
-        double s = qv_fp16_to_fp32((qv_fp16)(sp[0] | sp[1] << 8)), m = fabs(qv_fp16_to_fp32((qv_fp16)(mp[0] | mp[1] << 8)));
-        const uint8_t *c = page + sidx * (size_t)(D / 2);
+    int D = g.head_dim;
+    for (int h = 0; h < g.n_kv_heads; h++) {
+        kv4_entry e = entry_of(pages + off, g, t, h);
+        double s = qv_fp16_to_fp32(e.s), m = fabs(qv_fp16_to_fp32(e.mn));
         for (int i = 0; i < D; i++) {
-            int u = i % 2 ? c[i / 2] >> 4 : c[i / 2] & 15;
+            int u = i % 2 ? e.codes[i / 2] >> 4 : e.codes[i / 2] & 15;
             mag[(size_t)h * D + i] = nextafterf((float)(u * s + m), INFINITY);
         }
     }
