@@ -10,6 +10,7 @@
 // are the FP64 sum's order and expf (CUDA <= 2 ulp vs glibc): the bound is the FP16 one with
 // T's unit roundoff (docs/bounds.md, "GPU kernels").
 #include "f16_types.cuh"
+#include "producer_contract.cuh"
 #include "qv_cuda_check.h"
 
 extern "C" {
@@ -19,7 +20,6 @@ extern "C" {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kMaxK = 48 * 1024; // the A8 producers' limit, kept for one contract
 
 __device__ double row_sum(double v, double *red)
 {
@@ -57,13 +57,6 @@ __global__ void __launch_bounds__(kThreads) silu_mul16_kernel(const T *gu, int I
     }
 }
 
-qv_status check_mk(const char *what, int M, int K)
-{
-    if (M < 1 || K < 1 || K > kMaxK)
-        return qv_fail(QV_ERR_USAGE, "%s: rows %d and width %d must be >= 1 (width <= %d)", what, M, K, kMaxK);
-    return QV_OK;
-}
-
 qv_status launched(const char *what, int M, int K)
 {
     cudaError_t e = cudaGetLastError();
@@ -75,7 +68,7 @@ template <typename T>
 qv_status rmsnorm16(const char *what, const float *x, const float *w, float eps, int M, int K, uint16_t *y,
                     void *stream)
 {
-    QV_TRY(check_mk(what, M, K));
+    QV_TRY(qv_producer_check_mk(what, M, K));
     rmsnorm16_kernel<T><<<M, kThreads, 0, (cudaStream_t)stream>>>(x, w, eps, K, (T *)y);
     return launched(what, M, K);
 }
@@ -83,7 +76,7 @@ qv_status rmsnorm16(const char *what, const float *x, const float *w, float eps,
 template <typename T>
 qv_status silu_mul16(const char *what, const uint16_t *gu, int M, int I, uint16_t *y, void *stream)
 {
-    QV_TRY(check_mk(what, M, I));
+    QV_TRY(qv_producer_check_mk(what, M, I));
     silu_mul16_kernel<T><<<M, kThreads, 0, (cudaStream_t)stream>>>((const T *)gu, I, (T *)y);
     return launched(what, M, I);
 }

@@ -14,6 +14,7 @@
 // counted as ties when a code differs. Reference: include/qvet/kernels_ref.h.
 #include <cuda_fp16.h>
 
+#include "producer_contract.cuh"
 #include "qv_cuda_check.h"
 #ifdef QV_MUTANTS
 extern "C" {
@@ -26,15 +27,6 @@ extern "C" {
 }
 
 namespace {
-
-constexpr int kMaxK = 48 * 1024; // the widest row any producer takes (fused_f16.cu keeps the same limit)
-
-qv_status check_mk(const char *what, int M, int K)
-{
-    if (M < 1 || K < 1 || K > kMaxK)
-        return qv_fail(QV_ERR_USAGE, "%s: rows %d and width %d must be >= 1 (width <= %d)", what, M, K, kMaxK);
-    return QV_OK;
-}
 
 #ifdef QV_MUTANTS
 // The planted bug engine_a8_token (QV_MUTANTS builds only; gpu-qoq's counterpart of ref-qoq's):
@@ -66,7 +58,7 @@ qv_status a8_scales_done(float *s_a, int M, cudaStream_t s)
 extern "C" qv_status qv_gpu_quant_a8(const uint16_t *x, int M, int K, int8_t *q, float *s_a, int32_t *rowsum,
                                      void *stream)
 {
-    QV_TRY(check_mk("quant_a8", M, K));
+    QV_TRY(qv_producer_check_mk("quant_a8", M, K));
     QV_TRY(a8rows::launch("quant_a8", a8rows::SrcF16{(const __half *)x}, a8rows::aligned(x, 16), M, K, q, s_a,
                           rowsum, (cudaStream_t)stream));
     return a8_scales_done(s_a, M, (cudaStream_t)stream);
@@ -75,7 +67,7 @@ extern "C" qv_status qv_gpu_quant_a8(const uint16_t *x, int M, int K, int8_t *q,
 extern "C" qv_status qv_gpu_rmsnorm_a8(const float *x, const float *w, float eps, int M, int K, int8_t *q,
                                        float *s_a, int32_t *rowsum, void *stream)
 {
-    QV_TRY(check_mk("rmsnorm_a8", M, K));
+    QV_TRY(qv_producer_check_mk("rmsnorm_a8", M, K));
     QV_TRY(a8rows::launch("rmsnorm_a8", a8rows::SrcRms{x, w, eps}, a8rows::aligned(x, 16), M, K, q, s_a, rowsum,
                           (cudaStream_t)stream));
     return a8_scales_done(s_a, M, (cudaStream_t)stream);
@@ -84,7 +76,7 @@ extern "C" qv_status qv_gpu_rmsnorm_a8(const float *x, const float *w, float eps
 extern "C" qv_status qv_gpu_silu_mul_a8(const uint16_t *gu, int M, int I, int8_t *q, float *s_a, int32_t *rowsum,
                                         void *stream)
 {
-    QV_TRY(check_mk("silu_mul_a8", M, I));
+    QV_TRY(qv_producer_check_mk("silu_mul_a8", M, I));
     QV_TRY(a8rows::launch("silu_mul_a8", a8rows::SrcSilu{(const __half *)gu}, a8rows::aligned(gu, 16), M, I, q, s_a,
                           rowsum, (cudaStream_t)stream));
     return a8_scales_done(s_a, M, (cudaStream_t)stream);
