@@ -5,21 +5,7 @@
 set -u
 QVET=${QVET:?path to qvet}
 command -v jq >/dev/null || { echo "SKIP cli_logits_ppl: jq absent"; exit 77; }
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-ok() { echo "ok   $1"; }
-bad() { echo "FAIL $1"; fails=$((fails + 1)); }
-
-# expect NAME WANT_RC STDERR_SUBSTRING_OR_- -- qvet args...
-expect() {
-  local name=$1 rc=$2 err=$3; shift 4
-  "$QVET" "$@" >"$T/out" 2>"$T/err" </dev/null
-  local got=$?
-  if [ "$got" != "$rc" ]; then bad "$name: exit $got, want $rc ($(head -c 300 "$T/err"))"; return; fi
-  if [ "$err" != "-" ] && ! grep -qF -- "$err" "$T/err"; then bad "$name: stderr '$(head -c 300 "$T/err")' lacks '$err'"; return; fi
-  ok "$name"
-}
+. "$(dirname "$0")/lib/cli_expect.sh" # $T, ok/bad/$fails, expect
 
 # ---- logits ----
 expect "logits --ids" 0 - -- logits --engine ref-fp32 --ids 5,17,300,2 --out "$T/a.json"
