@@ -54,24 +54,16 @@ qv_status qv_kattn_matrix(qv_kattn_case **cases, int *n)
     return QV_OK;
 }
 
-typedef struct { uint64_t s; } arng;
-static uint64_t anx(arng *r)
-{
-    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 static float r16(float v) { return qv_fp16_to_fp32(qv_fp32_to_fp16(v)); }
-static float aunif(arng *r, float a) { return r16((float)(((double)(anx(r) >> 11) * 0x1p-53 * 2 - 1) * a)); }
+static float aunif(qv_krng *r, float a) { return r16((float)((qv_krng_unif(r) * 2 - 1) * a)); }
 
 /* One token's K or V [nkv][hd] of the case's value mode. */
-static void draw_kv(const qv_kattn_case *c, arng *r, float *x)
+static void draw_kv(const qv_kattn_case *c, qv_krng *r, float *x)
 {
     for (int h = 0; h < c->nkv; h++) {
         float *v = x + (size_t)h * c->hd;
         for (int i = 0; i < c->hd; i++) {
-            if (c->values == QV_KA_TIES) v[i] = (float)(anx(r) % 31) * 0.0625f; /* (x - 0)/0.125 = k/2 */
+            if (c->values == QV_KA_TIES) v[i] = (float)(qv_krng_next(r) % 31) * 0.0625f; /* (x - 0)/0.125 = k/2 */
             else v[i] = aunif(r, c->values == QV_KA_LARGE ? 16.0f : 2.0f);
         }
         if (c->values == QV_KA_TIES) v[0] = 0.0f, v[1] = 1.875f; /* mn 0, s = 1.875/15 = 0.125 exactly */
@@ -191,7 +183,7 @@ qv_status qv_kattn_run(const qv_kattn_case *c, qv_kbackend b, uint64_t seed, qv_
     if (!ka || !va || !kb || !vb || !q || !out || !kd || !vd || !kmag || !vmag || !tmp || !kp || !vp || !kpr || !vpr || !ro)
         st = qv_fail(QV_ERR_NOMEM, "attention case: out of memory");
     if (st == QV_OK) {
-        arng rg = {seed};
+        qv_krng rg = {seed};
         for (int t = 0; t < ctx_a; t++) draw_kv(c, &rg, ka + t * D), draw_kv(c, &rg, va + t * D);
         for (int t = 0; t < ctx; t++) draw_kv(c, &rg, kb + t * D), draw_kv(c, &rg, vb + t * D);
         for (size_t i = 0; i < (size_t)T * nh * hd; i++) q[i] = aunif(&rg, c->values == QV_KA_LARGE ? 16.0f : 2.0f);

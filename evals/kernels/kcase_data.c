@@ -8,16 +8,6 @@
 #include "kcase_internal.h"
 #include "qvet/qoq.h"
 
-typedef struct { uint64_t s; } rng_t;
-
-static uint64_t nx(rng_t *r)
-{
-    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static double unif(rng_t *r) { return (double)(nx(r) >> 11) * 0x1p-53; }
 
 void qv_kdata_free(qv_kdata *d)
 {
@@ -65,25 +55,25 @@ qv_status qv_kdata_make(const qv_kcase *c, uint64_t seed, qv_kdata *d)
     const long MK = (long)M * K, NK = (long)N * K;
     const int G = c->kernel == QV_KK_W4A8_G128 ? K / 128 : 0;
     QV_TRY(qv_kdata_alloc(d, M, N, K, G));
-    rng_t r = {seed};
+    qv_krng r = {seed};
     const qv_kvalues v = c->values;
     const int edge = v == QV_KV_MAXPOS || v == QV_KV_MAXNEG || v == QV_KV_ALTERNATE;
-    for (long i = 0; i < MK; i++) d->x[i] = edge ? edge_x(v, i % K) : (int8_t)((int)(nx(&r) % 255) - 127);
+    for (long i = 0; i < MK; i++) d->x[i] = edge ? edge_x(v, i % K) : (int8_t)((int)(qv_krng_next(&r) % 255) - 127);
     for (int m = 0; m < M; m++) {
         int32_t s = 0;
         for (int k = 0; k < K; k++) s += d->x[(long)m * K + k];
         d->rowsum[m] = s;
-        d->sa[m] = v == QV_KV_BIGSCALE ? 1.0f : (float)(0.001 + 0.02 * unif(&r));
+        d->sa[m] = v == QV_KV_BIGSCALE ? 1.0f : (float)(0.001 + 0.02 * qv_krng_unif(&r));
     }
     for (int n = 0; n < N; n++) {
-        float s = v == QV_KV_BIGSCALE ? 65504.0f : (float)(0.0005 + 0.01 * unif(&r));
+        float s = v == QV_KV_BIGSCALE ? 65504.0f : (float)(0.0005 + 0.01 * qv_krng_unif(&r));
         d->sw[n] = qv_fp32_to_fp16(s);
-        int z = v == QV_KV_BIGSCALE ? 1 : (int)(nx(&r) % 16);
+        int z = v == QV_KV_BIGSCALE ? 1 : (int)(qv_krng_next(&r) % 16);
         d->sz[n] = qv_fp32_to_fp16(qv_fp16_to_fp32(d->sw[n]) * (float)z); /* sz = fp16(s_w * z) */
     }
     for (long i = 0; i < NK; i++) {
-        d->u[i] = edge ? edge_u(v, i % K) : (uint8_t)(nx(&r) % 16);
-        d->w8[i] = edge ? edge_x(v, i % K) : (int8_t)((int)(nx(&r) % 255) - 127);
+        d->u[i] = edge ? edge_u(v, i % K) : (uint8_t)(qv_krng_next(&r) % 16);
+        d->w8[i] = edge ? edge_x(v, i % K) : (int8_t)((int)(qv_krng_next(&r) % 255) - 127);
     }
     qv_status st = QV_OK;
     if (G) {
@@ -93,10 +83,10 @@ qv_status qv_kdata_make(const qv_kcase *c, uint64_t seed, qv_kdata *d)
                 if (!edge) {
                     /* level-1 values in the protective range, a random range per group; every
                      * third group spans the whole range [-119, 119] */
-                    int a = (int)(nx(&r) % 120), b = (int)(nx(&r) % 120);
+                    int a = (int)(qv_krng_next(&r) % 120), b = (int)(qv_krng_next(&r) % 120);
                     int8_t w[128];
                     uint8_t z;
-                    for (int i = 0; i < 128; i++) w[i] = (int8_t)((int)(nx(&r) % (uint64_t)(a + b + 1)) - a);
+                    for (int i = 0; i < 128; i++) w[i] = (int8_t)((int)(qv_krng_next(&r) % (uint64_t)(a + b + 1)) - a);
                     if (g % 3 == 0) w[0] = -119, w[1] = 119;
                     st = qv_quant_w4g128_group_ref(w, 128, d->u + o, &d->s1[n * G + g], &z, &d->sz1[n * G + g]);
                 } else {

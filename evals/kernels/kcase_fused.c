@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kcase_internal.h"
 #include "qvet/fp16.h"
 #include "qvet/gpu.h"
 #include "qvet/gpu_kernels.h"
@@ -45,16 +46,7 @@ qv_status qv_kfused_matrix(qv_kfused_case **cases, int *n)
     return QV_OK;
 }
 
-typedef struct { uint64_t s; } frng;
-static uint64_t fnx(frng *r)
-{
-    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static double funif(frng *r) { return (double)(fnx(r) >> 11) * 0x1p-53; }
-static float fnormal(frng *r) { return (float)(sqrt(-2.0 * log(1.0 - funif(r))) * cos(6.283185307179586 * funif(r))); }
+static float fnormal(qv_krng *r) { return (float)(sqrt(-2.0 * log(1.0 - qv_krng_unif(r))) * cos(6.283185307179586 * qv_krng_unif(r))); }
 
 /* Device buffers of one case, freed together. */
 enum { NBUF = 10 };
@@ -66,7 +58,7 @@ static void dfree(dbufs *d)
 }
 
 /* quant_a8 / rmsnorm_a8 / silu_mul_a8: host inputs, the kernel, the check. */
-static qv_status run_a8(const qv_kfused_case *c, frng *rg, qv_kfused_result *r)
+static qv_status run_a8(const qv_kfused_case *c, qv_krng *rg, qv_kfused_result *r)
 {
     const int M = c->M, K = c->K, silu = c->kernel == QV_KF_SILU_MUL_A8, rms = c->kernel == QV_KF_RMSNORM_A8;
     const size_t MK = (size_t)M * K, in_n = silu ? 2 * MK : MK;
@@ -86,7 +78,7 @@ static qv_status run_a8(const qv_kfused_case *c, frng *rg, qv_kfused_result *r)
         }
         if (M > 2 && !silu)
             for (int k = 0; k < K; k++) xf[k] = 0.0f, xf[K + k] = -2.5f, x16[k] = 0, x16[K + k] = qv_fp32_to_fp16(-2.5f);
-        for (int k = 0; k < K; k++) w[k] = (float)(0.5 + funif(rg));
+        for (int k = 0; k < K; k++) w[k] = (float)(0.5 + qv_krng_unif(rg));
         if (rms) qv_ref_rmsnorm_rows(xf, w, 1e-5f, M, K, v);
         else if (silu) qv_ref_silu_mul_rows(x16, M, K, v);
         else memcpy(v, xf, sizeof(float) * MK);
@@ -132,7 +124,7 @@ static long count_diff(const void *a, const void *b, size_t n, const char *what,
 
 /* rope_kv_write into a KV4 cache: token t of slot t % 2 at position (t / 2) * 3 + t % 2 (unique per
  * slot, crossing the 16-token page edges), RoPE tables of Llama-3 (theta 500000). */
-static qv_status run_rope(const qv_kfused_case *c, frng *rg, qv_kfused_result *r)
+static qv_status run_rope(const qv_kfused_case *c, qv_krng *rg, qv_kfused_result *r)
 {
     const int T = c->M, nh = c->nh, nkv = c->nkv, hd = c->K, P = 16, W = (nh + 2 * nkv) * hd;
     const int max_ctx = (T / 2) * 3 + 2, max_pages = (max_ctx + P - 1) / P, n_pages = 2 * max_pages;
@@ -204,6 +196,6 @@ qv_status qv_kfused_run(const qv_kfused_case *c, qv_kbackend b, uint64_t seed, q
         r->skipped = 1;
         return QV_OK;
     }
-    frng rg = {seed};
+    qv_krng rg = {seed};
     return c->kernel == QV_KF_ROPE_KV_WRITE ? run_rope(c, &rg, r) : run_a8(c, &rg, r);
 }

@@ -6,6 +6,21 @@
 #include "qvet/kcases.h"
 #include "qvet/kernel_plugin.h"
 
+/* The case files' one seeded generator (splitmix64): a case's inputs are a function of its seed
+ * (the gate's and `qvet kernels`' repro lines rely on it). */
+typedef struct {
+    uint64_t s;
+} qv_krng;
+static inline uint64_t qv_krng_next(qv_krng *r)
+{
+    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+/* uniform in [0, 1) with 53 random bits */
+static inline double qv_krng_unif(qv_krng *r) { return (double)(qv_krng_next(r) >> 11) * 0x1p-53; }
+
 typedef struct {
     int M, N, K, G;
     int8_t *x;          /* [M,K] activation codes */
