@@ -129,11 +129,13 @@ extern "C" qv_status qv_bench_attn_into(cJSON *root, const char *filter)
     // QV_BENCH_ATTN_ONLY=i: only attention case i, no producers (profiling one case under ncu)
     const char *only = getenv("QV_BENCH_ATTN_ONLY");
     char name[64];
-    int n_sel = 0;
-    for (int i = 0; i < (int)(sizeof kAttnCases / sizeof *kAttnCases); i++) {
+    const int n_attn = (int)(sizeof kAttnCases / sizeof *kAttnCases);
+    auto attn_selected = [&](int i) { // names case i into `name`
         snprintf(name, sizeof name, "attn_kv4 batch=%d ctx=%d", kAttnCases[i][0], kAttnCases[i][1]);
-        n_sel += keep(name, filter) && (!only || atoi(only) == i);
-    }
+        return keep(name, filter) && (!only || atoi(only) == i);
+    };
+    int n_sel = 0;
+    for (int i = 0; i < n_attn; i++) n_sel += attn_selected(i);
     for (int which = 0; which < 3 && !only; which++)
         for (int M : kRows) {
             snprintf(name, sizeof name, "%s M=%d", kFusedNames[which], M);
@@ -152,11 +154,9 @@ extern "C" qv_status qv_bench_attn_into(cJSON *root, const char *filter)
     printf("D2D copy: %.0f GB/s (read + write)\n", copy_bw / 1e9);
     printf("%-14s %10s %10s %9s %12s %10s %10s %9s\n", "batch,ctx", "kv4 us", "kv4 GB/s", "kv4/copy", "kv4 chunk us",
            "fp16 us", "fp16 GB/s", "speedup");
-    int ci = -1;
-    for (auto &cs : kAttnCases) {
-        if (only && atoi(only) != ++ci) continue;
-        snprintf(name, sizeof name, "attn_kv4 batch=%d ctx=%d", cs[0], cs[1]);
-        if (!keep(name, filter)) continue;
+    for (int i = 0; i < n_attn; i++) {
+        if (!attn_selected(i)) continue;
+        const int *cs = kAttnCases[i];
         double t4, b4, t16, b16, t4c, b4c;
         QV_TRY(attn_case(QV_KV_FMT_KV4, cs[0], cs[1], &t4, &b4));
         setenv("QV_ATTN_VARIANT", "chunk", 1); // the general FP32 kernel on the same KV4 cache
