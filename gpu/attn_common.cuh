@@ -22,6 +22,7 @@ struct AttnParams {
     const __half *fresh_k, *fresh_v;
     float scale;
     int nh, nkv, P, max_pages, n_chunks;
+    int rec_len; // positions per chunk record (the general kernel: kChunk; the tensor-core kernel: a span of sub-chunks)
 #ifdef QV_MUTANTS
     int max_ctx; // the planted bug causal_off_by_one never reads past it
 #endif
@@ -44,14 +45,14 @@ struct AttnParams {
 
 // Softmax of each of the G heads over the chunk's n scores S[g][0..n) in place (unnormalized:
 // exp(s - max)), writing the chunk's max and sum for the combine kernel. Called by all threads of
-// a block of kWarps warps after the scores are in shared memory; ends with __syncthreads.
-template <int G, int LD>
+// a block of NW warps after the scores are in shared memory; ends with __syncthreads.
+template <int G, int LD, int NW = kWarps>
 __device__ __forceinline__ void chunk_softmax(const AttnParams &p, float (*S)[LD], int n, int r, int kvh, int c,
                                               bool gqa_mut)
 {
     (void)gqa_mut;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    for (int g = warp; g < G; g += kWarps) {
+    for (int g = warp; g < G; g += NW) {
         float mx = -INFINITY;
         for (int i = lane; i < n; i += 32) mx = fmaxf(mx, S[g][i]);
         for (int o = 16; o; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));

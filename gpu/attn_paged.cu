@@ -169,10 +169,10 @@ __global__ void __launch_bounds__(kWarps * 32) attn_chunk_kernel(AttnParams p)
 
 template <typename T>
 __global__ void attn_combine_kernel(const float *O, const float *M, const float *L, const int32_t *row_ctx, int nh,
-                                    int hd, int n_chunks, T *out)
+                                    int hd, int n_chunks, int rec_len, T *out)
 {
     int rh = blockIdx.x, r = rh / nh;
-    int nc = (row_ctx[r] + kChunk - 1) / kChunk;
+    int nc = (row_ctx[r] + rec_len - 1) / rec_len;
     const float *m = M + (size_t)rh * n_chunks, *l = L + (size_t)rh * n_chunks;
     float mx = -INFINITY;
     for (int c = 0; c < nc; c++) mx = fmaxf(mx, m[c]);
@@ -210,7 +210,7 @@ qv_status attention_bf16(int hd, int G, dim3 grid, const AttnParams &p, const in
     qv_status st = hd == 32 ? launch_g<32, false, B>(G, grid, p, s)
                  : hd == 64 ? launch_g<64, false, B>(G, grid, p, s) : launch_g<128, false, B>(G, grid, p, s);
     if (st != QV_OK) return st;
-    attn_combine_kernel<B><<<R * nh, hd, 0, s>>>(p.O, p.M, p.L, row_ctx, nh, hd, p.n_chunks, (B *)out);
+    attn_combine_kernel<B><<<R * nh, hd, 0, s>>>(p.O, p.M, p.L, row_ctx, nh, hd, p.n_chunks, p.rec_len, (B *)out);
     QV_CUDA_TRY(cudaGetLastError());
     return QV_OK;
 }
@@ -229,6 +229,17 @@ static bool mma_disabled()
 {
     const char *e = getenv("QV_ATTN_VARIANT"); // per call: tests switch it; a host lookup per launch
     return e && strcmp(e, "chunk") == 0;
+}
+
+// Sub-chunks per record of the tensor-core kernel: 4 (1024 positions: the block's fixed costs,
+// page groups, q fragments, the cross-warp reduction and the record write, amortized over 4x the
+// positions of one chunk); QV_ATTN_SPAN=1|2|4 overrides it (same-run comparisons, tests). Any
+// value is correct; results depend on it bit for bit, so it must not depend on the batch.
+static int mma_span()
+{
+    const char *e = getenv("QV_ATTN_SPAN");
+    int v = e ? atoi(e) : 4;
+    return v == 1 || v == 2 || v == 4 ? v : 4;
 }
 
 extern "C" int qv_gpu_attention_uses_mma(const qv_gpu_attn_args *a, const qv_gpu_kv_cache *c)
@@ -255,7 +266,11 @@ extern "C" qv_status qv_gpu_attention(const qv_gpu_attn_args *a, const qv_gpu_kv
     p.fresh_k = (const __half *)a->fresh_k, p.fresh_v = (const __half *)a->fresh_v;
     p.scale = a->scale;
     p.nh = a->nh, p.nkv = nkv, p.P = c->page_size, p.max_pages = c->max_pages;
-    p.n_chunks = (a->max_ctx + kChunk - 1) / kChunk;
+    // chunk records: kChunk positions for the general kernel; the tensor-core kernel streams a
+    // span of sub-chunks per block (mma_span: fixed, so a row's result never depends on its batch)
+    const bool mma = qv_gpu_attention_uses_mma(a, c);
+    p.rec_len = mma ? kChunk * mma_span() : kChunk;
+    p.n_chunks = (a->max_ctx + p.rec_len - 1) / p.rec_len;
 #ifdef QV_MUTANTS
     p.max_ctx = a->max_ctx;
 #endif
@@ -271,12 +286,12 @@ extern "C" qv_status qv_gpu_attention(const qv_gpu_attn_args *a, const qv_gpu_kv
     if (c->fmt == QV_KV_FMT_BF16) return attention_bf16(hd, G, grid, p, a->row_ctx, a->R, a->nh, a->out, s);
     bool kv4 = c->fmt == QV_KV_FMT_KV4;
     qv_status st;
-    if (qv_gpu_attention_uses_mma(a, c)) st = launch_kv4_mma(G, grid, p, s);
+    if (mma) st = launch_kv4_mma(G, grid, p, s);
     else if (hd == 32) st = kv4 ? launch_g<32, true>(G, grid, p, s) : launch_g<32, false>(G, grid, p, s);
     else if (hd == 64) st = kv4 ? launch_g<64, true>(G, grid, p, s) : launch_g<64, false>(G, grid, p, s);
     else st = kv4 ? launch_g<128, true>(G, grid, p, s) : launch_g<128, false>(G, grid, p, s);
     if (st != QV_OK) return st;
-    attn_combine_kernel<<<a->R * a->nh, hd, 0, s>>>(p.O, p.M, p.L, a->row_ctx, a->nh, hd, p.n_chunks,
+    attn_combine_kernel<<<a->R * a->nh, hd, 0, s>>>(p.O, p.M, p.L, a->row_ctx, a->nh, hd, p.n_chunks, p.rec_len,
                                                    (__half *)a->out);
     QV_CUDA_TRY(cudaGetLastError());
     return QV_OK;

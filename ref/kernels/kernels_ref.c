@@ -141,11 +141,14 @@ void qv_attn_err_model_kv4_mma(int hd, qv_attn_err_model *m)
      * gamma_hd on the |mn| part; 3 roundings (two products, the sum) plus 2u for the exact vs
      * twice-rounded dequantized k, each relative to sum |q| (u s + |mn|): 8u with margin. */
     m->dot_extra = gamma_tc(hd) + 8 * u;
-    /* P.V per warp (64 positions) in three BF16 parts: 12 MMA steps; p*s rounded (u), the split
-     * residual (2^-27), the exact vs rounded dequantized v (2u): 4u with margin. The FP32 sums that
-     * follow (warps, chunks, the mn part sum_j p_j mn_j) add <= ctx + 8 terms in some order: that
-     * is gamma_{ctx+8}, already in the bound. */
-    m->pv_extra = gamma_tc(3 * 64) + 4 * u;
+    /* P.V: a warp accumulates up to 128 positions of a record (4 sub-chunks x 32) on tensor cores
+     * with p*s rounded (u) and split into BF16 parts, at worst two (GQA groups of 4 and 8; 1 and 2
+     * use three): the parts' residual <= 2^-16 |p s|; for G = 8 hi and lo go through the same
+     * accumulator (256 products, 16 MMA steps), else each part has its own column (128). Then 2u
+     * for the exact vs rounded dequantized v. The FP32 sums that follow (parts, 8 warps, records,
+     * the mn part sum_j p_j mn_j) add at most 3 * 8 + 1 nonzero partials per record beyond the
+     * gamma_{ctx+8} already in the bound: 24u more, with the 4u margin of before. */
+    m->pv_extra = gamma_tc(2 * 128) + ldexp(1.0, -16) + (4 + 24) * u;
 }
 
 void qv_ref_attention_row_m(const float *q, const float *K, const float *V, int ctx, int nh, int nkv, int hd,
