@@ -45,6 +45,8 @@
 // exact; truncating alignment to the largest term), so the bound of qv_ref_attention_row_m with
 // qv_attn_err_model_kv4_mma's extra terms applies, with magnitudes |u s| + |mn| in place of |k|.
 #include <atomic>
+#include <cstdlib>
+#include <cstring>
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -117,13 +119,12 @@ __device__ __forceinline__ uint32_t pack_bf16(__nv_bfloat16 lo, __nv_bfloat16 hi
 }
 
 // Shared-memory staging, a ring of two buffers of one sub-chunk (256 positions of one KV head):
-// K codes at stride 64 (a lane's 16-byte read in pass 1 takes whole rows per 8-lane phase:
-// conflict-free) or V codes at stride 80 (pass 2's 8-byte reads take rows 2t, 2t + 2, .. in one
-// phase: the 80-byte stride puts them on different banks), then the sub-chunk's s and mn FP16.
-// 16-byte cp.async pieces: per 16 positions 64 of codes + 4 of s / mn.
-constexpr int kVStride = 80;
+// the codes as they are in the page, [position][64 B] (K: a lane's 16-byte read in pass 1 takes
+// whole rows per 8-lane phase, conflict-free; V: pass 2's 8-byte reads of rows 2t, 2t + 2, .. meet
+// 4-way bank conflicts, which cost load-unit wavefronts, not issue slots, and keep the layout the
+// page's so that a 16-position group is one contiguous copy), then the sub-chunk's s and mn FP16.
 struct Buf {
-    uint8_t codes[kSub * kVStride];
+    uint8_t codes[kSub * 64];
     __half s[kSub], mn[kSub];
 };
 
@@ -131,6 +132,58 @@ __device__ __forceinline__ void cp_async16(void *smem, const void *gmem)
 {
     unsigned a = (unsigned)__cvta_generic_to_shared(smem);
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(a), "l"(gmem));
+}
+
+// sm_90 bulk copies (the TMA unit's 1-D form): one instruction moves a group's 1 KB of codes, and
+// the ring's mbarriers count the bytes. Below sm_90 these compile to nothing and the kernel's BULK
+// instantiation is never launched (launch_g picks by the device).
+[[maybe_unused]] __device__ __forceinline__ unsigned smem_u32(const void *p) { return (unsigned)__cvta_generic_to_shared(p); }
+
+__device__ __forceinline__ void mbar_init(uint64_t *bar)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(smem_u32(bar)) : "memory");
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+#else
+    (void)bar;
+#endif
+}
+
+// the issuing thread: announce `bytes` for the buffer's next phase (its one arrival); returns the
+// barrier state PTX hands back (unused)
+__device__ __forceinline__ uint64_t mbar_expect(uint64_t *bar, unsigned bytes)
+{
+    uint64_t state = 0;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 %0, [%1], %2;\n"
+                 : "=l"(state) : "r"(smem_u32(bar)), "r"(bytes) : "memory");
+#else
+    (void)bar, (void)bytes;
+#endif
+    return state;
+}
+
+__device__ __forceinline__ void bulk_copy(void *dst, const void *src, unsigned bytes, uint64_t *bar)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n"
+                 ::"r"(smem_u32(dst)), "l"(src), "r"(bytes), "r"(smem_u32(bar)) : "memory");
+#else
+    (void)dst, (void)src, (void)bytes, (void)bar;
+#endif
+}
+
+// every thread: wait until the phase of the given parity has completed (its bytes have landed)
+__device__ __forceinline__ void mbar_wait(uint64_t *bar, unsigned parity)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    unsigned done = 0;
+    while (!done)
+        asm volatile("{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
+                     : "=r"(done) : "r"(smem_u32(bar)), "r"(parity) : "memory");
+#else
+    (void)bar, (void)parity;
+#endif
 }
 
 // Per 16-position group of the record (page size % 16 == 0: one page), read once per block before
@@ -142,22 +195,43 @@ struct Groups {
     const uint8_t *codes[2][kMaxRec / 16], *scales[2][kMaxRec / 16];
 };
 
-// Issues the cp.async copies of item `it` of the block's stream into buf[it & 1] and commits one
-// group (empty past the stream's end, so every thread counts the same groups): items 0 .. nsub-1
-// are the sub-chunks' K, nsub .. 2 nsub - 1 their V. The planted bugs (QV_MUTANTS builds only)
-// engine_kv_swap reads V from the K pages, kv_page_boundary takes the codes of a page's last
-// position from the next page.
-__device__ __forceinline__ void stage_issue(const AttnParams &p, Buf *buf, const Groups &gr, int n, int nsub, int it)
+// Issues the copies of item `it` of the block's stream into buf[it & 1]: items 0 .. nsub-1 are the
+// sub-chunks' K, nsub .. 2 nsub - 1 their V (nothing past the stream's end). cp.async (BULK false):
+// every thread copies 16-byte pieces and commits one group (empty past the end, so every thread
+// counts the same groups). BULK: lanes of warp 0 copy whole groups (1 KB of codes, 32 B of s, of
+// mn) after lane 0 announced the bytes on the buffer's mbarrier. The planted bugs (QV_MUTANTS
+// builds, which always take the cp.async path) engine_kv_swap reads V from the K pages,
+// kv_page_boundary takes the codes of a page's last position from the next page.
+template <bool BULK>
+__device__ __forceinline__ void stage_issue(const AttnParams &p, Buf *buf, uint64_t *bars, const Groups &gr, int n,
+                                            int nsub, int it)
 {
     if (it < 2 * nsub) {
         const int isv = it >= nsub, sub = isv ? it - nsub : it, src = QV_DMUT(engine_kv_swap) ? 0 : isv;
         Buf &b = buf[it & 1];
         const int g0 = 16 * sub, groups = (min(kSub, n - kSub * sub) + 15) / 16;
         const size_t mn_off = (size_t)p.nkv * p.P * 2;
+        if (BULK) {
+            if (threadIdx.x < 32) {
+                if (threadIdx.x == 0) {
+                    // the buffer was last read through ordinary loads (before the caller's barrier):
+                    // order them before the async proxy's writes
+                    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+                    (void)mbar_expect(&bars[it & 1], (unsigned)groups * (16 * 64 + 2 * 32));
+                }
+                __syncwarp();
+                for (int grp = threadIdx.x; grp < groups; grp += 32) {
+                    bulk_copy(&b.codes[16 * 64 * grp], gr.codes[src][g0 + grp], 16 * 64, &bars[it & 1]);
+                    bulk_copy(b.s + 16 * grp, gr.scales[src][g0 + grp], 32, &bars[it & 1]);
+                    bulk_copy(b.mn + 16 * grp, gr.scales[src][g0 + grp] + mn_off, 32, &bars[it & 1]);
+                }
+            }
+            return;
+        }
         // thread i copies piece q = i % 64 (position q / 4, bytes 16 (q % 4)) of groups i / 64, + 4, ..
         const int q = threadIdx.x & 63, gf = threadIdx.x >> 6;
-        uint8_t *dst = isv ? &b.codes[(16 * gf + q / 4) * kVStride + 16 * (q % 4)] : &b.codes[16 * 64 * gf + 16 * q];
-        constexpr int kGrpStep = NW * 32 / 64, kDstStep = 16 * kVStride * kGrpStep;
+        uint8_t *dst = &b.codes[16 * 64 * gf + 16 * q];
+        constexpr int kGrpStep = NW * 32 / 64;
 #pragma unroll
         for (int k = 0; k < kSub / 16 / kGrpStep; k++) {
             const int grp = gf + kGrpStep * k;
@@ -168,7 +242,7 @@ __device__ __forceinline__ void stage_issue(const AttnParams &p, Buf *buf, const
                 g = p.pool + ((size_t)gr.pg[g0 + grp + 1] * 2 + src) * p.page_bytes +
                     (size_t)(g - p.pool) % p.page_bytes; // same offset in the next page
 #endif
-            cp_async16(dst + (isv ? kDstStep * k : 16 * 64 * kGrpStep * k), g);
+            cp_async16(dst + 16 * 64 * kGrpStep * k, g);
         }
         if (threadIdx.x < groups * 4) {
             int grp = threadIdx.x >> 2, k = threadIdx.x & 3; // k: s 0-7, s 8-15, mn 0-7, mn 8-15
@@ -176,7 +250,19 @@ __device__ __forceinline__ void stage_issue(const AttnParams &p, Buf *buf, const
             cp_async16((k >> 1 ? b.mn : b.s) + 16 * grp + 8 * (k & 1), g);
         }
     }
-    asm volatile("cp.async.commit_group;\n" ::);
+    if (!BULK) asm volatile("cp.async.commit_group;\n" ::);
+}
+
+// The consumers' wait for item `it`: cp.async, this thread's pieces (one younger group may stay in
+// flight) then the barrier for everyone's; BULK, the buffer's mbarrier phase (it >> 1) & 1 (item
+// it is the (it >> 1)-th use of buffer it & 1), which covers every byte.
+template <bool BULK> __device__ __forceinline__ void stage_wait(uint64_t *bars, int it)
+{
+    if (BULK) mbar_wait(&bars[it & 1], (unsigned)(it >> 1) & 1u);
+    else {
+        asm volatile("cp.async.wait_group 1;\n" ::);
+        __syncthreads();
+    }
 }
 
 // Pass 2's B value of one (position, column): x = p_j s_j split into BF16 parts, part k of the
@@ -198,14 +284,18 @@ __device__ __forceinline__ __nv_bfloat16 bf16_part(float x, int part)
 constexpr int kSld = kMaxRec + 8;
 template <int G> constexpr size_t smem_bytes() { return 2 * sizeof(Buf) + sizeof(float) * G * kSld + sizeof(Groups); }
 
-template <int G>
+template <int G, bool BULK>
 __global__ void __launch_bounds__(NW * 32) attn_kv4_mma_kernel(AttnParams p)
 {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+    if (BULK) return; // never launched below sm_90 (launch_g); keeps the instantiation trivial
+#endif
     extern __shared__ __align__(16) uint8_t dsm[];
     Buf *buf = reinterpret_cast<Buf *>(dsm);
     float(*S)[kSld] = reinterpret_cast<float(*)[kSld]>(dsm + 2 * sizeof(Buf));
     Groups &gr = *reinterpret_cast<Groups *>(dsm + 2 * sizeof(Buf) + sizeof(float) * G * kSld);
     __shared__ float redmn[NW][G];
+    __shared__ __align__(8) uint64_t bars[2]; // BULK: one mbarrier per ring buffer
     // pass 2's columns: G <= 4 packs the parts of p*s into the n8 tile's columns (column c = head
     // c % G, part c / G; NPART = min(8 / G, 3)), so one MMA per tile does all parts; G = 8 fills
     // the columns with heads and runs two MMAs (hi, lo)
@@ -240,9 +330,10 @@ __global__ void __launch_bounds__(NW * 32) attn_kv4_mma_kernel(AttnParams p)
                 gr.scales[isv][k] = base + (size_t)p.nkv * p.P * (HD / 2) + ei * 2;
             }
     }
+    if (BULK && threadIdx.x == 0) mbar_init(&bars[0]), mbar_init(&bars[1]);
     __syncthreads();
-    stage_issue(p, buf, gr, n, nsub, 0);
-    stage_issue(p, buf, gr, n, nsub, 1);
+    stage_issue<BULK>(p, buf, bars, gr, n, nsub, 0);
+    stage_issue<BULK>(p, buf, bars, gr, n, nsub, 1);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane / 4, tq = lane % 4;
     const int w0 = warp * kPosWarp; // this warp's first position in a sub-chunk
 
@@ -279,8 +370,7 @@ __global__ void __launch_bounds__(NW * 32) attn_kv4_mma_kernel(AttnParams p)
     // ---- pass 1: scores, one K sub-chunk per ring item. Rows past n hold stale shared memory:
     // their codes are still 0..15 (finite), and their scores are never stored.
     for (int sub = 0; sub < nsub; sub++) {
-        asm volatile("cp.async.wait_group 1;\n" ::); // this thread's pieces of item `sub`
-        __syncthreads();                              // everyone's
+        stage_wait<BULK>(bars, sub);
         const Buf &b = buf[sub & 1];
         const int J0 = sub * kSub; // the sub-chunk's first position in the record
 #pragma unroll
@@ -313,7 +403,7 @@ __global__ void __launch_bounds__(NW * 32) attn_kv4_mma_kernel(AttnParams p)
             }
         }
         __syncthreads(); // buf[sub & 1] is free
-        stage_issue(p, buf, gr, n, nsub, sub + 2);
+        stage_issue<BULK>(p, buf, bars, gr, n, nsub, sub + 2);
     }
     chunk_softmax<G, kSld, NW>(p, S, n, r, kvh, c, gqa_mut);
 
@@ -327,8 +417,7 @@ __global__ void __launch_bounds__(NW * 32) attn_kv4_mma_kernel(AttnParams p)
     float pmn = 0.0f; // sum_j p_j mn_j for head hc over this lane's positions (part-0 lanes only)
     for (int sub = 0; sub < nsub; sub++) {
         const int it = nsub + sub;
-        asm volatile("cp.async.wait_group 1;\n" ::);
-        __syncthreads();
+        stage_wait<BULK>(bars, it);
         const Buf &b = buf[it & 1];
         const int J0 = sub * kSub;
 #pragma unroll
@@ -341,8 +430,8 @@ __global__ void __launch_bounds__(NW * 32) attn_kv4_mma_kernel(AttnParams p)
 #pragma unroll
             for (int h = 0; h < 2; h++) {
                 const int j = base + 8 * h + 2 * tq, J = J0 + j;
-                vc[2 * h] = *(const uint2 *)&b.codes[j * kVStride + 8 * gid];
-                vc[2 * h + 1] = *(const uint2 *)&b.codes[(j + 1) * kVStride + 8 * gid];
+                vc[2 * h] = *(const uint2 *)&b.codes[j * 64 + 8 * gid];
+                vc[2 * h + 1] = *(const uint2 *)&b.codes[(j + 1) * 64 + 8 * gid];
                 float2 sv = __half22float2(*(const __half2 *)&b.s[j]), mv = __half22float2(*(const __half2 *)&b.mn[j]);
                 if (QV_DMUT(kv4_min_dropped)) mv = make_float2(0.0f, 0.0f);
                 __nv_bfloat16 yh[2], yl[2];
@@ -379,7 +468,7 @@ __global__ void __launch_bounds__(NW * 32) attn_kv4_mma_kernel(AttnParams p)
             }
         }
         __syncthreads(); // buf[it & 1] is free
-        stage_issue(p, buf, gr, n, nsub, it + 2);
+        stage_issue<BULK>(p, buf, bars, gr, n, nsub, it + 2);
     }
     // C: acc[i] = O^T[channel 16 gid + i][column 2tq, 2tq + 1] (0, 1), [.. + 8 + i] (2, 3)
 #pragma unroll
@@ -409,20 +498,40 @@ __global__ void __launch_bounds__(NW * 32) attn_kv4_mma_kernel(AttnParams p)
     }
 }
 
-template <int G> qv_status launch_g(dim3 grid, const AttnParams &p, cudaStream_t s)
+// BULK (sm_90 bulk copies) on devices of compute capability >= 9 unless QV_ATTN_LOADS=cpasync
+// (a test and bench knob: both loaders are checked on the same device).
+inline bool use_bulk()
 {
-    // above the 48 KB default: opt in once per process (per device is enough in practice: the
-    // attribute is a property of the function; a second device gets the same call again below)
+    int dev = 0, major = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
+        return (void)cudaGetLastError(), false;
+#ifdef QV_MUTANTS
+    return false; // the planted bugs' sites are in the cp.async loader
+#else
+    const char *e = getenv("QV_ATTN_LOADS");
+    return major >= 9 && !(e && strcmp(e, "cpasync") == 0);
+#endif
+}
+
+template <int G, bool BULK> qv_status launch_gb(dim3 grid, const AttnParams &p, cudaStream_t s)
+{
+    // above the 48 KB default: opt in once per process and device (the attribute belongs to the
+    // function; a call for another device than the last one repeats it)
     static std::atomic<int> opted{-1};
     int dev = 0;
     QV_CUDA_TRY(cudaGetDevice(&dev));
     if (opted.load(std::memory_order_relaxed) != dev) {
-        QV_CUDA_TRY(cudaFuncSetAttribute(attn_kv4_mma_kernel<G>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        QV_CUDA_TRY(cudaFuncSetAttribute(attn_kv4_mma_kernel<G, BULK>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          (int)smem_bytes<G>()));
         opted.store(dev, std::memory_order_relaxed);
     }
-    attn_kv4_mma_kernel<G><<<grid, NW * 32, smem_bytes<G>(), s>>>(p);
+    attn_kv4_mma_kernel<G, BULK><<<grid, NW * 32, smem_bytes<G>(), s>>>(p);
     return QV_OK;
+}
+
+template <int G> qv_status launch_g(dim3 grid, const AttnParams &p, cudaStream_t s)
+{
+    return use_bulk() ? launch_gb<G, true>(grid, p, s) : launch_gb<G, false>(grid, p, s);
 }
 
 } // namespace
