@@ -59,7 +59,7 @@ extern "C" qv_status qv_gpu_quant_a8(const uint16_t *x, int M, int K, int8_t *q,
                                      void *stream)
 {
     QV_TRY(qv_producer_check_mk("quant_a8", M, K));
-    QV_TRY(a8rows::launch("quant_a8", a8rows::SrcF16{(const __half *)x}, a8rows::aligned(x, 16), M, K, q, s_a,
+    QV_TRY(a8rows::launch("quant_a8", a8rows::kQuant, a8rows::SrcF16{(const __half *)x}, a8rows::aligned(x, 16), M, K, q, s_a,
                           rowsum, (cudaStream_t)stream));
     return a8_scales_done(s_a, M, (cudaStream_t)stream);
 }
@@ -68,7 +68,7 @@ extern "C" qv_status qv_gpu_rmsnorm_a8(const float *x, const float *w, float eps
                                        float *s_a, int32_t *rowsum, void *stream)
 {
     QV_TRY(qv_producer_check_mk("rmsnorm_a8", M, K));
-    QV_TRY(a8rows::launch("rmsnorm_a8", a8rows::SrcRms{x, w, eps}, a8rows::aligned(x, 16), M, K, q, s_a, rowsum,
+    QV_TRY(a8rows::launch("rmsnorm_a8", a8rows::kRms, a8rows::SrcRms{x, w, eps}, a8rows::aligned(x, 16), M, K, q, s_a, rowsum,
                           (cudaStream_t)stream));
     return a8_scales_done(s_a, M, (cudaStream_t)stream);
 }
@@ -77,7 +77,14 @@ extern "C" qv_status qv_gpu_silu_mul_a8(const uint16_t *gu, int M, int I, int8_t
                                         void *stream)
 {
     QV_TRY(qv_producer_check_mk("silu_mul_a8", M, I));
-    QV_TRY(a8rows::launch("silu_mul_a8", a8rows::SrcSilu{(const __half *)gu}, a8rows::aligned(gu, 16), M, I, q, s_a,
+    QV_TRY(a8rows::launch("silu_mul_a8", a8rows::kSilu, a8rows::SrcSilu{(const __half *)gu}, a8rows::aligned(gu, 16), M, I, q, s_a,
                           rowsum, (cudaStream_t)stream));
     return a8_scales_done(s_a, M, (cudaStream_t)stream);
+}
+
+extern "C" int qv_gpu_a8_variant_count(void) { return a8rows::kNumVariants; }
+
+extern "C" const char *qv_gpu_a8_variant_name(int i)
+{
+    return i >= 0 && i < a8rows::kNumVariants ? a8rows::kVariants[i].name : nullptr;
 }
