@@ -64,15 +64,22 @@ struct AddD { __device__ double operator()(double a, double b) const { return a 
 // lane (lanes past the group's warps hold id, which changes nothing: x + 0.0 = x for the sums of
 // squares, which are >= 0; max(x, 0) = x for magnitudes) and combined by a butterfly: one fixed
 // order for a given T, and 5 shuffles instead of T/32 shared loads per thread.
+// gr: the group's shape, computed once per kernel (no integer division per reduction).
+struct Grp {
+    int T;  // threads per row group (a power of two <= 32, or a multiple of 32)
+    int nw; // warps per group (T > 32)
+    int w0; // the group's first warp in the block (T > 32)
+};
+
 template <typename V, typename Op>
-__device__ __forceinline__ V group_reduce(V v, int T, V *red, Op op, V id)
+__device__ __forceinline__ V group_reduce(V v, const Grp &gr, V *red, Op op, V id)
 {
-    for (int o = (T < 32 ? T : 32) / 2; o; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
-    if (T <= 32) return v;
-    const int lane = threadIdx.x % 32, w = threadIdx.x / 32, nw = T / 32, g0 = w - w % nw;
-    if (lane == 0) red[w] = v;
+    for (int o = (gr.T < 32 ? gr.T : 32) / 2; o; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+    if (gr.T <= 32) return v;
+    const int lane = threadIdx.x % 32;
+    if (lane == 0) red[threadIdx.x / 32] = v;
     __syncthreads();
-    v = lane < nw ? red[g0 + lane] : id;
+    v = lane < gr.nw ? red[gr.w0 + lane] : id;
 #pragma unroll
     for (int o = 16; o; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
@@ -159,7 +166,7 @@ struct SrcF16 {
     }
     __device__ void expand(const Raw &r, float *v) const { h8_to_f(r.a, v); }
     template <int NV, bool WREG>
-    __device__ void post(float (&)[NV][kChunk], const Raw *, int, int, int, bool, int, double *) const {}
+    __device__ void post(float (&)[NV][kChunk], const Raw *, int, const Grp &, int, bool, int, double *) const {}
 };
 
 // v = g / (1 + expf(-g)) * u: the reference's expression and order (qv_ref_silu_mul_rows), the
@@ -197,7 +204,7 @@ struct SrcSilu {
         for (int e = 0; e < kChunk; e++) v[e] = silu_mul_a8(fg[e], fu[e]);
     }
     template <int NV, bool WREG>
-    __device__ void post(float (&)[NV][kChunk], const Raw *, int, int, int, bool, int, double *) const {}
+    __device__ void post(float (&)[NV][kChunk], const Raw *, int, const Grp &, int, bool, int, double *) const {}
 };
 
 // RMSNorm: the raw chunk is x; post takes the FP64 sum of squares over the group, r = 1/sqrt(ms +
@@ -240,7 +247,7 @@ struct SrcRms {
         return wr;
     }
     template <int NV, bool WREG>
-    __device__ void post(float (&v)[NV][kChunk], const Raw *wcache, int t, int T, int C, bool live, int K,
+    __device__ void post(float (&v)[NV][kChunk], const Raw *wcache, int t, const Grp &gr, int C, bool live, int K,
                          double *redd) const
     {
         double ss = 0.0; // padding and dead rows hold 0: adds nothing
@@ -248,12 +255,12 @@ struct SrcRms {
         for (int j = 0; j < NV; j++)
 #pragma unroll
             for (int e = 0; e < kChunk; e++) ss += (double)v[j][e] * (double)v[j][e];
-        ss = group_reduce(ss, T, redd, AddD(), 0.0);
+        ss = group_reduce(ss, gr, redd, AddD(), 0.0);
         float ms = (float)(ss / K);
         float r = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(ms, eps)));
 #pragma unroll
         for (int j = 0; j < NV; j++) {
-            int c = t + j * T;
+            int c = t + j * gr.T;
             if (!live || c >= C) continue;
             float wc[kChunk];
             if (WREG) expand(wcache[j], wc);
@@ -291,10 +298,9 @@ enum Mode {
     kStaged = 2, // loop over rows, the next `depth` rows copied by cp.async into a shared-memory ring
 };
 
-// The A8 tail of one row: amax, codes (stored), s_a and the row sum. it: the iteration (which
-// reduction slot set; a set is rewritten only after the next iteration's barriers).
+// The A8 tail of one row: amax, codes (stored), s_a and the row sum.
 template <int NV, bool VEC>
-__device__ __forceinline__ void a8_tail(float (&v)[NV][kChunk], const Args &a, int t, int T, int C, size_t m,
+__device__ __forceinline__ void a8_tail(float (&v)[NV][kChunk], const Args &a, int t, const Grp &gr, int C, size_t m,
                                         bool live, float *redf, int *redi)
 {
     // thread-local |v| max, NaN-propagating: finite <=> no NaN and no inf here (NaN compares false)
@@ -312,7 +318,7 @@ __device__ __forceinline__ void a8_tail(float (&v)[NV][kChunk], const Args &a, i
 #pragma unroll
             for (int e = 0; e < kChunk; e++) lm = fmaxf(lm, fabsf(v[j][e]));
     }
-    const float amax = group_reduce(lm, T, redf, MaxF(), 0.0f);
+    const float amax = group_reduce(lm, gr, redf, MaxF(), 0.0f);
     // amax == 0: inv = 0 makes every code 0 (0 * 0), the rule's all-zero row, without a branch
     const float inv = amax == 0.0f ? 0.0f : __fdiv_rn(127.0f, amax);
     int sum = 0;
@@ -323,7 +329,7 @@ __device__ __forceinline__ void a8_tail(float (&v)[NV][kChunk], const Args &a, i
         uint32_t usum = 0;
 #pragma unroll
         for (int j = 0; j < NV; j++) {
-            const int c = t + j * T;
+            const int c = t + j * gr.T;
             uint32_t b[kChunk];
 #pragma unroll
             for (int e = 0; e < kChunk; e++) {
@@ -345,7 +351,7 @@ __device__ __forceinline__ void a8_tail(float (&v)[NV][kChunk], const Args &a, i
     } else {
 #pragma unroll
         for (int j = 0; j < NV; j++) {
-            const int c = t + j * T;
+            const int c = t + j * gr.T;
             uint32_t packed[2] = {0, 0};
 #pragma unroll
             for (int e = 0; e < kChunk; e++) {
@@ -361,7 +367,7 @@ __device__ __forceinline__ void a8_tail(float (&v)[NV][kChunk], const Args &a, i
                 for (int e = 0; e < kChunk && c * kChunk + e < a.K; e++) p[e] = (int8_t)(packed[e / 4] >> (8 * (e % 4)));
         }
     }
-    sum = group_reduce(sum, T, redi, AddI(), 0);
+    sum = group_reduce(sum, gr, redi, AddI(), 0);
     if (live && t == 0) {
         a.s_a[m] = amax == 0.0f ? 1.0f : __fdiv_rn(amax, 127.0f);
         if (a.rowsum) a.rowsum[m] = sum;
@@ -395,13 +401,18 @@ template <int NV, bool VEC, int MODE, typename Src>
 __global__ void __launch_bounds__(kMaxBlock) a8_rows_kernel(Src src, Args a)
 {
     static_assert(MODE != kStaged || VEC, "the staged path copies whole 16-byte parts");
-    __shared__ double redd[2][kMaxBlock / 32];
-    __shared__ float redf[2][kMaxBlock / 32];
-    __shared__ int redi[2][kMaxBlock / 32];
+    // One slot per warp and reduction: a slot is rewritten only after another reduction's barrier,
+    // which every thread reaches after reading it (sum of squares -> amax -> row sum -> the next
+    // row's first), so one set suffices; 512 bytes, which lets two 448-thread SiLU blocks with
+    // 2 x 56 KB rings share an SM (wide1).
+    __shared__ double redd[kMaxBlock / 32];
+    __shared__ float redf[kMaxBlock / 32];
+    __shared__ int redi[kMaxBlock / 32];
     extern __shared__ uint4 ring[]; // kStaged: [slot][NV][kParts][blockDim.x]
     const int M = a.M, K = a.K, T = a.T;
     const int t = threadIdx.x % T, C = (K + kChunk - 1) / kChunk, R = blockDim.x / T, g = threadIdx.x / T;
     const size_t stride = (size_t)gridDim.x * R, base0 = (size_t)blockIdx.x * R;
+    const Grp gr = {T, T / 32, g * (T / 32)};
     constexpr bool WREG = Src::kHasW && MODE == kStaged && NV <= 2;
     Raw wc[WREG ? NV : 1];
     if constexpr (WREG) {
@@ -447,8 +458,8 @@ __global__ void __launch_bounds__(kMaxBlock) a8_rows_kernel(Src src, Args a)
 #pragma unroll
             for (int j = 0; j < NV; j++) cur[j] = nxt[j];
         }
-        src.template post<NV, WREG>(v, wc, t, T, C, live, K, redd[it & 1]);
-        a8_tail<NV, VEC>(v, a, t, T, C, m, live, redf[it & 1], redi[it & 1]);
+        src.template post<NV, WREG>(v, wc, t, gr, C, live, K, redd);
+        a8_tail<NV, VEC>(v, a, t, gr, C, m, live, redf, redi);
     }
     if constexpr (MODE == kStaged) cp_async_wait<0>(); // no copy outlives the block (dead rows' groups are empty)
 }
@@ -472,7 +483,9 @@ struct Variant {
 //   stage1/3 staged with 1 / 3 rows in flight: where in-flight bytes stop mattering.
 //   wide     2x chunks per thread, half the threads per row: fewer barriers' worth of warps, more
 //            independent work per thread (silu I = 14336: 448 x 4; quant K = 4096: 128 x 4, 2 rows/block).
-//   wide1    wide with 1 row in flight (silu: the ring of 2 x 57 KB fits twice? no: see the sweep).
+//   wide1    wide with 1 row in flight per block: SiLU I = 14336's ring is 2 x 56 KB, so two
+//            448-thread blocks share an SM (228 KB: exactly fits with 512 B of static shared
+//            memory + 1 KB reserved per block), independent barriers, 2 rows in flight per SM.
 //   narrow   half the chunks per thread (quant K = 4096: 512 x 1): more warps to hide latency.
 //   f2i      default without the rounding trick.
 //   once     no loop: one block per row group, the hardware schedules blocks (no occupancy cap).
