@@ -1,8 +1,9 @@
 // Fused row producers (issue 8): RMSNorm + A8, SiLU*mul + A8, standalone A8 (gpu-fp16's 16-bit
 // producers, FP16 and BF16, are gpu/fused_f16.cu).
 // What: the A8 producers keep each row in registers, spread over up to 1024 threads (kernels and
-// design: fused_a8_rows.cuh): the row is read from global memory once and the codes written once
-// (memory-bound: the benchmark reports it against the D2D copy).
+// design: fused_a8_rows.cuh; at large M the next rows stream into a per-thread shared-memory ring
+// by cp.async): the row is read from global memory once and the codes written once (memory-bound:
+// the benchmark reports it against the D2D copy). QV_A8_VARIANT: see fused_a8_rows.cuh.
 // Numerics (NUMERICS.md, A8): inv = 127/amax, q = clamp(rne(v*inv), -127, 127) (__float2int_rn),
 // s_a = amax/127 (IEEE division), rowsum = exact INT32 sum of the codes; all-zero row: codes 0,
 // s_a = 1. The file is compiled with --fmad=false and every product/sum below is a plain
