@@ -26,8 +26,8 @@
 // ITS OWN chunks of the next D rows into a shared-memory ring with cp.async (16 bytes each,
 // D = depth, D + 1 slots). A thread reads back only what it copied itself, so the ring needs no
 // barrier: cp.async.wait_group makes a thread's own copies visible to it. Row i+D's copy goes into
-// the slot row i-1 used (D + 1 slots), which every thread finished reading before the barriers of
-// row i-1's reductions, so no read of a slot can race the copy that refills it. D rows are thus in
+// the slot row i-1 used (D + 1 slots), which this thread finished reading (and used) before row
+// i-1's reduction barriers, so no read of a slot can race the copy that refills it. D rows are thus in
 // flight while row i is computed, without holding them in registers (the register budget of a
 // 1024-thread block is 64 per thread).
 // Small M (<= 128 blocks): one row group per block, register loads, no occupancy query (the
@@ -403,8 +403,8 @@ __global__ void __launch_bounds__(kMaxBlock) a8_rows_kernel(Src src, Args a)
     static_assert(MODE != kStaged || VEC, "the staged path copies whole 16-byte parts");
     // One slot per warp and reduction: a slot is rewritten only after another reduction's barrier,
     // which every thread reaches after reading it (sum of squares -> amax -> row sum -> the next
-    // row's first), so one set suffices; 512 bytes, which lets two 448-thread SiLU blocks with
-    // 2 x 56 KB rings share an SM (wide1).
+    // row's first), so one set suffices (SiLU: 256 bytes, no FP64 slots), which lets two 448-thread
+    // SiLU blocks with 2 x 56 KB rings share an SM (wide1).
     __shared__ double redd[kMaxBlock / 32];
     __shared__ float redf[kMaxBlock / 32];
     __shared__ int redi[kMaxBlock / 32];
@@ -478,17 +478,20 @@ struct Variant {
 
 // What each should do (large M; the bench sweep measures them, the test proves them equal):
 //   default  staged, 2 rows in flight per row group, F2I avoided where exact.
-//   orig     the previous kernel's shape: one row prefetched into registers, F2I (a baseline).
+//   orig     the previous kernel's shape: one row prefetched into registers, F2I (a baseline; the
+//            new cross-warp reduction step is shared by all variants).
 //   reg      orig + the rounding trick: what the trick alone buys.
 //   stage1/3 staged with 1 / 3 rows in flight: where in-flight bytes stop mattering.
-//   wide     2x chunks per thread, half the threads per row: fewer barriers' worth of warps, more
+//   wide     2x chunks per thread, half the threads per row: fewer warps per reduction, more
 //            independent work per thread (silu I = 14336: 448 x 4; quant K = 4096: 128 x 4, 2 rows/block).
 //   wide1    wide with 1 row in flight per block: SiLU I = 14336's ring is 2 x 56 KB, so two
-//            448-thread blocks share an SM (228 KB: exactly fits with 512 B of static shared
-//            memory + 1 KB reserved per block), independent barriers, 2 rows in flight per SM.
+//            448-thread blocks share an SM (228 KB: fits with SiLU's 256 B of static shared memory
+//            + 1 KB reserved per block), independent barriers, 2 rows in flight per SM.
 //   narrow   half the chunks per thread (quant K = 4096: 512 x 1): more warps to hide latency.
 //   f2i      default without the rounding trick.
 //   once     no loop: one block per row group, the hardware schedules blocks (no occupancy cap).
+// RMSNorm ignores nv_shift (its FP64 order is fixed by T, NV): there wide = default, wide1 =
+// stage1, narrow = default. SiLU I = 14336 cannot go narrow (1792 threads): narrow = default.
 constexpr Variant kVariants[] = {
     {"default", kStaged, 2, 0, 1}, {"orig", kRegPf, 0, 0, 0},  {"reg", kRegPf, 0, 0, 1},
     {"stage1", kStaged, 1, 0, 1},  {"stage3", kStaged, 3, 0, 1}, {"wide", kStaged, 2, 1, 1},
