@@ -672,7 +672,9 @@ qv_status launch(const char *what, Kind kind, Src src, bool vec, int M, int K, i
     if (vec) launch_vec<true>(c, src, a, s);
     else launch_vec<false>(c, src, a, s);
     cudaError_t e = cudaGetLastError();
-    if (e != cudaSuccess) return qv_fail(QV_ERR_CUDA, "%s: launch (M %d, K %d): %s", what, M, K, cudaGetErrorString(e));
+    if (e != cudaSuccess)
+        return qv_fail(QV_ERR_CUDA, "%s: launch (M %d, K %d, A8 variant %s): %s", what, M, K, kVariants[vi].name,
+                       cudaGetErrorString(e));
     return QV_OK;
 }
 
