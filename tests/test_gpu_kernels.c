@@ -414,6 +414,8 @@ START_TEST(a8_variants_agree_on_long_row_loops)
         for (int v = 0; v < n_var; v++) {
             const char *var = qv_gpu_a8_variant_name(v);
             setenv("QV_A8_VARIANT", var, 1);
+            printf("%s M=%d K=%d variant %s: run\n", names[kind], M, K, var); /* names the case a device fault hits */
+            fflush(stdout);
             OK(qv_gpu_memset(dq, 0x55, MK));
             if (kind == 0) OK(qv_gpu_quant_a8(din, M, K, dq, dsa, drs, NULL));
             else if (kind == 1) OK(qv_gpu_rmsnorm_a8(din, dw, 1e-5f, M, K, dq, dsa, drs, NULL));
