@@ -10,11 +10,16 @@
 // and, same run, on the general kernel (QV_ATTN_VARIANT=chunk).
 // qv_bench_attn_into adds the "attention" and "fused" arrays to a caller's JSON object (`qvet bench`
 // puts them next to the GEMM results); each row has a "name" ("attn_kv4 batch=64 ctx=4096",
-// "rmsnorm_a8 K=4096 M=1024") that a plain-substring filter selects on.
+// "rmsnorm_a8 K=4096 M=1024") that a plain-substring filter selects on. Each producer row also
+// has copy_same_bytes_GBps: a D2D copy moving the same read + write bytes (small sizes sit in L2,
+// as the producer's own input does; the goal stays relative to the 1 GiB copy, copy_GBps).
+// QV_BENCH_A8_SWEEP=1 adds "fused_a8_sweep": every QV_A8_VARIANT of each producer at M = 4096 and
+// 16384 (rows "silu_mul_a8 I=14336 M=4096 variant=stage1" with the keys of "fused" plus "variant").
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include <cJSON.h>
@@ -141,6 +146,8 @@ extern "C" qv_status qv_bench_attn_into(cJSON *root, const char *filter)
             snprintf(name, sizeof name, "%s M=%d", kFusedNames[which], M);
             n_sel += keep(name, filter);
         }
+    const char *sweep_on = getenv("QV_BENCH_A8_SWEEP");
+    if (sweep_on && strcmp(sweep_on, "1") == 0 && !only) n_sel++; // the variant sweep (filtered per row below)
     if (n_sel == 0) return QV_OK; // nothing selected: no copy measurement either
     // copy bandwidth: 1 GiB D2D
     size_t cb = (size_t)1 << 30;
@@ -182,43 +189,110 @@ extern "C" qv_status qv_bench_attn_into(cJSON *root, const char *filter)
     }
     // fused producers
     if (only) return QV_OK;
-    printf("%-22s %6s %10s %10s %9s\n", "kernel", "M", "us", "GB/s", "of copy");
+    // one producer case: buffers for (which, M), then each variant in `variants` (nullptr: the
+    // knob as the caller's environment has it) timed; a D2D copy of the same read + write bytes
+    // (what a kernel of that size can reach: small cases sit in L2) is timed once per case
+    struct Meas {
+        double t = 0, bytes = 0;
+    };
+    auto producer = [&](int which, int M, const char *const *variants, int n_var, Meas *out, double *t_same) -> qv_status {
+        int K = which == 1 ? 14336 : 4096;
+        Dev x, w, q, sa, rsum;
+        // fp32 row, fp16 gate|up (2 x I halves), or the fp16 row of quant_a8
+        size_t in = which == 2 ? (size_t)M * K * 2 : (size_t)M * K * 4;
+        QV_TRY(dalloc(x, in));
+        QV_TRY(dalloc(w, K * 4));
+        QV_TRY(dalloc(q, (size_t)M * K));
+        QV_TRY(dalloc(sa, M * 4));
+        QV_TRY(dalloc(rsum, M * 4));
+        std::vector<float> ones(K, 1.0f); // w = 1.0
+        QV_CUDA_TRY(cudaMemcpy(w.p, ones.data(), K * 4, cudaMemcpyHostToDevice));
+        double bytes = (double)in + (double)M * K + 8.0 * M + (which == 0 ? 4.0 * K : 0.0);
+        for (int v = 0; v < n_var; v++) {
+            const char *prev = getenv("QV_A8_VARIANT");
+            std::string keep_prev = prev ? prev : "";
+            if (variants) setenv("QV_A8_VARIANT", variants[v], 1);
+            double t = 0;
+            qv_status st;
+            if (which == 0)
+                st = time_it([&] { return qv_gpu_rmsnorm_a8((const float *)x.p, (const float *)w.p, 1e-5f, M, K,
+                                                            (int8_t *)q.p, (float *)sa.p, (int32_t *)rsum.p, nullptr); }, &t);
+            else if (which == 1)
+                st = time_it([&] { return qv_gpu_silu_mul_a8((const uint16_t *)x.p, M, K, (int8_t *)q.p, (float *)sa.p,
+                                                             (int32_t *)rsum.p, nullptr); }, &t);
+            else
+                st = time_it([&] { return qv_gpu_quant_a8((const uint16_t *)x.p, M, K, (int8_t *)q.p, (float *)sa.p,
+                                                          (int32_t *)rsum.p, nullptr); }, &t);
+            if (variants) {
+                if (prev) setenv("QV_A8_VARIANT", keep_prev.c_str(), 1);
+                else unsetenv("QV_A8_VARIANT");
+            }
+            QV_TRY(st);
+            out[v] = {t, bytes};
+        }
+        size_t half = (size_t)(bytes / 2); // read + write = the producer's bytes
+        QV_TRY(time_it([&]() -> qv_status { QV_CUDA_TRY(cudaMemcpyAsync(dst.p, src.p, half, cudaMemcpyDeviceToDevice)); return QV_OK; },
+                       t_same));
+        return QV_OK;
+    };
+    auto row = [&](cJSON *o, const Meas &m, double t_same) {
+        cJSON_AddNumberToObject(o, "us", m.t * 1e6);
+        cJSON_AddNumberToObject(o, "GBps", m.bytes / m.t / 1e9);
+        cJSON_AddNumberToObject(o, "frac_copy", m.bytes / m.t / copy_bw);
+        cJSON_AddNumberToObject(o, "copy_same_bytes_GBps", m.bytes / t_same / 1e9);
+    };
+    printf("%-22s %6s %10s %10s %9s %14s\n", "kernel", "M", "us", "GB/s", "of copy", "copy same GB/s");
     for (int which = 0; which < 3; which++)
         for (int M : kRows) {
             snprintf(name, sizeof name, "%s M=%d", kFusedNames[which], M);
             if (!keep(name, filter)) continue;
-            int K = which == 1 ? 14336 : 4096;
-            Dev x, w, q, sa, rsum;
-            // fp32 row, fp16 gate|up (2 x I halves), or the fp16 row of quant_a8
-            size_t in = which == 2 ? (size_t)M * K * 2 : (size_t)M * K * 4;
-            QV_TRY(dalloc(x, in));
-            QV_TRY(dalloc(w, K * 4));
-            QV_TRY(dalloc(q, (size_t)M * K));
-            QV_TRY(dalloc(sa, M * 4));
-            QV_TRY(dalloc(rsum, M * 4));
-            QV_CUDA_TRY(cudaMemset(w.p, 0, K * 4)); // w = 0.0f everywhere is legal; use 1.0 below
-            std::vector<float> ones(K, 1.0f);
-            QV_CUDA_TRY(cudaMemcpy(w.p, ones.data(), K * 4, cudaMemcpyHostToDevice));
-            double t = 0;
-            if (which == 0)
-                QV_TRY(time_it([&] { return qv_gpu_rmsnorm_a8((const float *)x.p, (const float *)w.p, 1e-5f, M, K,
-                                                             (int8_t *)q.p, (float *)sa.p, (int32_t *)rsum.p, nullptr); }, &t));
-            else if (which == 1)
-                QV_TRY(time_it([&] { return qv_gpu_silu_mul_a8((const uint16_t *)x.p, M, K, (int8_t *)q.p, (float *)sa.p,
-                                                              (int32_t *)rsum.p, nullptr); }, &t));
-            else
-                QV_TRY(time_it([&] { return qv_gpu_quant_a8((const uint16_t *)x.p, M, K, (int8_t *)q.p, (float *)sa.p,
-                                                           (int32_t *)rsum.p, nullptr); }, &t));
-            double bytes = (double)in + (double)M * K + 8.0 * M + (which == 0 ? 4.0 * K : 0.0);
+            Meas m = {0, 0};
+            double t_same = 0;
+            QV_TRY(producer(which, M, nullptr, 1, &m, &t_same));
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "name", name);
             cJSON_AddStringToObject(o, "kernel", kFusedNames[which]);
             cJSON_AddNumberToObject(o, "M", M);
-            cJSON_AddNumberToObject(o, "us", t * 1e6);
-            cJSON_AddNumberToObject(o, "GBps", bytes / t / 1e9);
-            cJSON_AddNumberToObject(o, "frac_copy", bytes / t / copy_bw);
+            row(o, m, t_same);
             cJSON_AddItemToArray(fz, o);
-            printf("%-22s %6d %10.1f %10.0f %8.0f%%\n", kFusedNames[which], M, t * 1e6, bytes / t / 1e9, 100 * bytes / t / copy_bw);
+            printf("%-22s %6d %10.1f %10.0f %8.0f%% %14.0f\n", kFusedNames[which], M, m.t * 1e6, m.bytes / m.t / 1e9,
+                   100 * m.bytes / m.t / copy_bw, m.bytes / t_same / 1e9);
+        }
+    // QV_BENCH_A8_SWEEP=1: every QV_A8_VARIANT at M = 4096 and 16384 ("fused_a8_sweep" rows, named
+    // "<kernel> M=<M> variant=<name>", so the filter selects them too)
+    const char *sweep = getenv("QV_BENCH_A8_SWEEP");
+    if (!sweep || strcmp(sweep, "1") != 0) return QV_OK;
+    const int n_var = qv_gpu_a8_variant_count();
+    std::vector<const char *> vnames(n_var);
+    for (int v = 0; v < n_var; v++) vnames[v] = qv_gpu_a8_variant_name(v);
+    cJSON *sw = cJSON_AddArrayToObject(root, "fused_a8_sweep");
+    printf("A8 producer variants (QV_A8_VARIANT; %% of the 1 GiB copy, and the same-size copy):\n");
+    printf("%-22s %6s %-8s %10s %10s %9s %14s\n", "kernel", "M", "variant", "us", "GB/s", "of copy", "copy same GB/s");
+    for (int which = 0; which < 3; which++)
+        for (int M : {4096, 16384}) {
+            bool any = false;
+            for (int v = 0; v < n_var; v++) {
+                snprintf(name, sizeof name, "%s M=%d variant=%s", kFusedNames[which], M, vnames[v]);
+                any = any || keep(name, filter);
+            }
+            if (!any) continue;
+            std::vector<Meas> ms(n_var);
+            double t_same = 0;
+            QV_TRY(producer(which, M, vnames.data(), n_var, ms.data(), &t_same));
+            for (int v = 0; v < n_var; v++) {
+                snprintf(name, sizeof name, "%s M=%d variant=%s", kFusedNames[which], M, vnames[v]);
+                if (!keep(name, filter)) continue;
+                const Meas &m = ms[v];
+                cJSON *o = cJSON_CreateObject();
+                cJSON_AddStringToObject(o, "name", name);
+                cJSON_AddStringToObject(o, "kernel", kFusedNames[which]);
+                cJSON_AddStringToObject(o, "variant", vnames[v]);
+                cJSON_AddNumberToObject(o, "M", M);
+                row(o, m, t_same);
+                cJSON_AddItemToArray(sw, o);
+                printf("%-22s %6d %-8s %10.1f %10.0f %8.0f%% %14.0f\n", kFusedNames[which], M, vnames[v], m.t * 1e6,
+                       m.bytes / m.t / 1e9, 100 * m.bytes / m.t / copy_bw, m.bytes / t_same / 1e9);
+            }
         }
     return QV_OK;
 }

@@ -1,8 +1,9 @@
 // Fused row producers (issue 8): RMSNorm + A8, SiLU*mul + A8, standalone A8 (gpu-fp16's 16-bit
 // producers, FP16 and BF16, are gpu/fused_f16.cu).
 // What: the A8 producers keep each row in registers, spread over up to 1024 threads (kernels and
-// design: fused_a8_rows.cuh): the row is read from global memory once and the codes written once
-// (memory-bound: the benchmark reports it against the D2D copy).
+// design: fused_a8_rows.cuh; at large M the next rows stream into a per-thread shared-memory ring
+// by cp.async): the row is read from global memory once and the codes written once (memory-bound:
+// the benchmark reports it against the D2D copy). QV_A8_VARIANT: see fused_a8_rows.cuh.
 // Numerics (NUMERICS.md, A8): inv = 127/amax, q = clamp(rne(v*inv), -127, 127) (__float2int_rn),
 // s_a = amax/127 (IEEE division), rowsum = exact INT32 sum of the codes; all-zero row: codes 0,
 // s_a = 1. The file is compiled with --fmad=false and every product/sum below is a plain
@@ -59,7 +60,7 @@ extern "C" qv_status qv_gpu_quant_a8(const uint16_t *x, int M, int K, int8_t *q,
                                      void *stream)
 {
     QV_TRY(qv_producer_check_mk("quant_a8", M, K));
-    QV_TRY(a8rows::launch("quant_a8", a8rows::SrcF16{(const __half *)x}, a8rows::aligned(x, 16), M, K, q, s_a,
+    QV_TRY(a8rows::launch("quant_a8", a8rows::kQuant, a8rows::SrcF16{(const __half *)x}, a8rows::aligned(x, 16), M, K, q, s_a,
                           rowsum, (cudaStream_t)stream));
     return a8_scales_done(s_a, M, (cudaStream_t)stream);
 }
@@ -68,7 +69,7 @@ extern "C" qv_status qv_gpu_rmsnorm_a8(const float *x, const float *w, float eps
                                        float *s_a, int32_t *rowsum, void *stream)
 {
     QV_TRY(qv_producer_check_mk("rmsnorm_a8", M, K));
-    QV_TRY(a8rows::launch("rmsnorm_a8", a8rows::SrcRms{x, w, eps}, a8rows::aligned(x, 16), M, K, q, s_a, rowsum,
+    QV_TRY(a8rows::launch("rmsnorm_a8", a8rows::kRms, a8rows::SrcRms{x, w, eps}, a8rows::aligned(x, 16), M, K, q, s_a, rowsum,
                           (cudaStream_t)stream));
     return a8_scales_done(s_a, M, (cudaStream_t)stream);
 }
@@ -77,7 +78,14 @@ extern "C" qv_status qv_gpu_silu_mul_a8(const uint16_t *gu, int M, int I, int8_t
                                         void *stream)
 {
     QV_TRY(qv_producer_check_mk("silu_mul_a8", M, I));
-    QV_TRY(a8rows::launch("silu_mul_a8", a8rows::SrcSilu{(const __half *)gu}, a8rows::aligned(gu, 16), M, I, q, s_a,
+    QV_TRY(a8rows::launch("silu_mul_a8", a8rows::kSilu, a8rows::SrcSilu{(const __half *)gu}, a8rows::aligned(gu, 16), M, I, q, s_a,
                           rowsum, (cudaStream_t)stream));
     return a8_scales_done(s_a, M, (cudaStream_t)stream);
+}
+
+extern "C" int qv_gpu_a8_variant_count(void) { return a8rows::kNumVariants; }
+
+extern "C" const char *qv_gpu_a8_variant_name(int i)
+{
+    return i >= 0 && i < a8rows::kNumVariants ? a8rows::kVariants[i].name : nullptr;
 }

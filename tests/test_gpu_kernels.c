@@ -16,6 +16,9 @@
  *     for BF16's unit roundoff 2^-8; rope_kv_write with a BF16 cache (q/k/v and pages) bit-exact
  *     vs qv_ref_rope_qkv_dt; attention over BF16 pages within qv_ref_attention_row_dt's bound; the
  *     engine's elementwise ops (embed, residual add with rounding, bias add) bit-exact in both types.
+ * A8 variants (QV_A8_VARIANT, gpu/fused_a8_rows.cuh): every variant bit-identical to the default on
+ * shapes where blocks loop over many rows; QV_A8_ALL_VARIANTS=1 also runs the three producer tests
+ * once per variant (reference rule + bit-identical to the default).
  * The CPU-only part (tie rule, bound sanity) runs everywhere; without a GPU the GPU part prints
  * "SKIP gpu: no device" and the program exits 77. QV_GPU_KERNELS_SMALL=1: fewer/smaller cases
  * (compute-sanitizer). */
@@ -134,6 +137,68 @@ static void fill_16(qv_test_rng *r, qv_dtype16 t, uint16_t *h, size_t n, float s
 static qv_dtype16 fmt_dt(qv_kv_fmt f) { return f == QV_KV_FMT_BF16 ? QV_DTYPE_BF16 : QV_DTYPE_FP16; }
 static const char *fmt_name(qv_kv_fmt f) { return f == QV_KV_FMT_KV4 ? "kv4" : f == QV_KV_FMT_FP16 ? "fp16" : "bf16"; }
 
+/* QV_A8_ALL_VARIANTS=1: the A8 producer tests run once per QV_A8_VARIANT (gpu/fused_a8_rows.cuh:
+ * staged / register / one-pass paths, depths, threads per row, the rounding trick), each pass
+ * checked against the reference as usual and, after the first (the default), against the
+ * default's outputs bit for bit; otherwise one pass with the environment as it is. */
+static int a8_passes(void)
+{
+    const char *e = getenv("QV_A8_ALL_VARIANTS");
+    return e && strcmp(e, "1") == 0 ? qv_gpu_a8_variant_count() : 1;
+}
+
+/* selects pass i's variant (all passes: QV_A8_VARIANT set; one pass: left alone); its name */
+static const char *a8_variant(int i, int passes)
+{
+    if (passes == 1) {
+        const char *e = getenv("QV_A8_VARIANT");
+        return e && *e ? e : "default";
+    }
+    const char *n = qv_gpu_a8_variant_name(i);
+    ck_assert_msg(n != NULL, "A8 variant %d has no name", i);
+    setenv("QV_A8_VARIANT", n, 1);
+    return n;
+}
+
+static void a8_variants_done(int passes)
+{
+    if (passes > 1) unsetenv("QV_A8_VARIANT");
+}
+
+typedef struct {
+    int8_t *q;
+    float *sa;
+    int32_t *rs;
+} a8_out;
+
+/* pass 0 keeps its outputs in *first; a later pass must equal them exactly (codes, s_a bits, row
+ * sums): the variants change how rows are scheduled, never what is computed. */
+static void a8_same(int pass, const char *what, const char *var, int M, int K, const int8_t *q, const float *sa,
+                    const int32_t *rs, a8_out *first)
+{
+    size_t MK = (size_t)M * K;
+    if (pass == 0) {
+        first->q = malloc(MK), first->sa = malloc(M * 4), first->rs = malloc(M * 4);
+        memcpy(first->q, q, MK), memcpy(first->sa, sa, M * 4), memcpy(first->rs, rs, M * 4);
+        return;
+    }
+    for (size_t i = 0; i < MK; i++)
+        ck_assert_msg(q[i] == first->q[i], "%s M=%d K=%d variant %s: code %zu (row %zu, column %zu) is %d, the default's %d",
+                      what, M, K, var, i, i / K, i % K, q[i], first->q[i]);
+    for (int m = 0; m < M; m++) {
+        ck_assert_msg(memcmp(&sa[m], &first->sa[m], 4) == 0, "%s M=%d K=%d variant %s: s_a[%d] %.9g, the default's %.9g",
+                      what, M, K, var, m, (double)sa[m], (double)first->sa[m]);
+        ck_assert_msg(rs[m] == first->rs[m], "%s M=%d K=%d variant %s: rowsum[%d] %d, the default's %d", what, M, K, var,
+                      m, (int)rs[m], (int)first->rs[m]);
+    }
+}
+
+static void a8_out_free(a8_out *f)
+{
+    free(f->q), free(f->sa), free(f->rs);
+    memset(f, 0, sizeof *f);
+}
+
 START_TEST(quant_a8_is_bit_exact)
 {
     /* beyond the model shapes, the kernel's edges (fused_a8_rows.cuh): K % 8 != 0 (element path),
@@ -161,23 +226,32 @@ START_TEST(quant_a8_is_bit_exact)
         uint16_t *dxo = (uint16_t *)dx + off;
         int8_t *dqo = (int8_t *)dq + off;
         up(dxo, x, MK * 2);
-        OK(qv_gpu_memset(dq, 0x55, MK + 16));
-        OK(qv_gpu_quant_a8(dxo, M, K, dqo, dsa, drs, NULL));
-        down(gq, dqo, MK);
-        down(gsa, dsa, M * 4);
-        down(grs, drs, M * 4);
-        qv_kfused_result res; /* the rule `qvet kernels` applies (evals/kernels/kcase_fused_check.c) */
-        memset(&res, 0, sizeof res);
-        OK(qv_kfused_check_a8_exact(M, K, xf, gq, gsa, grs, &res));
-        ck_assert_msg(res.ok, "quant_a8 M=%d K=%d off %d: %ld codes, %ld s_a, %ld rowsums differ; first: %s", M, K, off,
-                      res.code_bad, res.sa_bad, res.rowsum_bad, res.first);
-        int8_t guard[16]; /* no stray code writes past the last row (nor before the first, off 1) */
-        down(guard, (int8_t *)dq + MK + off, 16 - off);
-        for (int i = 0; i < 16 - off; i++) ck_assert_msg(guard[i] == 0x55, "quant_a8 M=%d K=%d: write past the end", M, K);
-        if (off) {
-            down(guard, dq, 1);
-            ck_assert_msg(guard[0] == 0x55, "quant_a8 M=%d K=%d: write before the start", M, K);
+        a8_out first = {0};
+        const int passes = a8_passes();
+        for (int pass = 0; pass < passes; pass++) {
+            const char *var = a8_variant(pass, passes);
+            OK(qv_gpu_memset(dq, 0x55, MK + 16));
+            OK(qv_gpu_quant_a8(dxo, M, K, dqo, dsa, drs, NULL));
+            down(gq, dqo, MK);
+            down(gsa, dsa, M * 4);
+            down(grs, drs, M * 4);
+            qv_kfused_result res; /* the rule `qvet kernels` applies (evals/kernels/kcase_fused_check.c) */
+            memset(&res, 0, sizeof res);
+            OK(qv_kfused_check_a8_exact(M, K, xf, gq, gsa, grs, &res));
+            ck_assert_msg(res.ok, "quant_a8 M=%d K=%d off %d variant %s: %ld codes, %ld s_a, %ld rowsums differ; first: %s", M,
+                          K, off, var, res.code_bad, res.sa_bad, res.rowsum_bad, res.first);
+            int8_t guard[16]; /* no stray code writes past the last row (nor before the first, off 1) */
+            down(guard, (int8_t *)dq + MK + off, 16 - off);
+            for (int i = 0; i < 16 - off; i++)
+                ck_assert_msg(guard[i] == 0x55, "quant_a8 M=%d K=%d variant %s: write past the end", M, K, var);
+            if (off) {
+                down(guard, dq, 1);
+                ck_assert_msg(guard[0] == 0x55, "quant_a8 M=%d K=%d variant %s: write before the start", M, K, var);
+            }
+            a8_same(pass, "quant_a8", var, M, K, gq, gsa, grs, &first);
         }
+        a8_variants_done(passes);
+        a8_out_free(&first);
         qv_gpu_free(dx), qv_gpu_free(dq), qv_gpu_free(dsa), qv_gpu_free(drs);
         free(x), free(xf), free(gsa), free(gq), free(grs);
     }
@@ -186,18 +260,19 @@ END_TEST
 
 /* Compares a fused producer's A8 outputs with the reference's under the tie rule (the check
  * `qvet kernels` applies: evals/kernels/kcase_fused_check.c). */
-static void check_a8(const char *what, int M, int K, const float *v, const int8_t *gq, const float *gsa,
-                     const int32_t *grs)
+static void check_a8_v(const char *what, const char *var, int M, int K, const float *v, const int8_t *gq,
+                       const float *gsa, const int32_t *grs)
 {
     qv_kfused_result res;
     memset(&res, 0, sizeof res);
     OK(qv_kfused_check_a8_ties(M, K, v, gq, gsa, grs, &res));
-    ck_assert_msg(res.ok, "%s M=%d K=%d: %ld codes beyond the tie rule, %ld s_a beyond the bound, %ld row sums not the "
-                  "codes' sum; first: %s", what, M, K, res.code_bad, res.sa_bad, res.rowsum_bad, res.first);
+    ck_assert_msg(res.ok, "%s M=%d K=%d variant %s: %ld codes beyond the tie rule, %ld s_a beyond the bound, %ld row sums "
+                  "not the codes' sum; first: %s", what, M, K, var, res.code_bad, res.sa_bad, res.rowsum_bad, res.first);
     g_ties += res.ties;
     g_codes += res.n;
-    printf("%s M=%d K=%d: %ld codes, %ld ties\n", what, M, K, res.n, res.ties);
+    printf("%s M=%d K=%d variant %s: %ld codes, %ld ties\n", what, M, K, var, res.n, res.ties);
 }
+
 
 static void check_f16(const char *what, size_t n, const float *v, const uint16_t *g)
 {
@@ -232,13 +307,22 @@ START_TEST(rmsnorm_a8_codes_match_up_to_ties)
         float *dxo = (float *)dx + off;
         up(dxo, x, MK * 4);
         up(dw, w, K * 4);
-        OK(qv_gpu_rmsnorm_a8(dxo, dw, 1e-5f, M, K, dq, dsa, drs, NULL));
+        a8_out first = {0};
+        const int passes = a8_passes();
+        for (int pass = 0; pass < passes; pass++) {
+            const char *var = a8_variant(pass, passes);
+            OK(qv_gpu_memset(dq, 0x55, MK));
+            OK(qv_gpu_rmsnorm_a8(dxo, dw, 1e-5f, M, K, dq, dsa, drs, NULL));
+            down(gq, dq, MK);
+            down(gsa, dsa, M * 4);
+            down(grs, drs, M * 4);
+            check_a8_v("rmsnorm_a8", var, M, K, y, gq, gsa, grs);
+            a8_same(pass, "rmsnorm_a8", var, M, K, gq, gsa, grs, &first);
+        }
+        a8_variants_done(passes);
+        a8_out_free(&first);
         OK(qv_gpu_rmsnorm_f16(dxo, dw, 1e-5f, M, K, dy, NULL));
-        down(gq, dq, MK);
-        down(gsa, dsa, M * 4);
-        down(grs, drs, M * 4);
         down(gy, dy, MK * 2);
-        check_a8("rmsnorm_a8", M, K, y, gq, gsa, grs);
         check_f16("rmsnorm_f16", MK, y, gy);
         qv_gpu_free(dx), qv_gpu_free(dw), qv_gpu_free(dq), qv_gpu_free(dsa), qv_gpu_free(drs), qv_gpu_free(dy);
         free(x), free(w), free(y), free(gsa), free(gq), free(grs), free(gy);
@@ -266,18 +350,100 @@ START_TEST(silu_mul_a8_codes_match_up_to_ties)
         void *dgu = dev(MI * 4 + 16), *dq = dev(MI), *dsa = dev(M * 4), *drs = dev(M * 4), *dy = dev(MI * 2);
         uint16_t *dguo = (uint16_t *)dgu + off;
         up(dguo, gu, MI * 4);
-        OK(qv_gpu_silu_mul_a8(dguo, M, I, dq, dsa, drs, NULL));
+        a8_out first = {0};
+        const int passes = a8_passes();
+        for (int pass = 0; pass < passes; pass++) {
+            const char *var = a8_variant(pass, passes);
+            OK(qv_gpu_memset(dq, 0x55, MI));
+            OK(qv_gpu_silu_mul_a8(dguo, M, I, dq, dsa, drs, NULL));
+            down(gq, dq, MI);
+            down(gsa, dsa, M * 4);
+            down(grs, drs, M * 4);
+            check_a8_v("silu_mul_a8", var, M, I, y, gq, gsa, grs);
+            a8_same(pass, "silu_mul_a8", var, M, I, gq, gsa, grs, &first);
+        }
+        a8_variants_done(passes);
+        a8_out_free(&first);
         OK(qv_gpu_silu_mul_f16(dguo, M, I, dy, NULL));
-        down(gq, dq, MI);
-        down(gsa, dsa, M * 4);
-        down(grs, drs, M * 4);
         down(gy, dy, MI * 2);
-        check_a8("silu_mul_a8", M, I, y, gq, gsa, grs);
         check_f16("silu_mul_f16", MI, y, gy);
         qv_gpu_free(dgu), qv_gpu_free(dq), qv_gpu_free(dsa), qv_gpu_free(drs), qv_gpu_free(dy);
         free(gu), free(gy), free(y), free(gsa), free(gq), free(grs);
     }
     printf("A8 producers: %ld codes, %ld ties (tie rule, rel bound %.3g)\n", g_codes, g_ties, QV_A8_PRE_REL);
+}
+END_TEST
+
+/* Every QV_A8_VARIANT on shapes where a block loops over many rows (the staged path's ring of
+ * depth + 1 slots wraps several times; 132 SMs): outputs bit-identical to the default's, and the
+ * default's within the reference's rule. Always all variants (cheap); small run: fewer rows. */
+START_TEST(a8_variants_agree_on_long_row_loops)
+{
+    const char *prev = getenv("QV_A8_VARIANT");
+    char *keep = prev ? strdup(prev) : NULL;
+    const int n_var = qv_gpu_a8_variant_count(), sm = small_run();
+    /* kind (0 quant, 1 rmsnorm, 2 silu), M, K */
+    const int shapes[][3] = {{0, sm ? 1300 : 6000, 4096}, {0, sm ? 1300 : 20000, 64}, {1, sm ? 1300 : 5000, 4096},
+                             {1, sm ? 600 : 3000, 1000}, {2, sm ? 400 : 1500, 14336}};
+    const char *names[] = {"quant_a8", "rmsnorm_a8", "silu_mul_a8"};
+    qv_test_rng r = {41};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const int kind = shapes[si][0], M = shapes[si][1], K = shapes[si][2];
+        const size_t MK = (size_t)M * K;
+        const size_t in_elems = kind == 2 ? 2 * MK : MK; /* silu: gate | up */
+        uint16_t *h16 = malloc(in_elems * 2);
+        float *x = malloc(MK * 4), *w = malloc(K * 4), *y = malloc(MK * 4), *gsa = malloc(M * 4);
+        int8_t *gq = malloc(MK);
+        int32_t *grs = malloc(M * 4);
+        if (kind == 1) {
+            for (size_t i = 0; i < MK; i++) x[i] = (float)qv_test_normal(&r) * (i % 89 == 5 ? 30.0f : 1.0f);
+            for (int k = 0; k < K; k++) w[k] = (float)(0.5 + qv_test_uniform(&r));
+            memset(x + (size_t)(M / 2) * K, 0, K * 4); /* an all-zero row mid-way */
+            qv_ref_rmsnorm_rows(x, w, 1e-5f, M, K, y);
+        } else {
+            fill_f16(&r, h16, in_elems, kind == 2 ? 4.0f : 3.0f);
+            if (kind == 2) qv_ref_silu_mul_rows(h16, M, K, y);
+            else
+                for (size_t i = 0; i < MK; i++) y[i] = qv_fp16_to_fp32(h16[i]);
+        }
+        void *din = dev(kind == 1 ? MK * 4 : in_elems * 2), *dw = dev(K * 4), *dq = dev(MK), *dsa = dev(M * 4),
+             *drs = dev(M * 4);
+        if (kind == 1) up(din, x, MK * 4), up(dw, w, K * 4);
+        else up(din, h16, in_elems * 2);
+        a8_out first = {0};
+        for (int v = 0; v < n_var; v++) {
+            const char *var = qv_gpu_a8_variant_name(v);
+            setenv("QV_A8_VARIANT", var, 1);
+            printf("%s M=%d K=%d variant %s: run\n", names[kind], M, K, var); /* names the case a device fault hits */
+            fflush(stdout);
+            OK(qv_gpu_memset(dq, 0x55, MK));
+            if (kind == 0) OK(qv_gpu_quant_a8(din, M, K, dq, dsa, drs, NULL));
+            else if (kind == 1) OK(qv_gpu_rmsnorm_a8(din, dw, 1e-5f, M, K, dq, dsa, drs, NULL));
+            else OK(qv_gpu_silu_mul_a8(din, M, K, dq, dsa, drs, NULL));
+            down(gq, dq, MK);
+            down(gsa, dsa, M * 4);
+            down(grs, drs, M * 4);
+            if (v == 0) {
+                if (kind == 0) {
+                    qv_kfused_result res;
+                    memset(&res, 0, sizeof res);
+                    OK(qv_kfused_check_a8_exact(M, K, y, gq, gsa, grs, &res));
+                    ck_assert_msg(res.ok, "quant_a8 M=%d K=%d variant %s: %ld codes, %ld s_a, %ld rowsums differ; first: %s", M,
+                                  K, var, res.code_bad, res.sa_bad, res.rowsum_bad, res.first);
+                } else {
+                    check_a8_v(names[kind], var, M, K, y, gq, gsa, grs);
+                }
+            }
+            a8_same(v, names[kind], var, M, K, gq, gsa, grs, &first);
+        }
+        a8_out_free(&first);
+        printf("%s M=%d K=%d: %d variants bit-identical\n", names[kind], M, K, n_var);
+        qv_gpu_free(din), qv_gpu_free(dw), qv_gpu_free(dq), qv_gpu_free(dsa), qv_gpu_free(drs);
+        free(h16), free(x), free(w), free(y), free(gsa), free(gq), free(grs);
+    }
+    if (keep) setenv("QV_A8_VARIANT", keep, 1);
+    else unsetenv("QV_A8_VARIANT");
+    free(keep);
 }
 END_TEST
 
@@ -752,6 +918,7 @@ static Suite *gpu_suite(void)
     tcase_add_test(tc, quant_a8_is_bit_exact);
     tcase_add_test(tc, rmsnorm_a8_codes_match_up_to_ties);
     tcase_add_test(tc, silu_mul_a8_codes_match_up_to_ties);
+    tcase_add_test(tc, a8_variants_agree_on_long_row_loops);
     tcase_add_test(tc, rope_kv_write_is_bit_exact);
     tcase_add_test(tc, decode_attention_within_bound_across_page_edges);
     tcase_add_test(tc, prefill_attention_within_bound_both_modes);

@@ -79,3 +79,5 @@ qv_status qv_bench_attn_into(struct cJSON *root, const char *filter)
     (void)root; (void)filter;
     QV_NOGPU_K("bench_attn");
 }
+int qv_gpu_a8_variant_count(void) { return 1; }
+const char *qv_gpu_a8_variant_name(int i) { return i == 0 ? "default" : NULL; }

@@ -107,6 +107,12 @@ qv_status qv_gpu_attention(const qv_gpu_attn_args *a, const qv_gpu_kv_cache *cac
  * qvet/kernels_ref.h), so checks pick the bound by this. 0 without CUDA. */
 int qv_gpu_attention_uses_mma(const qv_gpu_attn_args *a, const qv_gpu_kv_cache *cache);
 
+/* The A8 producers' configurations for the QV_A8_VARIANT knob (gpu/fused_a8_rows.cuh; a bench and
+ * test knob, not a tuning API): their number (1 without CUDA) and names (index 0 is "default";
+ * NULL out of range). Every variant gives the same codes, scales and row sums. */
+int qv_gpu_a8_variant_count(void);
+const char *qv_gpu_a8_variant_name(int i);
+
 /* Benchmarks (KV4 vs FP16-KV decode attention, fused producers, D2D copy) -> JSON + table. */
 qv_status qv_bench_attn(const char *json_path);
 /* The same rows added to root (a cJSON object) as the arrays "attention" and "fused" (plus
