@@ -487,15 +487,16 @@ struct Variant {
 //   wide1    wide with 1 row in flight per block: SiLU I = 14336's ring is 2 x 56 KB, so two
 //            448-thread blocks share an SM (228 KB: fits with SiLU's 256 B of static shared memory
 //            + 1 KB reserved per block), independent barriers, 2 rows in flight per SM.
-//   narrow   half the chunks per thread (quant K = 4096: 512 x 1): more warps to hide latency.
+//   (a `narrow` variant, half the chunks per thread, 512 x 1 for quant K = 4096, hung the
+//   long-row-loop test on the H200 in its first device run, stop 16; removed, not debugged)
 //   f2i      default without the rounding trick.
 //   once     no loop: one block per row group, the hardware schedules blocks (no occupancy cap).
 // RMSNorm ignores nv_shift (its FP64 order is fixed by T, NV): there wide = default, wide1 =
-// stage1, narrow = default. SiLU I = 14336 cannot go narrow (1792 threads): narrow = default.
+// stage1.
 constexpr Variant kVariants[] = {
     {"default", kStaged, 2, 0, 1}, {"orig", kRegPf, 0, 0, 0},  {"reg", kRegPf, 0, 0, 1},
     {"stage1", kStaged, 1, 0, 1},  {"stage3", kStaged, 3, 0, 1}, {"wide", kStaged, 2, 1, 1},
-    {"wide1", kStaged, 1, 1, 1},   {"narrow", kStaged, 2, -1, 1}, {"f2i", kStaged, 2, 0, 0},
+    {"wide1", kStaged, 1, 1, 1},   {"f2i", kStaged, 2, 0, 0},
     {"once", kOnce, 0, 0, 1},
 };
 constexpr int kNumVariants = (int)(sizeof kVariants / sizeof kVariants[0]);
