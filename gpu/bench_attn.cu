@@ -26,6 +26,7 @@
 #include <cuda_runtime.h>
 
 #include "qv_cuda_check.h"
+#include "bench_filter.h"
 
 extern "C" {
 #include "qvet/fileio.h"
@@ -122,7 +123,7 @@ namespace {
 const int kAttnCases[][2] = {{1, 4096}, {16, 1024}, {64, 1024}, {64, 4096}, {256, 1024}};
 const int kRows[] = {1, 16, 64, 256, 1024, 4096};
 const char *const kFusedNames[] = {"rmsnorm_a8 K=4096", "silu_mul_a8 I=14336", "quant_a8 K=4096"};
-bool keep(const char *name, const char *filter) { return !filter || !*filter || strstr(name, filter); }
+bool keep(const char *name, const char *filter) { return qv_bench_keep(name, filter); }
 } // namespace
 
 extern "C" qv_status qv_bench_attn_into(cJSON *root, const char *filter)
