@@ -14,7 +14,7 @@ import sys
 import numpy as np
 
 rng = np.random.default_rng(7)
-BT, WGS, BC, BK, STAGES = 128, 2, 256, 128, 4
+BT, WGS, BC, BK, STAGES, GROUP = 128, 2, 256, 128, 5, 12
 STAGE_BYTES = BT * BK
 M32 = 0x0F0F0F0F
 
@@ -86,8 +86,17 @@ def read_B(smem, swz, lbo, sbo, start):
     return B
 
 
-def run(fmt, M, N, K, cand):
+def block_tile(b, M, N):  # the kernel's grouped raster: block -> (channel tile, token tile)
+    CT, TT = (N + BC - 1) // BC, (M + BT - 1) // BT
+    per = GROUP * TT
+    g, r = b // per, b % per
+    w = min(GROUP, CT - g * GROUP)
+    return g * GROUP + r % w, r // w
+
+
+def run(fmt, M, N, K, cand, pipe=1):
     swz, lbo, sbo, kstep, swap_a = cand
+    DIST = STAGES - 2 if pipe else STAGES - 1
     x = rng.integers(-127, 128, (M, K)).astype(np.int8)
     u = rng.integers(0, 16, (N, K)).astype(np.uint8)
     pk = pack_w4(u, N, K)
@@ -103,8 +112,11 @@ def run(fmt, M, N, K, cand):
     out = np.full((M, N), 0x5A5A5A5A, np.int64)
     xb = x.view(np.uint8)
     kt32, KT = K // 32, (K + BK - 1) // BK
-    for by in range((M + BT - 1) // BT):
-        for bx in range((N + BC - 1) // BC):
+    CT, TT = (N + BC - 1) // BC, (M + BT - 1) // BT
+    tiles = [block_tile(b, M, N) for b in range(CT * TT)]
+    assert sorted(tiles) == [(c, t) for c in range(CT) for t in range(TT)], "raster does not cover each tile once"
+    for bx, by in tiles:
+        if True:
             m0 = by * BT
             smem = np.zeros(STAGES * STAGE_BYTES + 48 * 1024, np.uint8)  # + the probe's slack
             acc = {}  # (warp, lane, h) -> 64 INT32
@@ -115,10 +127,12 @@ def run(fmt, M, N, K, cand):
                     gm, gk = m0 + r, kt * BK + ch * 16
                     o = slot * STAGE_BYTES + x_off(swz, r, ch)
                     smem[o:o + 16] = xb[gm, gk:gk + 16] if gm < M and gk < K else 0
-            for s in range(min(STAGES - 1, KT)):
+            for s in range(min(DIST, KT)):
                 load_x(s, s)
             for kt in range(KT):
-                nk = kt + STAGES - 1
+                nk = kt + DIST
+                # the slot refilled must not be the one read now (nor, pipelined, the one in flight)
+                assert nk % STAGES != kt % STAGES and (not pipe or kt == 0 or nk % STAGES != (kt - 1) % STAGES)
                 if nk < KT:
                     load_x(nk, nk % STAGES)  # (the kernel issues it after the barrier; same slot math)
                 st = (kt % STAGES) * STAGE_BYTES
@@ -184,18 +198,25 @@ def run(fmt, M, N, K, cand):
 
 
 ok = True
-cases = [('chn', 128, 256, 256), ('chn', 70, 288, 416), ('g128', 130, 96, 384)]
+cases = [('chn', 128, 256, 1024), ('chn', 70, 288, 416), ('g128', 130, 96, 384), ('chn', 260, 3328, 256)]
 for fmt, M, N, K in cases:
-    bad = run(fmt, M, N, K, CANDS[0])
-    print(f"{fmt:4} M={M} N={N} K={K} candidate 0: {'OK' if bad == 0 else f'FAIL ({bad} wrong)'}")
-    ok &= bad == 0
+    for pipe in (0, 1):
+        bad = run(fmt, M, N, K, CANDS[0], pipe)
+        print(f"{fmt:4} M={M} N={N} K={K} candidate 0, PIPE {pipe}: {'OK' if bad == 0 else f'FAIL ({bad} wrong)'}")
+        ok &= bad == 0
+# the raster alone on big grids (more channel tiles than one group, partial last group)
+for M, N in ((8192, 28672), (1024, 4096), (300, 1056), (64, 6144)):
+    CT, TT = (N + BC - 1) // BC, (M + BT - 1) // BT
+    ok_r = sorted(block_tile(b, M, N) for b in range(CT * TT)) == [(c, t) for c in range(CT) for t in range(TT)]
+    print(f"raster M={M} N={N}: {'OK' if ok_r else 'FAIL'}")
+    ok &= ok_r
 # the other candidates under the SAME assumed hardware reading: the self-test must be able to
 # tell them apart (each wrong one must give wrong numbers on its data, not pass by accident)
 for ci in range(1, len(CANDS)):
     # hardware reads as candidate 0 describes; the kernel writes/describes as candidate ci
     swz, lbo, sbo, kstep, swap_a = CANDS[ci]
     print(f"candidate {ci} {CANDS[ci]} under the same reading: ", end="")
-    bad = run('chn', 128, 256, 256, CANDS[ci])
+    bad = run('chn', 128, 256, 256, CANDS[ci], 0)
     print("also consistent" if bad == 0 else (f"{bad} wrong" if bad is not None else "reads out of bounds"))
 print("ALL OK" if ok else "FAIL")
 sys.exit(0 if ok else 1)
