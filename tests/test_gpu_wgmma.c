@@ -164,10 +164,10 @@ int main(void)
         return QV_TEST_SKIP;
     }
     printf("device: %s\n", qv_gpu_describe());
-    char rep[512];
+    static char rep[8192];
     int chosen = -2;
     if (qv_gpu_wgmma_probe(rep, sizeof rep, &chosen) != QV_OK) {
-        printf("wgmma probe failed: %s\n", qv_last_error());
+        printf("%swgmma probe failed: %s\n", rep, qv_last_error());
         return 1;
     }
     g_chosen = chosen;

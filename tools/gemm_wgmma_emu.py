@@ -19,8 +19,8 @@ STAGE_BYTES = BT * BK
 M32 = 0x0F0F0F0F
 
 # the kernel's candidates: (swz, lbo, sbo, kstep, swap_a)
-CANDS = [(1, 16, 1024, 32, 0), (1, 1024, 16, 32, 0), (0, BT * 16, 128, 2 * BT * 16, 0), (0, 128, BT * 16, 2 * BT * 16, 0)]
-CANDS += [c[:4] + (1,) for c in CANDS]
+CANDS = [(1, 16, 1024, 32, 0), (1, 16, 1024, 32, 1), (0, BT * 16, 128, 2 * BT * 16, 0), (0, 128, BT * 16, 2 * BT * 16, 0),
+         (0, BT * 16, 128, 2 * BT * 16, 1), (0, 128, BT * 16, 2 * BT * 16, 1), (1, 1024, 16, 32, 0), (1, 1024, 16, 32, 1)]
 
 
 def pack_w4(u, N, K):  # ref/qoq qv_w4_pack, docs/layout.md (as tools/gemm_decode_emu.py)

@@ -33,7 +33,7 @@ fi
 if has wgtest; then
   timeout 180 build-gpu/test_gpu_wgmma > "$OUT/gpu_wgmma.log" 2>&1; rc=$?
   echo "==== test_gpu_wgmma rc=$rc"
-  head -c 6000 "$OUT/gpu_wgmma.log"
+  head -c 9000 "$OUT/gpu_wgmma.log"
   summary+=("test_gpu_wgmma rc=$rc: $(grep -E 'chosen:|_acc cases|fp16 cases|^[0-9]+%' "$OUT/gpu_wgmma.log" | tr '\n' ';')")
   stamp "test_gpu_wgmma done"
 fi

@@ -97,27 +97,30 @@ struct WgLayout {
 // The candidates the self-test tries, most likely first (PTX ISA "Matrix Descriptor Format":
 // 14-bit fields of (bytes & 0x3FFFF) >> 4; for K-major 128-byte swizzle the leading offset is
 // unused and the stride offset is the distance between 8-row atoms).
+// Order: most likely first; the probe stops at the first bit-exact one (a wrong descriptor could
+// fault and end the process), so the riskiest (SBO 16) come last.
 const WgLayout kCands[] = {
     {1, 16, 1024, 32, 0},
-    {1, 1024, 16, 32, 0},
+    {1, 16, 1024, 32, 1},
     {0, kBT * 16, 128, 2 * kBT * 16, 0},
     {0, 128, kBT * 16, 2 * kBT * 16, 0},
-    {1, 16, 1024, 32, 1},
-    {1, 1024, 16, 32, 1},
     {0, kBT * 16, 128, 2 * kBT * 16, 1},
     {0, 128, kBT * 16, 2 * kBT * 16, 1},
+    {1, 1024, 16, 32, 0},
+    {1, 1024, 16, 32, 1},
 };
 constexpr int kNCands = (int)(sizeof kCands / sizeof *kCands);
 const char *const kCandNames[kNCands] = {
     "sw128: LBO 16 (unused), SBO 1024 (8-token atom), k32 +32 B; A as mma.m16n8k32",
-    "sw128: LBO 1024, SBO 16 (fields swapped); A as mma.m16n8k32",
+    "sw128: LBO 16, SBO 1024; A regs 1 and 2 swapped",
     "no swizzle, [k16][token][16 B]: LBO 2048 (k), SBO 128 (tokens); A as mma.m16n8k32",
     "no swizzle, [k16][token][16 B]: LBO 128 (tokens), SBO 2048 (k); A as mma.m16n8k32",
-    "sw128: LBO 16, SBO 1024; A regs 1 and 2 swapped",
-    "sw128: LBO 1024, SBO 16; A regs 1 and 2 swapped",
     "no swizzle: LBO 2048, SBO 128; A regs 1 and 2 swapped",
     "no swizzle: LBO 128, SBO 2048; A regs 1 and 2 swapped",
+    "sw128: LBO 1024, SBO 16 (fields swapped); A as mma.m16n8k32",
+    "sw128: LBO 1024, SBO 16; A regs 1 and 2 swapped",
 };
+
 
 // Byte offset of token r's 16-byte chunk c (k = 16c..16c+15 of the stage) inside a stage.
 __device__ __forceinline__ uint32_t x_off(const WgLayout &L, int r, int c)
@@ -308,7 +311,7 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_kernel(const Params p, cons
             szc = __ldg(reinterpret_cast<const unsigned int *>(p.sz1 + goff));
         }
     }
-    uint32_t a[PIPE ? 2 : 1][4][2][4];
+    uint32_t a[PIPE ? 2 : 1][4][2][4] = {}; // (PIPE 1 reads buffer 1 in its first stage: defined)
     uint32_t sink = 0;
 
     // one stage; buf: the A buffer (static after unrolling by two)
@@ -409,13 +412,14 @@ constexpr int kPM = 128, kPN = 256, kPK = 1024;
 constexpr int kProbeSmem = kSmem + 48 * 1024;
 
 struct ProbeOut {
+    int cand, pipe; // what ran
     long mismatches;
     long first; // m * N + n, -1 if none
     int32_t got, want;
 };
 
-// Runs the probe problem under every layout candidate with PIPE 0 (res[0..kNCands-1]), then, if
-// one is bit-exact, the first such with PIPE 1 (res[kNCands]).
+// Runs the probe problem with PIPE 0 under the layout candidates in order until one is bit-exact
+// (all of them with QV_WGMMA_PROBE_ALL=1), then PIPE 1 with that one. One ProbeOut per launch.
 qv_status probe_run(std::vector<ProbeOut> &res)
 {
     // known data: x in [-127, 127], codes 0..15, a fixed LCG (same bytes on every run)
@@ -443,10 +447,13 @@ qv_status probe_run(std::vector<ProbeOut> &res)
     else if ((e = cudaMemcpy(dx, x.data(), x.size(), cudaMemcpyHostToDevice)) != cudaSuccess ||
              (e = cudaMemcpy(dw, pk.data(), pk.size(), cudaMemcpyHostToDevice)) != cudaSuccess)
         fail(e, "upload");
+    const char *all_e = getenv("QV_WGMMA_PROBE_ALL");
+    const bool all = all_e && *all_e == '1';
     int first_ok = -1;
-    for (int c = 0; st == QV_OK && c <= kNCands; c++) {
-        const bool pipe_check = c == kNCands; // the last run: PIPE 1 with the first good layout
-        if (pipe_check && first_ok < 0) break;
+    for (int run = 0; st == QV_OK && run <= kNCands; run++) {
+        const bool pipe_check = run == kNCands; // the last run: PIPE 1 with the first good layout
+        if (pipe_check ? first_ok < 0 : first_ok >= 0 && !all) continue;
+        const int c = pipe_check ? first_ok : run;
         Params p{};
         p.x = dx;
         p.w = dw;
@@ -455,12 +462,17 @@ qv_status probe_run(std::vector<ProbeOut> &res)
         p.K = kPK;
         p.acc = dacc;
         if ((e = cudaMemset(dacc, 0x5A, got.size() * 4)) != cudaSuccess) { fail(e, "memset"); break; }
-        if (pipe_check) st = launch_kernel<false, true, 1>(p, kCands[first_ok], 0, kProbeSmem);
+        if (pipe_check) st = launch_kernel<false, true, 1>(p, kCands[c], 0, kProbeSmem);
         else st = launch_kernel<false, true, 0>(p, kCands[c], 0, kProbeSmem);
         if (st != QV_OK) break;
-        if ((e = cudaDeviceSynchronize()) != cudaSuccess) { fail(e, "kernel"); break; }
+        if ((e = cudaDeviceSynchronize()) != cudaSuccess) {
+            char what[64];
+            snprintf(what, sizeof what, "kernel, candidate %d%s", c, pipe_check ? " pipelined" : "");
+            fail(e, what);
+            break;
+        }
         if ((e = cudaMemcpy(got.data(), dacc, got.size() * 4, cudaMemcpyDeviceToHost)) != cudaSuccess) { fail(e, "download"); break; }
-        ProbeOut o{0, -1, 0, 0};
+        ProbeOut o{c, pipe_check ? 1 : 0, 0, -1, 0, 0};
         for (size_t i = 0; i < got.size(); i++)
             if (got[i] != want[i]) {
                 if (o.first < 0) o.first = (long)i, o.got = got[i], o.want = want[i];
@@ -520,10 +532,11 @@ qv_status dev_init(int dev, DevState &d, std::vector<ProbeOut> *res)
     std::vector<ProbeOut> local;
     std::vector<ProbeOut> &r = res ? *res : local;
     QV_TRY(probe_run(r));
-    for (int c = 0; c < kNCands && c < (int)r.size(); c++)
-        if (r[c].mismatches == 0) {
-            d.state = 1, d.cand = c;
-            d.pipe = (int)r.size() > kNCands && r[kNCands].mismatches == 0;
+    for (const ProbeOut &o : r)
+        if (!o.pipe && o.mismatches == 0) {
+            d.state = 1, d.cand = o.cand;
+            for (const ProbeOut &q : r)
+                if (q.pipe && q.cand == o.cand) d.pipe = q.mismatches == 0;
             return QV_OK;
         }
     snprintf(d.why, sizeof d.why, "no layout candidate passed the self-test (test_gpu_wgmma prints them)");
@@ -582,17 +595,22 @@ qv_status wgmma_probe_report(char *report, size_t n, int *chosen)
     DevState &d = g_dev[dev];
     d = DevState{};
     std::vector<ProbeOut> res;
-    QV_TRY(dev_init(dev, d, &res));
+    const qv_status st = dev_init(dev, d, &res);
+    if (st != QV_OK) { // e.g. a candidate faulted: what ran before it, then the error
+        put("wgmma self-test FAILED: %s\n", qv_last_error());
+        for (const ProbeOut &o : res)
+            put("  cand %d%s: %ld wrong\n", o.cand, o.pipe ? " (pipelined)" : "", o.mismatches);
+        return st;
+    }
     if (res.empty()) {
         put("wgmma path not applicable: %s\n", d.why);
         return QV_OK;
     }
     put("wgmma self-test: chn _acc, M=%d N=%d K=%d (%d outputs), one launch per layout candidate\n", kPM, kPN, kPK,
         kPM * kPN);
-    for (int c = 0; c < (int)res.size(); c++) {
-        const ProbeOut &o = res[c];
-        if (c < kNCands) put("  cand %d [%s]: %s", c, kCandNames[c], o.mismatches ? "MISMATCH" : "bit-exact");
-        else put("  pipelined kernel (double-buffered A, wait_group 1) with cand %d: %s", d.cand,
+    for (const ProbeOut &o : res) {
+        if (!o.pipe) put("  cand %d [%s]: %s", o.cand, kCandNames[o.cand], o.mismatches ? "MISMATCH" : "bit-exact");
+        else put("  pipelined kernel (double-buffered A, wait_group 1) with cand %d: %s", o.cand,
                  o.mismatches ? "MISMATCH (the path uses the unpipelined kernel)" : "bit-exact");
         if (o.mismatches)
             put(" (%ld of %d wrong; first m=%ld n=%ld got %d want %d)", o.mismatches, kPM * kPN, o.first / kPN,
@@ -600,6 +618,9 @@ qv_status wgmma_probe_report(char *report, size_t n, int *chosen)
         put("\n");
     }
     *chosen = d.state == 1 ? d.cand : -1;
+    if ((int)res.size() < kNCands + 1)
+        put("  (the candidates after the first bit-exact one were not run: a wrong descriptor could fault;\n"
+            "   QV_WGMMA_PROBE_ALL=1 runs them all)\n");
     put("chosen: %d%s, pipelined: %s\n", *chosen, *chosen < 0 ? " (none: the wgmma path stays off, mma.sync is used)" : "",
         d.pipe ? "yes" : "no");
     return QV_OK;
