@@ -206,6 +206,30 @@ qv_status launch_cfg(qvg::Params p, cudaStream_t st, bool allow_split, int min_s
     return QV_OK;
 }
 
+#ifdef QV_HAVE_WGMMA
+// Split-K for the wgmma kernel (one block of 8 warps per SM): when its block tiles cannot fill
+// the SMs (M <= 256 on the 4096-channel layers: 16-32 tiles for 132 SMs), K is sliced as for the
+// tiled kernels (launch_cfg): about one wave of blocks, each slice >= 2 stages, <= kMaxSplit
+// slices, workspace <= kMaxWsBytes. QV_WGMMA_SPLIT=0 turns it off (tests: both paths).
+qv_status wgmma_split(qvg::Params &p, cudaStream_t st)
+{
+    const char *e = getenv("QV_WGMMA_SPLIT");
+    const long tiles = (long)((p.N + qvg::kWgBC - 1) / qvg::kWgBC) * ((p.M + qvg::kWgBT - 1) / qvg::kWgBT);
+    const int KT = (p.K + qvg::kWgBK - 1) / qvg::kWgBK;
+    const long slots = sm_count();
+    p.ktps = KT;
+    if ((e && *e == '0') || tiles >= slots || KT < 4) return QV_OK;
+    long s = (slots + tiles / 2) / tiles;
+    s = std::min<long>(std::min<long>(s, kMaxSplit), KT / 2);
+    while (s > 1 && (size_t)s * p.M * p.N * 4 > kMaxWsBytes) s--;
+    if (s <= 1) return QV_OK;
+    p.ktps = (KT + (int)s - 1) / (int)s;
+    s = (KT + p.ktps - 1) / p.ktps; // every slice non-empty
+    if (s > 1) QV_TRY(workspace_get(st, (size_t)s * p.M * p.N * 4, (size_t)tiles, &p.ws, &p.cnt));
+    return QV_OK;
+}
+#endif
+
 std::atomic<unsigned long> g_dec_launches{0}, g_dec_split{0}; // qv_gpu_gemm_decode_stats
 
 // The decode kernel (M <= 16). K is cut into batches (Dec<P>::KG: 128 for W4, 64 for W8A8) and
@@ -257,8 +281,10 @@ template <class P, bool ACC> qv_status launch(const qvg::Params &p, void *stream
     if constexpr (!std::is_same<P, qvg::PolicyW8A8>::value) {
         if ((v == V_WGMMA || (kWgmmaDefault && v == V_DEFAULT)) && p.M >= qvg::kWgMinM) {
             const qvg::WgFormat fmt = std::is_same<P, qvg::PolicyW4G128>::value ? qvg::kWgG128 : qvg::kWgChn;
+            qvg::Params q = p;
+            QV_TRY(wgmma_split(q, st));
             bool done = false;
-            QV_TRY(qvg::wgmma_gemm(p, fmt, ACC, st, &done));
+            QV_TRY(qvg::wgmma_gemm(q, fmt, ACC, st, &done));
             if (done) return QV_OK; // else (not applicable here) the rule below
         }
     }

@@ -22,6 +22,9 @@ namespace qvg {
 // The W4 formats the wgmma path runs (W8A8 stays on mma.sync).
 enum WgFormat { kWgChn = 0, kWgG128 = 1 };
 
+// Block tile (channels x tokens) and K per stage: the host's split-K choice needs them.
+constexpr int kWgBC = 256, kWgBT = 128, kWgBK = 128;
+
 // The smallest M the path takes (below, the tiled mma.sync kernels): a block computes 128 tokens,
 // so M < 64 would leave more than half of every wgmma idle.
 constexpr int kWgMinM = 64;
@@ -29,6 +32,9 @@ constexpr int kWgMinM = 64;
 // Launches the wgmma GEMM when it applies (M >= kWgMinM, a compute capability 9.0 device whose
 // sm_90a image loads, and a shared-memory layout that passed the self-test on this device);
 // *done = false (nothing launched, no error) otherwise, so the caller falls back to mma.sync.
+// Split-K: p.ktps = stages (of kWgBK) per K slice (0 or >= all: unsplit); when it splits, p.ws
+// ([slices][M][N] INT32) and p.cnt (one zeroed counter per block tile) must be set, as for the
+// tiled kernels (gemm_launch.cu's per-stream workspace).
 qv_status wgmma_gemm(const Params &p, WgFormat fmt, bool out_acc, cudaStream_t st, bool *done);
 
 // The self-test (tests/test_gpu_wgmma.c through qv_gpu_wgmma_probe): runs the kernel on one small

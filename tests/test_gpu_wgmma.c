@@ -4,7 +4,7 @@
  *     descriptor interpretation, one line each (bit-exact or the mismatch count and the first
  *     wrong element), and the candidate chosen for this device;
  *  2. the full kernel (through the public _acc entries, QV_GEMM_VARIANT=wgmma) on a few shapes of
- *     both W4 formats, INT32 accumulators against the CPU reference: mismatch count, the first
+ *     both W4 formats, split-K off and by the rule, INT32 accumulators against the CPU reference: mismatch count, the first
  *     mismatches with (m, n, got, want), and which n % 32 (channel inside the packed tile) and
  *     m % 16 (token inside an 8-token pair of accumulator rows) residues are wrong: a wrong
  *     A-fragment mapping shows as channel residues, a wrong descriptor as token residues;
@@ -120,10 +120,17 @@ START_TEST(wgmma_acc_bit_exact)
         setenv("QV_WGMMA_LAYOUT", "0", 1);
     }
     int failed = 0;
-    for (int g = 0; g < 2; g++)
-        for (int i = 0; i < nshapes; i++) failed += check_acc(g, shapes[i][0], shapes[i][1], shapes[i][2], 7001 + (uint64_t)i);
+    /* QV_WGMMA_SPLIT=0: every shape unsplit; then the split-K rule (most of these shapes have too
+     * few tiles to fill the SMs, so their K is sliced: the fix-up path) */
+    for (int sp = 0; sp < 2; sp++) {
+        if (sp == 0) setenv("QV_WGMMA_SPLIT", "0", 1);
+        else unsetenv("QV_WGMMA_SPLIT");
+        printf("-- split-K %s\n", sp ? "by the rule" : "off");
+        for (int g = 0; g < 2; g++)
+            for (int i = 0; i < nshapes; i++) failed += check_acc(g, shapes[i][0], shapes[i][1], shapes[i][2], 7001 + (uint64_t)i);
+    }
     unsetenv("QV_GEMM_VARIANT");
-    printf("wgmma _acc cases: %d failed of %d\n", failed, 2 * nshapes);
+    printf("wgmma _acc cases: %d failed of %d\n", failed, 4 * nshapes);
     if (g_chosen < 0) unsetenv("QV_WGMMA_LAYOUT");
     ck_assert_int_eq(failed, 0);
 }

@@ -94,9 +94,23 @@ def block_tile(b, M, N):  # the kernel's grouped raster: block -> (channel tile,
     return g * GROUP + r % w, r // w
 
 
-def run(fmt, M, N, K, cand, pipe=1):
+def split_rule(M, N, K, slots=132, max_split=16, max_ws=64 << 20):  # gemm_launch.cu wgmma_split
+    tiles = ((N + BC - 1) // BC) * ((M + BT - 1) // BT)
+    KT = (K + BK - 1) // BK
+    if tiles >= slots or KT < 4:
+        return KT
+    s = min((slots + tiles // 2) // tiles, max_split, KT // 2)
+    while s > 1 and s * M * N * 4 > max_ws:
+        s -= 1
+    return KT if s <= 1 else (KT + s - 1) // s
+
+
+def run(fmt, M, N, K, cand, pipe=1, split=False):
     swz, lbo, sbo, kstep, swap_a = cand
     DIST = STAGES - 2 if pipe else STAGES - 1
+    KTALL = (K + BK - 1) // BK
+    ktps = split_rule(M, N, K) if split else KTALL
+    slices = (KTALL + ktps - 1) // ktps
     x = rng.integers(-127, 128, (M, K)).astype(np.int8)
     u = rng.integers(0, 16, (N, K)).astype(np.uint8)
     pk = pack_w4(u, N, K)
@@ -111,12 +125,15 @@ def run(fmt, M, N, K, cand, pipe=1):
     ref = x.astype(np.int64) @ w.T
     out = np.full((M, N), 0x5A5A5A5A, np.int64)
     xb = x.view(np.uint8)
-    kt32, KT = K // 32, (K + BK - 1) // BK
+    kt32 = K // 32
     CT, TT = (N + BC - 1) // BC, (M + BT - 1) // BT
     tiles = [block_tile(b, M, N) for b in range(CT * TT)]
     assert sorted(tiles) == [(c, t) for c in range(CT) for t in range(TT)], "raster does not cover each tile once"
-    for bx, by in tiles:
+    for (bx, by), z in [(t, z) for t in tiles for z in range(slices)]:
         if True:
+            kt0 = z * ktps  # this block's K slice: stages [kt0, kt0 + KT)
+            KT = min(KTALL, kt0 + ktps) - kt0
+            assert KT >= 1
             m0 = by * BT
             smem = np.zeros(STAGES * STAGE_BYTES + 48 * 1024, np.uint8)  # + the probe's slack
             acc = {}  # (warp, lane, h) -> 64 INT32
@@ -124,7 +141,7 @@ def run(fmt, M, N, K, cand, pipe=1):
             def load_x(kt, slot):
                 for c in range(BT * BK // 16):
                     r, ch = c >> 3, c & 7
-                    gm, gk = m0 + r, kt * BK + ch * 16
+                    gm, gk = m0 + r, (kt0 + kt) * BK + ch * 16
                     o = slot * STAGE_BYTES + x_off(swz, r, ch)
                     smem[o:o + 16] = xb[gm, gk:gk + 16] if gm < M and gk < K else 0
             for s in range(min(DIST, KT)):
@@ -143,7 +160,7 @@ def run(fmt, M, N, K, cand, pipe=1):
                             warp = wg * 4 + wq
                             nb = bx * (BC // 32) + warp
                             for lane in range(32):
-                                j = kt * 4 + ks
+                                j = (kt0 + kt) * 4 + ks
                                 if nb < N // 32 and j < kt32:
                                     base = (nb * kt32 + j) * 512 + lane * 16
                                     wv = words(pk[base:base + 16])
@@ -151,12 +168,12 @@ def run(fmt, M, N, K, cand, pipe=1):
                                     wv = [0, 0, 0, 0]
                                 b = unpack_w4(wv)
                                 if fmt == 'g128' and nb < N // 32:
-                                    goff = kt * N + nb * 32 + 4 * (lane >> 2)
+                                    goff = (kt0 + kt) * N + nb * 32 + 4 * (lane >> 2)
                                     s1w = words(np.concatenate([s1p[goff:goff + 4], np.zeros(12, np.uint8)]))[0]
                                     szw = words(np.concatenate([sz1p[goff:goff + 4], np.zeros(12, np.uint8)]))[0]
                                     for i in range(4):
-                                        sc, z = (s1w >> (8 * i)) & 255, ((szw >> (8 * i)) & 255) * 0x01010101
-                                        b[i] = [vsub4((b[i][0] * sc) & 0xFFFFFFFF, z), vsub4((b[i][1] * sc) & 0xFFFFFFFF, z)]
+                                        sc, zz = (s1w >> (8 * i)) & 255, ((szw >> (8 * i)) & 255) * 0x01010101
+                                        b[i] = [vsub4((b[i][0] * sc) & 0xFFFFFFFF, zz), vsub4((b[i][1] * sc) & 0xFFFFFFFF, zz)]
                                 for h in range(2):
                                     a = [b[2 * h][0], b[2 * h][1] if swap_a else b[2 * h + 1][0],
                                          b[2 * h + 1][0] if swap_a else b[2 * h][1], b[2 * h + 1][1]]
@@ -192,17 +209,18 @@ def run(fmt, M, N, K, cand, pipe=1):
                     for hh in range(2):
                         for e in range(2):
                             m, n = m0 + 8 * jj + 2 * (lane & 3) + e, nrow + 8 * hh
-                            if m < M:
-                                out[m, n] = d[4 * jj + 2 * hh + e]
+                            if m < M:  # slices add up exactly (the fix-up); z == 0 overwrites the poison
+                                out[m, n] = d[4 * jj + 2 * hh + e] + (out[m, n] if z else 0)
     return int((out != ref).sum())
 
 
 ok = True
-cases = [('chn', 128, 256, 1024), ('chn', 70, 288, 416), ('g128', 130, 96, 384), ('chn', 260, 3328, 256)]
+cases = [('chn', 128, 256, 1024), ('chn', 70, 288, 1056), ('g128', 130, 96, 1024), ('chn', 260, 3328, 256)]
 for fmt, M, N, K in cases:
-    for pipe in (0, 1):
-        bad = run(fmt, M, N, K, CANDS[0], pipe)
-        print(f"{fmt:4} M={M} N={N} K={K} candidate 0, PIPE {pipe}: {'OK' if bad == 0 else f'FAIL ({bad} wrong)'}")
+    for pipe, split in ((0, False), (1, False), (1, True)):
+        bad = run(fmt, M, N, K, CANDS[0], pipe, split)
+        sl = (K + BK - 1) // BK // split_rule(M, N, K) if split else 1
+        print(f"{fmt:4} M={M} N={N} K={K} candidate 0, PIPE {pipe}, split {'rule' if split else 'off'}: {'OK' if bad == 0 else f'FAIL ({bad} wrong)'}")
         ok &= bad == 0
 # the raster alone on big grids (more channel tiles than one group, partial last group)
 for M, N in ((8192, 28672), (1024, 4096), (300, 1056), (64, 6144)):

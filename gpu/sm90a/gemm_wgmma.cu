@@ -76,10 +76,11 @@ extern "C" {
 namespace qvg {
 namespace {
 
-constexpr int kBT = 128;              // tokens per block (wgmma N)
+constexpr int kBT = kWgBT;            // tokens per block (wgmma N)
 constexpr int kWGs = 2;               // warpgroups per block
 constexpr int kBC = 128 * kWGs;       // channels per block
-constexpr int kBK = 128;              // k per stage: one 128-byte swizzle row per token; one g128 group
+constexpr int kBK = kWgBK;            // k per stage: one 128-byte swizzle row per token; one g128 group
+static_assert(kBC == kWgBC && kBT == 128 && kBK == 128, "the tile the host and the layouts assume");
 constexpr int kStages = 5;                 // 80 KB: one block of 8 warps per SM
 constexpr int kThreads = 128 * kWGs;
 constexpr int kStageBytes = kBT * kBK; // 16 KB
@@ -207,10 +208,10 @@ __device__ __forceinline__ void load_x(const Params &p, const WgLayout &L, uint8
     }
 }
 
-// Epilogue of one m64 accumulator tile: thread (warp w, g, e) holds channel nrow + 8h (h = 0, 1)
-// for tokens m0 + 8j + 2e + e'. Per element: the Policy's epilogue, as the mma.sync kernels.
-template <class P, bool OUT_ACC>
-__device__ __forceinline__ void store_tile(const Params &p, const int32_t (&d)[64], int nrow, int m0, int lane, unsigned int &nsat)
+// Calls f(d[i], m, o = m * N + n) for every accumulator of one m64 tile whose token is < M:
+// thread (warp w, g, e) holds channel nrow + 8h (h = 0, 1) for tokens m0 + 8j + 2e + e'.
+template <class F>
+__device__ __forceinline__ void each_acc(const Params &p, int32_t (&d)[64], int nrow, int m0, int lane, F &&f)
 {
 #pragma unroll
     for (int j = 0; j < 16; j++)
@@ -218,13 +219,20 @@ __device__ __forceinline__ void store_tile(const Params &p, const int32_t (&d)[6
         for (int h = 0; h < 2; h++)
 #pragma unroll
             for (int e = 0; e < 2; e++) {
-                const int m = m0 + 8 * j + 2 * (lane & 3) + e, n = nrow + 8 * h;
-                if (m >= p.M) continue;
-                const long o = (long)m * p.N + n;
-                const int32_t v = d[4 * j + 2 * h + e];
-                if constexpr (OUT_ACC) p.acc[o] = v;
-                else p.y[o] = sat_half(P::epilogue(p, v, m, n), nsat);
+                const int m = m0 + 8 * j + 2 * (lane & 3) + e;
+                if (m < p.M) f(d[4 * j + 2 * h + e], m, (long)m * p.N + nrow + 8 * h);
             }
+}
+
+// Epilogue of one m64 accumulator tile: per element the Policy's epilogue, as the mma.sync
+// kernels (or the accumulator itself for the _acc entries).
+template <class P, bool OUT_ACC>
+__device__ __forceinline__ void store_tile(const Params &p, int32_t (&d)[64], int nrow, int m0, int lane, unsigned int &nsat)
+{
+    each_acc(p, d, nrow, m0, lane, [&](int32_t &v, int m, long o) {
+        if constexpr (OUT_ACC) p.acc[o] = v;
+        else p.y[o] = sat_half(P::epilogue(p, v, m, (int)(o - (long)m * p.N)), nsat);
+    });
 }
 
 // Dequantizes the four k32 steps of one stage into the two wgmma A fragments per step.
@@ -284,11 +292,13 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_kernel(const Params p, cons
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     int ct, tt;
     block_tile(p.M, p.N, ct, tt);
+    // split-K (gridDim.y > 1): this block's stages are [kt0, kt0 + KT) of the K_all stages
+    const int KTALL = (p.K + kBK - 1) / kBK, kt0 = blockIdx.y * p.ktps;
+    const int KT = min(KTALL, kt0 + p.ktps) - kt0; // >= 1: the host makes every slice non-empty
     const int m0 = tt * kBT;
     const int nb = ct * (kBC / 32) + warp; // this warp's 32-channel block
     const int kt32 = p.K / 32;
     const bool nvalid = nb < p.N / 32;
-    const int KT = (p.K + kBK - 1) / kBK;
     const uint4 *wp = reinterpret_cast<const uint4 *>(p.w) + (nvalid ? (long)nb * kt32 * 32 : 0) + lane;
 
     int32_t acc0[64], acc1[64];
@@ -297,18 +307,18 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_kernel(const Params p, cons
 
 #pragma unroll
     for (int s = 0; s < DIST; s++) {
-        if (s < KT) load_x(p, L, sgen + s * kStageBytes, m0, s);
+        if (s < KT) load_x(p, L, sgen + s * kStageBytes, m0, kt0 + s);
         cp_async_commit();
     }
     uint4 wcur[4], wnxt[4];
-    load_w(wcur, wp, nvalid, 0, kt32);
+    load_w(wcur, wp, nvalid, kt0, kt32);
     // g128: this lane's s1 / sz1 bytes of its four channels c0 + 8i + g (one word each per group)
     uint32_t s1c = 0, szc = 0, s1n = 0, szn = 0;
     const long goff = (long)nb * 32 + 4 * (lane >> 2);
     if constexpr (G128) {
         if (nvalid) {
-            s1c = __ldg(reinterpret_cast<const unsigned int *>(p.s1 + goff));
-            szc = __ldg(reinterpret_cast<const unsigned int *>(p.sz1 + goff));
+            s1c = __ldg(reinterpret_cast<const unsigned int *>(p.s1 + (long)kt0 * p.N + goff));
+            szc = __ldg(reinterpret_cast<const unsigned int *>(p.sz1 + (long)kt0 * p.N + goff));
         }
     }
     uint32_t a[PIPE ? 2 : 1][4][2][4] = {}; // (PIPE 1 reads buffer 1 in its first stage: defined)
@@ -319,11 +329,11 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_kernel(const Params p, cons
         constexpr int buf = decltype(bufc)::value;
         // next stage's weights (and group bytes) first: their latency hides under this stage
         if (kt + 1 < KT) {
-            load_w(wnxt, wp, nvalid, kt + 1, kt32);
+            load_w(wnxt, wp, nvalid, kt0 + kt + 1, kt32);
             if constexpr (G128) {
                 if (nvalid) {
-                    s1n = __ldg(reinterpret_cast<const unsigned int *>(p.s1 + (long)(kt + 1) * p.N + goff));
-                    szn = __ldg(reinterpret_cast<const unsigned int *>(p.sz1 + (long)(kt + 1) * p.N + goff));
+                    s1n = __ldg(reinterpret_cast<const unsigned int *>(p.s1 + (long)(kt0 + kt + 1) * p.N + goff));
+                    szn = __ldg(reinterpret_cast<const unsigned int *>(p.sz1 + (long)(kt0 + kt + 1) * p.N + goff));
                 }
             }
         }
@@ -333,7 +343,7 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_kernel(const Params p, cons
                              // next (stage kt-1, PIPE 1: kt-2) completed in both warpgroups
         {
             const int nk = kt + DIST;
-            if (nk < KT) load_x(p, L, sgen + (nk % kStages) * kStageBytes, m0, nk);
+            if (nk < KT) load_x(p, L, sgen + (nk % kStages) * kStageBytes, m0, kt0 + nk);
             cp_async_commit();
         }
         make_a<G128>(a[buf], wcur, s1c, szc, L.swap_a);
@@ -374,9 +384,40 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_kernel(const Params p, cons
     fence_acc(acc1);
     cp_async_wait<0>();
 
+    const int nrow = nb * 32 + (lane >> 2);
+    if (gridDim.y > 1) {
+        // Split-K fix-up, the tiled kernel's protocol (gemm_mma_core.cuh): every block stores its
+        // INT32 partial tile to ws[z][M][N], fence, count; the last block to arrive at the tile adds
+        // the other slices' partials to its own and runs the epilogue. Integer addition is exact
+        // and associative: the result equals the unsplit sum bit for bit in any arrival order.
+        __shared__ int s_last;
+        const int z = blockIdx.y;
+        int32_t *const wz = p.ws + (long)z * p.M * p.N;
+        if (nvalid) {
+            each_acc(p, acc0, nrow, m0, lane, [&](int32_t &v, int, long o) { wz[o] = v; });
+            each_acc(p, acc1, nrow + 16, m0, lane, [&](int32_t &v, int, long o) { wz[o] = v; });
+        }
+        __threadfence();
+        __syncthreads(); // every warp, valid or not: no early return above
+        if (threadIdx.x == 0) {
+            const unsigned int tile = (unsigned int)(ct * ((p.M + kBT - 1) / kBT) + tt);
+            const unsigned int old = atomicAdd(p.cnt + tile, 1u);
+            s_last = old == gridDim.y - 1;
+            if (s_last) p.cnt[tile] = 0; // every other slice of this tile has counted already
+        }
+        __syncthreads();
+        if (!s_last) return;
+        __threadfence();
+        if (!nvalid) return;
+        for (int q = 0; q < (int)gridDim.y; q++) {
+            if (q == z) continue;
+            const int32_t *const wq = p.ws + (long)q * p.M * p.N;
+            each_acc(p, acc0, nrow, m0, lane, [&](int32_t &v, int, long o) { v += __ldcg(wq + o); });
+            each_acc(p, acc1, nrow + 16, m0, lane, [&](int32_t &v, int, long o) { v += __ldcg(wq + o); });
+        }
+    }
     if (!nvalid) return;
     unsigned int nsat = 0;
-    const int nrow = nb * 32 + (lane >> 2);
     store_tile<P, OUT_ACC>(p, acc0, nrow, m0, lane, nsat);
     store_tile<P, OUT_ACC>(p, acc1, nrow + 16, m0, lane, nsat);
     if (!OUT_ACC && nsat) atomicAdd(p.sat, nsat);
@@ -397,7 +438,12 @@ qv_status launch_kernel(const Params &p, const WgLayout &L, cudaStream_t st, int
     }
     const long blocks = (long)((p.N + kBC - 1) / kBC) * ((p.M + kBT - 1) / kBT); // block_tile() maps them
     if (blocks > 0x7FFFFFFFL) return qv_fail(QV_ERR_USAGE, "gemm (wgmma): M=%d N=%d needs too many blocks", p.M, p.N);
-    kern<<<(unsigned)blocks, kThreads, smem, st>>>(p, L);
+    const int KTALL = (p.K + kBK - 1) / kBK;
+    Params q = p;
+    if (q.ktps <= 0 || q.ktps > KTALL) q.ktps = KTALL; // unsplit unless the caller sliced K
+    const int splits = (KTALL + q.ktps - 1) / q.ktps;
+    if (splits > 1 && (!q.ws || !q.cnt)) return qv_fail(QV_ERR_USAGE, "gemm (wgmma): split-K without a workspace");
+    kern<<<dim3((unsigned)blocks, (unsigned)splits, 1), kThreads, smem, st>>>(q, L);
     QV_CUDA_TRY(cudaGetLastError());
     g_launches++;
     return QV_OK;
