@@ -281,11 +281,14 @@ template <class P, bool ACC> qv_status launch(const qvg::Params &p, void *stream
     if constexpr (!std::is_same<P, qvg::PolicyW8A8>::value) {
         if ((v == V_WGMMA || (kWgmmaDefault && v == V_DEFAULT)) && p.M >= qvg::kWgMinM) {
             const qvg::WgFormat fmt = std::is_same<P, qvg::PolicyW4G128>::value ? qvg::kWgG128 : qvg::kWgChn;
-            qvg::Params q = p;
-            QV_TRY(wgmma_split(q, st));
-            bool done = false;
-            QV_TRY(qvg::wgmma_gemm(q, fmt, ACC, st, &done));
-            if (done) return QV_OK; // else (not applicable here) the rule below
+            bool ok = false, done = false;
+            QV_TRY(qvg::wgmma_ready(&ok)); // else (not applicable here) the rule below
+            if (ok) {
+                qvg::Params q = p;
+                QV_TRY(wgmma_split(q, st));
+                QV_TRY(qvg::wgmma_gemm(q, fmt, ACC, st, &done));
+                if (done) return QV_OK;
+            }
         }
     }
 #endif

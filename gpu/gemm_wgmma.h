@@ -37,6 +37,10 @@ constexpr int kWgMinM = 64;
 // tiled kernels (gemm_launch.cu's per-stream workspace).
 qv_status wgmma_gemm(const Params &p, WgFormat fmt, bool out_acc, cudaStream_t st, bool *done);
 
+// Whether wgmma_gemm would launch on the current device (deciding it, with the self-test, on
+// first use): the caller then sets up split-K only for launches that happen.
+qv_status wgmma_ready(bool *ok);
+
 // The self-test (tests/test_gpu_wgmma.c through qv_gpu_wgmma_probe): runs the kernel on one small
 // known problem under every candidate layout interpretation, writes a human-readable table to
 // report, and returns the index of the first candidate whose INT32 accumulators are bit-exact

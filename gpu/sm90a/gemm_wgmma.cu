@@ -591,6 +591,19 @@ qv_status dev_init(int dev, DevState &d, std::vector<ProbeOut> *res)
 
 } // namespace
 
+qv_status wgmma_ready(bool *ok)
+{
+    *ok = false;
+    int dev = 0;
+    QV_CUDA_TRY(cudaGetDevice(&dev));
+    if (dev < 0 || dev >= (int)(sizeof g_dev / sizeof *g_dev)) return QV_OK;
+    std::lock_guard<std::mutex> lock(g_mu);
+    DevState &d = g_dev[dev];
+    if (d.state == 0) QV_TRY(dev_init(dev, d, nullptr));
+    *ok = d.state == 1 || (d.hw && forced_cand() >= 0);
+    return QV_OK;
+}
+
 qv_status wgmma_gemm(const Params &p, WgFormat fmt, bool out_acc, cudaStream_t st, bool *done)
 {
     *done = false;
