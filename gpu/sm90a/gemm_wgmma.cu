@@ -45,9 +45,11 @@
 //    prefetch of one stage: 16 registers); g128's s1/sz1 word per lane per stage (group = stage:
 //    BK = 128) with them.
 //  * each stage: dequantize the four k32 steps' A fragments (32 registers), wgmma.fence, 8 wgmma,
-//    commit, wait for all (wait_group 0). The wait keeps the A registers and the shared slot safe
-//    without further bookkeeping; the other warpgroup's work overlaps the gap. (First version:
-//    correctness first. Next step for speed: double-buffer A and wait_group 1.)
+//    commit, then wait: PIPE 0 for all of them (wait_group 0: simplest), PIPE 1 for all but this
+//    stage's (A double-buffered, wait_group 1: the next stage's barrier, copies and dequantization
+//    overlap this stage's wgmma). The self-test uses PIPE 1 only where it is bit-exact.
+//  * blocks rastered in groups of 12 channel tiles (block_tile) for L2 reuse; split-K across
+//    blocks (gridDim.y) when the tiles cannot fill the SMs, with the tiled kernels' exact fix-up.
 //
 // Planted bugs (QV_MUTANTS): nibble_swap (unpack_w4) and the epilogue ones (P::epilogue, sat_half)
 // act here too; group_boundary and ktail_dropped have no site in this path (the gate's self-test
