@@ -16,7 +16,7 @@
 // each per thread).
 //
 // The A mapping (why no shuffles are needed): warp w of the block owns one 32-channel block of
-// the packed layout (docs/layout.md), c0 = 32 * (8 * blockIdx.x + w). Lane t = 4g + e reads 16
+// the packed layout (docs/layout.md), c0 = 32 * (8 * ct + w) (ct: block_tile). Lane t = 4g + e reads 16
 // bytes of the 512-byte tile of each k32 step; unpack_w4 turns them into b[i][0..1] = channel
 // c0 + 8i + g at k = 4e..4e+3 (b[i][0]) and 16+4e..16+4e+3 (b[i][1]). wgmma's A fragment for
 // 8-bit types (per warp: 16 rows of the m64 tile, rows 16*(w%4)..; the same register order as
