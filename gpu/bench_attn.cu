@@ -10,7 +10,8 @@
 // and, same run, on the general kernel (QV_ATTN_VARIANT=chunk).
 // qv_bench_attn_into adds the "attention" and "fused" arrays to a caller's JSON object (`qvet bench`
 // puts them next to the GEMM results); each row has a "name" ("attn_kv4 batch=64 ctx=4096",
-// "rmsnorm_a8 K=4096 M=1024") that a plain-substring filter selects on. Each producer row also
+// "rmsnorm_a8 K=4096 M=1024") that `qvet bench --filter` selects on (a POSIX ERE searched in the
+// name, bench_filter.h). Each producer row also
 // has copy_same_bytes_GBps: a D2D copy moving the same read + write bytes (small sizes sit in L2,
 // as the producer's own input does; the goal stays relative to the 1 GiB copy, copy_GBps).
 // QV_BENCH_A8_SWEEP=1 adds "fused_a8_sweep": every QV_A8_VARIANT of each producer at M = 4096 and
@@ -26,6 +27,7 @@
 #include <cuda_runtime.h>
 
 #include "qv_cuda_check.h"
+#include "bench_filter.h"
 
 extern "C" {
 #include "qvet/fileio.h"
@@ -122,7 +124,7 @@ namespace {
 const int kAttnCases[][2] = {{1, 4096}, {16, 1024}, {64, 1024}, {64, 4096}, {256, 1024}};
 const int kRows[] = {1, 16, 64, 256, 1024, 4096};
 const char *const kFusedNames[] = {"rmsnorm_a8 K=4096", "silu_mul_a8 I=14336", "quant_a8 K=4096"};
-bool keep(const char *name, const char *filter) { return !filter || !*filter || strstr(name, filter); }
+bool keep(const char *name, const char *filter) { return qv_bench_keep(name, filter); }
 } // namespace
 
 extern "C" qv_status qv_bench_attn_into(cJSON *root, const char *filter)

@@ -21,6 +21,7 @@
 #include <cJSON.h>
 
 #include "qv_cuda_check.h"
+#include "bench_filter.h"
 
 extern "C" {
 #include "qvet/gpu_gemm.h"
@@ -100,6 +101,10 @@ extern "C" qv_status qv_bench_gemm(const char *json_path, const char *filter)
 {
     const Layer layers[] = {{"qkv", 6144, 4096}, {"o", 4096, 4096}, {"gate_up", 28672, 4096}, {"down", 4096, 14336}};
     const int Ms[] = {1, 16, 64, 256, 1024, 4096, 8192};
+    // QV_BENCH_GEMM_W4ONLY=1: time the two W4 kernels only (baselines and W8A8 null in the JSON):
+    // a second run under another QV_GEMM_VARIANT in the same call, at half the device time
+    const char *w4e = getenv("QV_BENCH_GEMM_W4ONLY");
+    const bool w4_only = w4e && *w4e == '1';
     const int MMAX = 8192;
     cudaDeviceProp prop;
     QV_CUDA_TRY(cudaGetDeviceProperties(&prop, 0));
@@ -174,19 +179,19 @@ extern "C" qv_status qv_bench_gemm(const char *json_path, const char *filter)
         for (int M : Ms) {
             char tag[96];
             snprintf(tag, sizeof tag, "%s M=%d", L.name, M);
-            if (filter && *filter && !strstr(tag, filter)) continue;
+            if (!qv_bench_keep(tag, filter)) continue;
             const double ops = 2.0 * M * N * K;
             double t_f16 = NAN, t_i8 = NAN, t_w8 = NAN, t_chn = NAN, t_g = NAN;
             // cuBLAS FP16: y[M,N] = x[M,K] . W[N,K]^T, column-major view: C(NxM) = W^T(op) . X
             const float one = 1.0f, zero = 0.0f;
-            QV_TRY(time_ms([&](int i) -> qv_status {
+            if (!w4_only) QV_TRY(time_ms([&](int i) -> qv_status {
                 QV_CUBLAS_TRY(cublasGemmEx(cb, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, w16[i], CUDA_R_16F, K, x16,
                                            CUDA_R_16F, K, &zero, y, CUDA_R_16F, N, CUBLAS_COMPUTE_32F,
                                            CUBLAS_GEMM_DEFAULT));
                 return QV_OK;
             }, R16, &t_f16));
             // cuBLASLt INT8 -> INT32
-            {
+            if (!w4_only) {
                 cublasLtMatmulDesc_t op;
                 cublasLtMatrixLayout_t la, lb, lc;
                 QV_CUBLAS_TRY(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32I, CUDA_R_32I));
@@ -217,7 +222,7 @@ extern "C" qv_status qv_bench_gemm(const char *json_path, const char *filter)
                 cublasLtMatrixLayoutDestroy(lc);
                 cublasLtMatmulDescDestroy(op);
             }
-            QV_TRY(time_ms([&](int i) -> qv_status {
+            if (!w4_only) QV_TRY(time_ms([&](int i) -> qv_status {
                 return qv_gpu_w8a8_gemm((const int8_t *)x8, (const float *)sa, (const int8_t *)w8[i],
                                         (const uint16_t *)sw, (uint16_t *)y, (unsigned *)sat, M, N, K, nullptr);
             }, R8, &t_w8));

@@ -33,12 +33,17 @@
 //  legacy     = issue 7's first version everywhere (no split, CfgLarge for M > 256);
 //  wide       = the wide family for every shape (so small test shapes exercise split-K);
 //  narrowsplit= the narrow family for every shape, split with no slice limit (tests);
-//  nosplit    = the shape rule without split-K on narrow layers (the first call's default).
+//  nosplit    = the shape rule without split-K on narrow layers (the first call's default);
+//  wgmma      = the shape rule with the sm_90a warpgroup-MMA kernel (gpu/sm90a/gemm_wgmma.cu) for
+//               the W4 formats at M >= 64 where it applies (sm_90 device, image loads, a shared-
+//               memory layout passed its self-test), else exactly the shape rule. Switching the
+//               default to it is the one line kWgmmaDefault below (after measuring it).
 // wide, narrowsplit, nosplit and legacy keep the tiled kernels at M <= 16 too (their split-K
 // paths stay tested).
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -51,6 +56,10 @@
 #include "gemm_w4a8_chn.cuh"
 #include "gemm_w4a8_g128.cuh"
 #include "gemm_decode.cuh"
+#ifdef QV_HAVE_WGMMA
+#include "gemm_wgmma.h"
+#endif
+#include <type_traits>
 
 extern "C" {
 #include "qvet/gpu_gemm.h"
@@ -70,7 +79,11 @@ using LegDecode = qvg::Cfg<16, 32, 256, 1, 1, 4, 4>;
 using LegSmall = qvg::Cfg<64, 32, 128, 2, 1, 2, 4>;
 using LegMedium = qvg::Cfg<128, 64, 64, 2, 2, 1, 4>;
 
-enum Variant { V_DEFAULT = 0, V_LEGACY, V_WIDE, V_NARROWSPLIT, V_NOSPLIT, V_NODECODE, V_DECODESPLIT };
+// The default rule's use of the sm_90a wgmma path (W4 formats, M >= 64): false until measured
+// (docs/gpu-gemm.md, tools/gpu_wgmma_run.sh); true makes QV_GEMM_VARIANT unset behave as "wgmma".
+constexpr bool kWgmmaDefault = false;
+
+enum Variant { V_DEFAULT = 0, V_LEGACY, V_WIDE, V_NARROWSPLIT, V_NOSPLIT, V_NODECODE, V_DECODESPLIT, V_WGMMA };
 Variant variant()
 {
     const char *e = getenv("QV_GEMM_VARIANT");
@@ -79,7 +92,8 @@ Variant variant()
         const char *name;
         Variant v;
     } names[] = {{"legacy", V_LEGACY},     {"wide", V_WIDE},         {"narrowsplit", V_NARROWSPLIT},
-                 {"nosplit", V_NOSPLIT},   {"nodecode", V_NODECODE}, {"decodesplit", V_DECODESPLIT}};
+                 {"nosplit", V_NOSPLIT},   {"nodecode", V_NODECODE}, {"decodesplit", V_DECODESPLIT},
+                 {"wgmma", V_WGMMA}};
     for (const auto &n : names)
         if (!strcmp(e, n.name)) return n.v;
     return V_DEFAULT;
@@ -192,6 +206,30 @@ qv_status launch_cfg(qvg::Params p, cudaStream_t st, bool allow_split, int min_s
     return QV_OK;
 }
 
+#ifdef QV_HAVE_WGMMA
+// Split-K for the wgmma kernel (one block of 8 warps per SM): when its block tiles cannot fill
+// the SMs (M <= 256 on the 4096-channel layers: 16-32 tiles for 132 SMs), K is sliced as for the
+// tiled kernels (launch_cfg): about one wave of blocks, each slice >= 2 stages, <= kMaxSplit
+// slices, workspace <= kMaxWsBytes. QV_WGMMA_SPLIT=0 turns it off (tests: both paths).
+qv_status wgmma_split(qvg::Params &p, cudaStream_t st)
+{
+    const char *e = getenv("QV_WGMMA_SPLIT");
+    const long tiles = (long)((p.N + qvg::kWgBC - 1) / qvg::kWgBC) * ((p.M + qvg::kWgBT - 1) / qvg::kWgBT);
+    const int KT = (p.K + qvg::kWgBK - 1) / qvg::kWgBK;
+    const long slots = sm_count();
+    p.ktps = KT;
+    if ((e && *e == '0') || tiles >= slots || KT < 4) return QV_OK;
+    long s = (slots + tiles / 2) / tiles;
+    s = std::min<long>(std::min<long>(s, kMaxSplit), KT / 2);
+    while (s > 1 && (size_t)s * p.M * p.N * 4 > kMaxWsBytes) s--;
+    if (s <= 1) return QV_OK;
+    p.ktps = (KT + (int)s - 1) / (int)s;
+    s = (KT + p.ktps - 1) / p.ktps; // every slice non-empty
+    if (s > 1) QV_TRY(workspace_get(st, (size_t)s * p.M * p.N * 4, (size_t)tiles, &p.ws, &p.cnt));
+    return QV_OK;
+}
+#endif
+
 std::atomic<unsigned long> g_dec_launches{0}, g_dec_split{0}; // qv_gpu_gemm_decode_stats
 
 // The decode kernel (M <= 16). K is cut into batches (Dec<P>::KG: 128 for W4, 64 for W8A8) and
@@ -239,7 +277,22 @@ template <class P, bool ACC> qv_status launch(const qvg::Params &p, void *stream
     QV_DMUT_SYNC(); // QV_MUTANTS builds: the planted-bug selection to this file's kernels
     cudaStream_t st = static_cast<cudaStream_t>(stream);
     const Variant v = variant();
-    if ((v == V_DEFAULT || v == V_DECODESPLIT) && p.M <= qvg::kDecodeMaxM) {
+#ifdef QV_HAVE_WGMMA
+    if constexpr (!std::is_same<P, qvg::PolicyW8A8>::value) {
+        if ((v == V_WGMMA || (kWgmmaDefault && v == V_DEFAULT)) && p.M >= qvg::kWgMinM) {
+            const qvg::WgFormat fmt = std::is_same<P, qvg::PolicyW4G128>::value ? qvg::kWgG128 : qvg::kWgChn;
+            bool ok = false, done = false;
+            QV_TRY(qvg::wgmma_ready(&ok)); // else (not applicable here) the rule below
+            if (ok) {
+                qvg::Params q = p;
+                QV_TRY(wgmma_split(q, st));
+                QV_TRY(qvg::wgmma_gemm(q, fmt, ACC, st, &done));
+                if (done) return QV_OK;
+            }
+        }
+    }
+#endif
+    if ((v == V_DEFAULT || v == V_DECODESPLIT || v == V_WGMMA) && p.M <= qvg::kDecodeMaxM) {
         bool done = false;
         if (p.M <= 8) QV_TRY((launch_decode<P, 8, ACC>(p, st, v == V_DECODESPLIT, &done)));
         else QV_TRY((launch_decode<P, 16, ACC>(p, st, v == V_DECODESPLIT, &done)));
@@ -405,4 +458,25 @@ extern "C" void qv_gpu_gemm_decode_stats(unsigned long *launches, unsigned long 
 {
     if (launches) *launches = g_dec_launches.load();
     if (split) *split = g_dec_split.load();
+}
+
+extern "C" void qv_gpu_gemm_wgmma_stats(unsigned long *launches)
+{
+#ifdef QV_HAVE_WGMMA
+    if (launches) *launches = qvg::wgmma_launches();
+#else
+    if (launches) *launches = 0;
+#endif
+}
+
+extern "C" qv_status qv_gpu_wgmma_probe(char *report, size_t n, int *chosen)
+{
+    if (!report || !chosen) return qv_fail(QV_ERR_USAGE, "qv_gpu_wgmma_probe: NULL argument");
+#ifdef QV_HAVE_WGMMA
+    return qvg::wgmma_probe_report(report, n, chosen);
+#else
+    *chosen = -2;
+    snprintf(report, n, "wgmma path not built (the CUDA compiler has no sm_90a)\n");
+    return QV_OK;
+#endif
 }

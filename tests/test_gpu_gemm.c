@@ -8,7 +8,9 @@
  * gpu/gemm_decode.cuh; "decodesplit" = the same with the decode kernel sliced to one K batch per
  * block, so every small shape goes through its split-K fix-up; "wide" and "narrowsplit" = each
  * tile family with split-K for every shape, so the small shapes reach the split-K fix-up of
- * every tile, M <= 16 included; "legacy" = the first configurations). QV_GPU_GEMM_FAMILIES
+ * every tile, M <= 16 included; "legacy" = the first configurations; "wgmma" = the shape rule
+ * with the sm_90a wgmma kernel for the W4 formats at M >= 64, checked to have run for each such
+ * case where its self-test chose a layout, and never elsewhere). QV_GPU_GEMM_FAMILIES
  * (a comma list of those names, "default" for the shape rule) runs a subset, for device-time
  * budgets; unset: all.
  * Without a GPU: prints "SKIP gpu: no device" and exits 77. */
@@ -34,9 +36,15 @@ static int family_listed(const char *list, const char *name)
 START_TEST(gpu_gemm_matches_reference_bit_exact)
 {
     const char *e = getenv("QV_GPU_GEMM_SMALL");
-    static const char *variants[] = {NULL, "decodesplit", "wide", "narrowsplit", "legacy"};
+    static const char *variants[] = {NULL, "decodesplit", "wide", "narrowsplit", "legacy", "wgmma"};
+    const size_t v_wgmma = 5;
     qv_kcase *c;
     int n, exact = 0, failed = 0, path_bad = 0;
+    /* whether the wgmma family can run its kernel here (sm_90 device, a layout passed its
+     * self-test); -2 (not applicable): the family is the shape rule alone, checked as such;
+     * -1 (none passed): a failure, the family would silently test the fallback */
+    char wrep[4096] = "";
+    int wchosen = -2; /* probed only when the wgmma family runs (below) */
     unsigned long split_launches[sizeof variants / sizeof *variants] = {0};
     ck_assert_int_eq(qv_kcase_matrix(e && *e == '1', &c, &n), QV_OK);
     const char *fam = getenv("QV_GPU_GEMM_FAMILIES");
@@ -47,20 +55,34 @@ START_TEST(gpu_gemm_matches_reference_bit_exact)
         if (variants[v]) setenv("QV_GEMM_VARIANT", variants[v], 1);
         else unsetenv("QV_GEMM_VARIANT");
         printf("-- launch configurations: %s\n", variants[v] ? variants[v] : "default (shape rule)");
+        if (v == v_wgmma) {
+            const qv_status ps = qv_gpu_wgmma_probe(wrep, sizeof wrep, &wchosen);
+            printf("%s", wrep);
+            ck_assert_msg(ps == QV_OK, "wgmma self-test: %s", qv_last_error());
+            if (wchosen == -1) path_bad++;
+        }
         for (int i = 0; i < n; i++) {
             char name[160];
             qv_kcase_name(&c[i], name, sizeof name);
             qv_kresult r;
-            unsigned long d0, s0, d1, s1;
+            unsigned long d0, s0, d1, s1, w0, w1;
             qv_gpu_gemm_decode_stats(&d0, &s0);
+            qv_gpu_gemm_wgmma_stats(&w0);
             ck_assert_msg(qv_kcase_run(&c[i], QV_KB_GPU, 20251101 + (uint64_t)i, &r) == QV_OK, "%s: %s", name,
                           qv_last_error());
             qv_gpu_gemm_decode_stats(&d1, &s1);
-            /* the path that ran: the decode kernel for every M <= 16 case of the default and
-             * decodesplit families (both entries, _acc and FP16), never elsewhere */
-            const int want_dec = v < 2 && c[i].M <= 16; /* variants[0], [1] */
+            qv_gpu_gemm_wgmma_stats(&w1);
+            /* the path that ran: the decode kernel for every M <= 16 case of the default,
+             * decodesplit and wgmma families (both entries, _acc and FP16), never elsewhere; the
+             * wgmma kernel for every W4 case with M >= 64 of the wgmma family (where usable) */
+            const int want_dec = (v < 2 || v == v_wgmma) && c[i].M <= 16;
             if (want_dec ? d1 - d0 < 2 : d1 != d0) {
                 printf("%-44s PATH: %lu decode launches, expected %s\n", name, d1 - d0, want_dec ? ">= 2" : "0");
+                path_bad++;
+            }
+            const int want_wg = v == v_wgmma && wchosen >= 0 && c[i].kernel != QV_KK_W8A8 && c[i].M >= 64;
+            if (want_wg ? w1 - w0 < 2 : w1 != w0) {
+                printf("%-44s PATH: %lu wgmma launches, expected %s\n", name, w1 - w0, want_wg ? ">= 2" : "0");
                 path_bad++;
             }
             split_launches[v] += s1 - s0;

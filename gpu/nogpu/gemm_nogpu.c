@@ -1,5 +1,7 @@
 /* GEMM entries of a build without CUDA: the shape contract is still checked (so a bad call
  * gets the same message everywhere), then QV_ERR_UNSUPPORTED. */
+#include <stdio.h>
+
 #include "qvet/gpu_gemm.h"
 #include "gpu/gemm_contract.h"
 
@@ -56,4 +58,17 @@ void qv_gpu_gemm_decode_stats(unsigned long *launches, unsigned long *split)
 {
     if (launches) *launches = 0;
     if (split) *split = 0;
+}
+
+void qv_gpu_gemm_wgmma_stats(unsigned long *launches)
+{
+    if (launches) *launches = 0;
+}
+
+qv_status qv_gpu_wgmma_probe(char *report, size_t n, int *chosen)
+{
+    if (!report || !chosen) return qv_fail(QV_ERR_USAGE, "qv_gpu_wgmma_probe: NULL argument");
+    *chosen = -2;
+    snprintf(report, n, "wgmma path not built (qvet was built without CUDA)\n");
+    return QV_OK;
 }

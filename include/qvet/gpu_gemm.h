@@ -27,6 +27,7 @@
 #ifndef QVET_GPU_GEMM_H
 #define QVET_GPU_GEMM_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "qvet/status.h"
@@ -57,6 +58,15 @@ qv_status qv_gpu_w4a8_g128_gemm_acc(const int8_t *x, const uint8_t *w4, const ui
  * gpu/gemm_decode.cuh) and, of those, the ones split across blocks along K. Lets a test check
  * which path ran. Without CUDA both are 0. */
 void qv_gpu_gemm_decode_stats(unsigned long *launches, unsigned long *split);
+
+/* Test hooks of the sm_90a wgmma path (gpu/sm90a/gemm_wgmma.cu; QV_GEMM_VARIANT=wgmma, W4 formats,
+ * M >= 64): launches of its kernel so far (this process), and its self-test: runs the kernel on
+ * one known problem under each candidate shared-memory layout / descriptor interpretation, writes
+ * a readable table to report (n bytes, NUL-terminated) and sets *chosen to the candidate the path
+ * uses on this device (-1: none passed, the path stays off; -2: not applicable here: no sm_90
+ * device or not built; report says why). Without CUDA: 0 launches, *chosen = -2. */
+void qv_gpu_gemm_wgmma_stats(unsigned long *launches);
+qv_status qv_gpu_wgmma_probe(char *report, size_t n, int *chosen);
 
 /* Benchmarks (issue 7): every Llama-3-8B layer shape x M in {1,16,64,256,1024,4096,8192}: the
  * three kernels above vs cuBLAS FP16 (cublasGemmEx) and cuBLASLt INT8, plus a device-to-device

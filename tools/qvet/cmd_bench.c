@@ -1,7 +1,8 @@
-/* qvet bench [--filter STR] --json F: GEMM benchmarks with baselines from the same run
+/* qvet bench [--filter RE] --json F: GEMM benchmarks with baselines from the same run
  * (qv_bench_gemm, gpu/bench_gemm.cu), then the KV4 decode attention and fused-producer
  * benchmarks (qv_bench_attn_into, gpu/bench_attn.cu) added to the same JSON as the arrays
- * "attention" and "fused". --filter keeps cases whose name contains STR (a plain substring):
+ * "attention" and "fused". --filter keeps cases whose name matches RE (a POSIX extended regex searched in the name,
+ * so a plain string is a substring; gpu/bench_filter.h):
  * GEMM "layer M=...", attention "attn_kv4 batch=B ctx=C", producers "rmsnorm_a8 K=4096 M=1024".
  * The GEMM half goes to F.gemm-part first and F is written once, atomically, with both halves.
  * Without CUDA or a GPU: exit 2 with the reason. */
