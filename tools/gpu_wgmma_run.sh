@@ -34,17 +34,20 @@ if has wgtest; then
   # A layout candidate whose descriptor faults ends the process's CUDA context (and so the rest of
   # the self-test): then rerun with it skipped (QV_WGMMA_PROBE_SKIP), at most twice, to see the
   # later candidates. A hang is not retried (the timeout; -k: SIGKILL 10 s after SIGTERM).
-  skip=0
+  # A faulting PIPE 1 check (the first bit-exact layout's pipelined kernel) is rerun with
+  # QV_WGMMA_PIPE=0 (no PIPE 1 anywhere).
+  skip=0; pipe_env=()
   for attempt in 1 2 3; do
-    QV_WGMMA_PROBE_SKIP=$skip timeout -k 10 180 build-gpu/test_gpu_wgmma > "$OUT/gpu_wgmma.log" 2>&1; rc=$?
+    env "${pipe_env[@]}" QV_WGMMA_PROBE_SKIP=$skip timeout -k 10 180 build-gpu/test_gpu_wgmma > "$OUT/gpu_wgmma.log" 2>&1; rc=$?
     c=$(grep -oE 'self-test: kernel, candidate [0-9]+:' "$OUT/gpu_wgmma.log" | grep -oE '[0-9]+' | head -1)
-    { [ "$rc" -ne 0 ] && [ -n "$c" ] && [ "$attempt" -lt 3 ]; } || break
+    pf=$(grep -cE 'self-test: kernel, candidate [0-9]+ pipelined:' "$OUT/gpu_wgmma.log")
+    { [ "$rc" -ne 0 ] && { [ -n "$c" ] || [ "$pf" -gt 0 ]; } && [ "$attempt" -lt 3 ]; } || break
     cp "$OUT/gpu_wgmma.log" "$OUT/gpu_wgmma.fault$attempt.log"
-    skip=$((skip | (1 << c)))
-    echo "==== test_gpu_wgmma: candidate $c faulted (log: gpu_wgmma.fault$attempt.log); rerun with QV_WGMMA_PROBE_SKIP=$skip"
+    if [ -n "$c" ]; then skip=$((skip | (1 << c))); else pipe_env=(QV_WGMMA_PIPE=0); fi
+    echo "==== test_gpu_wgmma: a self-test launch faulted (log: gpu_wgmma.fault$attempt.log); rerun with QV_WGMMA_PROBE_SKIP=$skip ${pipe_env[*]}"
     grep -E "wgmma probe:|FAILED|self-test" "$OUT/gpu_wgmma.log" | head -20
   done
-  echo "==== test_gpu_wgmma rc=$rc (QV_WGMMA_PROBE_SKIP=$skip)"
+  echo "==== test_gpu_wgmma rc=$rc (QV_WGMMA_PROBE_SKIP=$skip ${pipe_env[*]})"
   # the passing _acc lines are left out here (all of them are in $OUT/gpu_wgmma.log)
   grep -vE '^(chn|g128) .*PIPE [01]: wgmma launches 1: bit-exact' "$OUT/gpu_wgmma.log" | head -c 9000
   summary+=("test_gpu_wgmma rc=$rc: $(grep -E 'chosen:|_acc cases|fp16 cases|^[0-9]+%' "$OUT/gpu_wgmma.log" | tr '\n' ';')")

@@ -506,10 +506,14 @@ qv_status probe_run(std::vector<ProbeOut> &res)
     // run killed by a timeout or a fault still shows which launch it was in
     const char *tr_e = getenv("QV_WGMMA_TRACE");
     const bool trace = tr_e && *tr_e == '1';
+    // QV_WGMMA_PIPE=0 (the path then never runs PIPE 1): no PIPE 1 check either, so a PIPE 1 kernel
+    // that faults can be kept out of a rerun
+    const char *pipe_e = getenv("QV_WGMMA_PIPE");
+    const bool no_pipe = pipe_e && *pipe_e == '0';
     int first_ok = -1;
     for (int run = 0; st == QV_OK && run <= kNCands; run++) {
         const bool pipe_check = run == kNCands; // the last run: PIPE 1 with the first good layout
-        if (pipe_check ? first_ok < 0 : (first_ok >= 0 && !all) || (skip >> run & 1ul)) continue;
+        if (pipe_check ? first_ok < 0 || no_pipe : (first_ok >= 0 && !all) || (skip >> run & 1ul)) continue;
         const int c = pipe_check ? first_ok : run;
         if (trace) fprintf(stderr, "wgmma probe: cand %d PIPE %d: launch\n", c, pipe_check ? 1 : 0);
         Params p{};
