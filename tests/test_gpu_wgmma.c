@@ -4,13 +4,17 @@
  *     descriptor interpretation, one line each (bit-exact or the mismatch count and the first
  *     wrong element), and the candidate chosen for this device;
  *  2. the full kernel (through the public _acc entries, QV_GEMM_VARIANT=wgmma) on a few shapes of
- *     both W4 formats, split-K off and by the rule, INT32 accumulators against the CPU reference: mismatch count, the first
+ *     both W4 formats, both kernels (QV_WGMMA_PIPE 0 and 1; the verdict is the one the path uses),
+ *     split-K off and by the rule, INT32 accumulators against the CPU reference: mismatch count, the first
  *     mismatches with (m, n, got, want), and which n % 32 (channel inside the packed tile) and
  *     m % 16 (token inside an 8-token pair of accumulator rows) residues are wrong: a wrong
  *     A-fragment mapping shows as channel residues, a wrong descriptor as token residues;
  *     plus a check that the wgmma kernel actually ran (launch counter);
  *  3. the FP16 entries on the same shapes through the kernel-case runner (epilogue bit-exact,
  *     saturation counts), as tests/test_gpu_gemm.c does for every family.
+ * Every case is printed (and flushed; stdout is line-buffered) before its launch, and the probe
+ * traces its launches on stderr (QV_WGMMA_TRACE=1): a run killed by a timeout or a fault shows
+ * where it was.
  * Skips with exit 77: no GPU ("SKIP gpu: no device"), or a GPU where the path does not apply
  * ("SKIP wgmma: ..."; not sm_90, or not built). */
 #include <stdlib.h>
@@ -32,9 +36,10 @@ static const int shapes[][3] = {
 };
 static const int nshapes = (int)(sizeof shapes / sizeof *shapes);
 static int g_chosen = -2; /* the self-test's choice (main) */
+static int g_pipe = 1;     /* the pipeline the path uses (main: "pipelined: yes|no"; forced layout: 1) */
 
-/* one shape of one format: 0 ok, 1 mismatch or wrong path */
-static int check_acc(int g128, int M, int N, int K, uint64_t seed)
+/* one shape of one format: 0 ok, 1 mismatch or wrong path. pipe: the QV_WGMMA_PIPE in force (printed) */
+static int check_acc(int g128, int M, int N, int K, uint64_t seed, int pipe)
 {
     qv_test_rng rng = {seed};
     const size_t MK = (size_t)M * K, NK = (size_t)N * K, MN = (size_t)M * N, NG = (size_t)N * (K / 128);
@@ -72,6 +77,11 @@ static int check_acc(int g128, int M, int N, int K, uint64_t seed)
     }
     ck_assert_int_eq(qv_gpu_memset(dacc, 0x5A, MN * 4), QV_OK); /* poison */
     unsigned long l0, l1;
+    const char *fmt = g128 ? "g128" : "chn";
+    /* the case is named before its launch (and flushed): a run killed by a timeout or ended by a
+     * fault still shows which launch it was in */
+    printf("%-4s M=%-4d N=%-5d K=%-5d PIPE %d: ", fmt, M, N, K, pipe);
+    fflush(stdout);
     qv_gpu_gemm_wgmma_stats(&l0);
     qv_status st = g128 ? qv_gpu_w4a8_g128_gemm_acc(dx, dw, ds1, dsz1, dacc, M, N, K, 128, NULL)
                         : qv_gpu_w4a8_chn_gemm_acc(dx, dw, dacc, M, N, K, NULL);
@@ -83,8 +93,7 @@ static int check_acc(int g128, int M, int N, int K, uint64_t seed)
     long bad = 0;
     uint32_t nres = 0, mres = 0; /* bit r: some mismatch at n % 32 == r / m % 16 == r */
     int shown = 0;
-    const char *fmt = g128 ? "g128" : "chn";
-    printf("%-4s M=%-4d N=%-5d K=%-5d wgmma launches %lu: ", fmt, M, N, K, l1 - l0);
+    printf("wgmma launches %lu: ", l1 - l0);
     for (size_t i = 0; i < MN; i++)
         if (got[i] != want[i]) bad++;
     printf("%s (%ld of %zu accumulators wrong)\n", bad ? "MISMATCH" : "bit-exact", bad, MN);
@@ -119,20 +128,31 @@ START_TEST(wgmma_acc_bit_exact)
         printf("(no candidate passed the self-test: the shapes below run candidate 0 for the diagnosis)\n");
         setenv("QV_WGMMA_LAYOUT", "0", 1);
     }
-    int failed = 0;
-    /* QV_WGMMA_SPLIT=0: every shape unsplit; then the split-K rule (most of these shapes have too
-     * few tiles to fill the SMs, so their K is sliced: the fix-up path) */
-    for (int sp = 0; sp < 2; sp++) {
-        if (sp == 0) setenv("QV_WGMMA_SPLIT", "0", 1);
-        else unsetenv("QV_WGMMA_SPLIT");
-        printf("-- split-K %s\n", sp ? "by the rule" : "off");
-        for (int g = 0; g < 2; g++)
-            for (int i = 0; i < nshapes; i++) failed += check_acc(g, shapes[i][0], shapes[i][1], shapes[i][2], 7001 + (uint64_t)i);
+    int failed[2] = {0, 0};
+    /* both kernels (QV_WGMMA_PIPE=0: wait_group 0; 1: double-buffered A, wait_group 1), whatever
+     * the self-test chose: a difference between them is a diagnosis in itself. Only the one the
+     * path uses (g_pipe) decides the verdict. QV_WGMMA_SPLIT=0: every shape unsplit; then the
+     * split-K rule (most of these shapes have too few tiles to fill the SMs, so their K is
+     * sliced: the fix-up path) */
+    const char *pe = getenv("QV_WGMMA_PIPE"); /* set to 0 by the caller: PIPE 1 is not run at all */
+    const int npipes = pe && *pe == '0' ? 1 : 2;
+    for (int pipe = 0; pipe < npipes; pipe++) {
+        setenv("QV_WGMMA_PIPE", pipe ? "1" : "0", 1);
+        for (int sp = 0; sp < 2; sp++) {
+            if (sp == 0) setenv("QV_WGMMA_SPLIT", "0", 1);
+            else unsetenv("QV_WGMMA_SPLIT");
+            printf("-- PIPE %d, split-K %s\n", pipe, sp ? "by the rule" : "off");
+            for (int g = 0; g < 2; g++)
+                for (int i = 0; i < nshapes; i++)
+                    failed[pipe] += check_acc(g, shapes[i][0], shapes[i][1], shapes[i][2], 7001 + (uint64_t)i, pipe);
+        }
     }
+    if (npipes == 2) unsetenv("QV_WGMMA_PIPE");
     unsetenv("QV_GEMM_VARIANT");
-    printf("wgmma _acc cases: %d failed of %d\n", failed, 4 * nshapes);
+    printf("wgmma _acc cases: PIPE 0 %d failed of %d, PIPE 1 %d failed of %d (the path uses PIPE %d)\n", failed[0],
+           4 * nshapes, failed[1], 4 * nshapes, g_pipe);
     if (g_chosen < 0) unsetenv("QV_WGMMA_LAYOUT");
-    ck_assert_int_eq(failed, 0);
+    ck_assert_int_eq(failed[g_pipe], 0);
 }
 END_TEST
 
@@ -148,9 +168,11 @@ START_TEST(wgmma_fp16_bit_exact)
             qv_kresult r;
             unsigned long l0, l1;
             qv_gpu_gemm_wgmma_stats(&l0);
+            printf("%-44s ", name); /* named before its launches (see check_acc) */
+            fflush(stdout);
             ck_assert_msg(qv_kcase_run(&c, QV_KB_GPU, 9001 + (uint64_t)i, &r) == QV_OK, "%s: %s", name, qv_last_error());
             qv_gpu_gemm_wgmma_stats(&l1);
-            printf("%-44s wgmma launches %lu  acc: %s  out: %s  sat %ld/%ld  %s\n", name, l1 - l0,
+            printf("wgmma launches %lu  acc: %s  out: %s  sat %ld/%ld  %s\n", l1 - l0,
                    r.acc_mismatch ? "MISMATCH" : "bit-exact", r.out_mismatch ? "MISMATCH" : "bit-exact", r.sat_got,
                    r.sat_ref, r.ok ? "OK" : "FAIL");
             if (!r.ok && r.first >= 0)
@@ -166,6 +188,10 @@ END_TEST
 
 int main(void)
 {
+    /* line-buffered even into a file (the run script redirects it): a run killed by `timeout`
+     * keeps every line printed so far; the probe's per-launch trace goes to stderr */
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    setenv("QV_WGMMA_TRACE", "1", 0);
     if (qv_gpu_device_count() == 0) {
         printf("SKIP gpu: no device (%s)\n", qv_gpu_describe());
         return QV_TEST_SKIP;
@@ -178,6 +204,9 @@ int main(void)
         return 1;
     }
     g_chosen = chosen;
+    /* the path's pipeline: QV_WGMMA_PIPE if set, else the self-test's (a forced layout: PIPE 1) */
+    const char *pe = getenv("QV_WGMMA_PIPE");
+    g_pipe = pe && *pe ? *pe == '1' : chosen < 0 || strstr(rep, "pipelined: yes") ? 1 : 0;
     if (chosen == -2) {
         printf("SKIP wgmma: %s", rep);
         return QV_TEST_SKIP;

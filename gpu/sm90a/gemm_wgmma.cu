@@ -497,11 +497,25 @@ qv_status probe_run(std::vector<ProbeOut> &res)
         fail(e, "upload");
     const char *all_e = getenv("QV_WGMMA_PROBE_ALL");
     const bool all = all_e && *all_e == '1';
+    // QV_WGMMA_PROBE_SKIP=mask: candidates (bit i = candidate i) not launched. A candidate whose
+    // descriptor faults ends the CUDA context and so the whole self-test; the next process skips
+    // it to learn what the later candidates do (tools/gpu_wgmma_run.sh does this itself).
+    const char *skip_e = getenv("QV_WGMMA_PROBE_SKIP");
+    const unsigned long skip = skip_e && *skip_e ? strtoul(skip_e, nullptr, 0) : 0ul;
+    // QV_WGMMA_TRACE=1: a line on stderr (unbuffered) before and after every probe launch, so a
+    // run killed by a timeout or a fault still shows which launch it was in
+    const char *tr_e = getenv("QV_WGMMA_TRACE");
+    const bool trace = tr_e && *tr_e == '1';
+    // QV_WGMMA_PIPE=0 (the path then never runs PIPE 1): no PIPE 1 check either, so a PIPE 1 kernel
+    // that faults can be kept out of a rerun
+    const char *pipe_e = getenv("QV_WGMMA_PIPE");
+    const bool no_pipe = pipe_e && *pipe_e == '0';
     int first_ok = -1;
     for (int run = 0; st == QV_OK && run <= kNCands; run++) {
         const bool pipe_check = run == kNCands; // the last run: PIPE 1 with the first good layout
-        if (pipe_check ? first_ok < 0 : first_ok >= 0 && !all) continue;
+        if (pipe_check ? first_ok < 0 || no_pipe : (first_ok >= 0 && !all) || (skip >> run & 1ul)) continue;
         const int c = pipe_check ? first_ok : run;
+        if (trace) fprintf(stderr, "wgmma probe: cand %d PIPE %d: launch\n", c, pipe_check ? 1 : 0);
         Params p{};
         p.x = dx;
         p.w = dw;
@@ -526,6 +540,7 @@ qv_status probe_run(std::vector<ProbeOut> &res)
                 if (o.first < 0) o.first = (long)i, o.got = got[i], o.want = want[i];
                 o.mismatches++;
             }
+        if (trace) fprintf(stderr, "wgmma probe: cand %d PIPE %d: %ld wrong\n", c, o.pipe, o.mismatches);
         res.push_back(o);
         if (!pipe_check && first_ok < 0 && o.mismatches == 0) first_ok = c;
     }
@@ -661,6 +676,7 @@ qv_status wgmma_probe_report(char *report, size_t n, int *chosen)
         put("wgmma self-test FAILED: %s\n", qv_last_error());
         for (const ProbeOut &o : res)
             put("  cand %d%s: %ld wrong\n", o.cand, o.pipe ? " (pipelined)" : "", o.mismatches);
+        put("  (a fault ends this process's CUDA context: QV_WGMMA_PROBE_SKIP=<mask> skips candidates in a new one)\n");
         return st;
     }
     if (res.empty()) {
@@ -679,6 +695,9 @@ qv_status wgmma_probe_report(char *report, size_t n, int *chosen)
         put("\n");
     }
     *chosen = d.state == 1 ? d.cand : -1;
+    const char *skip_e = getenv("QV_WGMMA_PROBE_SKIP");
+    if (skip_e && *skip_e && strtoul(skip_e, nullptr, 0))
+        put("  (QV_WGMMA_PROBE_SKIP=%s: those candidates were not launched)\n", skip_e);
     if ((int)res.size() < kNCands + 1)
         put("  (the candidates after the first bit-exact one were not run: a wrong descriptor could fault;\n"
             "   QV_WGMMA_PROBE_ALL=1 runs them all)\n");

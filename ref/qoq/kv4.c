@@ -126,7 +126,9 @@ qv_status qv_kv4_write_token(uint8_t *pages, long n_pages, qv_kv4_geom g, long t
     uint8_t *page = pages + off;
     size_t codes_bytes = (size_t)H * (size_t)P * (size_t)(D / 2);
     for (int h = 0; h < H; h++) {
-        qv_fp16 s, m;
+        /* set by qv_kv4_quant_ref (QV_TRY returns first on error); the zeros only quiet GCC 12's
+         * -Wmaybe-uninitialized, an error in the CPU-only Release build */
+        qv_fp16 s = 0, m = 0;
         uint8_t *c = page + ((size_t)h * (size_t)P + (size_t)slot) * (size_t)(D / 2);
         QV_TRY(qv_kv4_quant_ref(x + (size_t)h * (size_t)D, D, compat, c, &s, &m));
         size_t sidx = (size_t)h * (size_t)P + (size_t)slot;
