@@ -1,5 +1,5 @@
 // Shared by the two paged-attention kernels (attn_paged.cu: the general chunk kernel; attn_kv4_mma.cu:
-// the tensor-core KV4 decode kernel): their parameters, the query-head map with its planted bug,
+// the tensor-core KV4 kernel; attn_kv4_tiled.cu: its tiled prefill variant): their parameters, the query-head map with its planted bug,
 // and the per-chunk softmax, so both kernels write the same (O, M, L) chunk records for the one
 // combine kernel and the softmax numerics (and its mutant) exist once.
 #pragma once
@@ -82,5 +82,11 @@ __device__ __forceinline__ void chunk_softmax(const AttnParams &p, float (*S)[LD
 // The tensor-core KV4 kernel (attn_kv4_mma.cu): hd 128, G in {1, 2, 4, 8}, page size % 16 == 0,
 // every position from the cache. Returns QV_ERR_UNSUPPORTED for other G.
 qv_status launch_kv4_mma(int G, dim3 grid, const AttnParams &p, cudaStream_t s);
+
+// The tiled prefill variant (attn_kv4_tiled.cu): same rows, same records bit for bit, one block per
+// (record, KV head, tile of 4 rows); grid from p.n_chunks, p.nkv and R. kv4_tiled_fits: its shared
+// memory fits this device's opt-in limit (else the caller keeps launch_kv4_mma).
+qv_status launch_kv4_tiled(int G, const AttnParams &p, int R, cudaStream_t s);
+bool kv4_tiled_fits(int G);
 
 } // namespace qv_attn
