@@ -84,9 +84,10 @@ __device__ __forceinline__ void chunk_softmax(const AttnParams &p, float (*S)[LD
 qv_status launch_kv4_mma(int G, dim3 grid, const AttnParams &p, cudaStream_t s);
 
 // The tiled prefill variant (attn_kv4_tiled.cu): same rows, same records bit for bit, one block per
-// (record, KV head, tile of 4 rows); grid from p.n_chunks, p.nkv and R. kv4_tiled_fits: its shared
-// memory fits this device's opt-in limit (else the caller keeps launch_kv4_mma).
-qv_status launch_kv4_tiled(int G, const AttnParams &p, int R, cudaStream_t s);
-bool kv4_tiled_fits(int G);
+// (record, KV head, tile of TQ = 2 or 4 rows); grid from p.n_chunks, p.nkv and R. kv4_tiled_rows:
+// the tile size to run for GQA group G on this device (want = 2 asks for 2; else 4 where its shared
+// memory fits the device's opt-in limit, then 2), 0 if none fits (the caller keeps launch_kv4_mma).
+qv_status launch_kv4_tiled(int G, int TQ, const AttnParams &p, int R, cudaStream_t s);
+int kv4_tiled_rows(int G, int want);
 
 } // namespace qv_attn

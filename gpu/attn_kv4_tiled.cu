@@ -2,7 +2,7 @@
 // causal, flash-style tiling"). The one-row kernel (attn_kv4_mma.cu, whose header explains the
 // loads, the two MMA passes and the record layout) runs one block per (record, KV head, row), so a
 // prefill of T tokens loads and converts every K/V sub-chunk of a record up to T times. Here a block
-// handles (record, KV head, tile of kTileRows = 4 consecutive rows): the rows of the tile that share
+// handles (record, KV head, tile of TQ = 4 or 2 consecutive rows): the rows of the tile that share
 // a cache slot (a "group": a prefill's tile is one group, except where it straddles two sequences)
 // stream the record's sub-chunks through the same ring ONCE, and the conversion of the codes (the
 // dominant cost) is shared: pass 1 puts the group's rows side by side in the B columns (column
@@ -36,10 +36,11 @@
 // (unchanged) gives bit-identical outputs. The only hardware assumption is the column independence
 // of mma.sync above, which the one-row kernel's own head-per-column layout already relies on.
 //
-// Cost: shared memory holds the scores of kTileRows * G columns (G = 8: ~170 KB), so one block per
-// SM; where the device's opt-in limit is smaller (sm_80 at G = 8, sm_89 at G >= 4) qv_gpu_attention
-// keeps the one-row kernel (qv_attn::kv4_tiled_fits). Registers: pass 2 holds 4 rows x 32
-// accumulators.
+// Cost: shared memory holds the scores of TQ * G columns (TQ = 4, G = 8: ~170 KB) and pass 2 holds
+// TQ x 32 accumulators per thread: TQ = 4 ~230 registers, one block (8 warps) per SM; TQ = 2 128
+// registers, two blocks per SM where the shared memory allows. qv_gpu_attention takes 4 where it
+// fits the device's opt-in limit, else 2 (sm_80 at G = 8, sm_89 at G = 4), else (sm_89 at G = 8)
+// the one-row kernel; QV_ATTN_TILE_ROWS=2 asks for 2 (qv_attn::kv4_tiled_rows).
 #include <atomic>
 
 #include "attn_kv4_mma.cuh"
@@ -47,11 +48,11 @@
 namespace qv_attn {
 namespace {
 
-constexpr int kTileRows = 4;
-
-template <int G> constexpr size_t tiled_smem_bytes()
+// TQ (rows per tile) is 4 or 2: 4 shares each conversion among more rows; 2 halves the registers
+// (128: two blocks per SM) and the scores' shared memory (fits sm_80 at G = 8, sm_89 at G = 4)
+template <int G, int TQ> constexpr size_t tiled_smem_bytes()
 {
-    return 2 * sizeof(Buf) + sizeof(float) * kTileRows * G * kSld + sizeof(Groups);
+    return 2 * sizeof(Buf) + sizeof(float) * TQ * G * kSld + sizeof(Groups);
 }
 
 // a[i] for a run-time i in [0, N) without local memory (the arrays stay in registers)
@@ -64,13 +65,13 @@ template <int N> __device__ __forceinline__ int pick(const int (&a)[N], int i)
     return v;
 }
 
-template <int G, bool BULK>
-__global__ void __launch_bounds__(NW * 32) attn_kv4_tiled_kernel(AttnParams p, int R)
+template <int G, int TQ, bool BULK>
+__global__ void __launch_bounds__(NW * 32, TQ == 2 ? 2 : 1) attn_kv4_tiled_kernel(AttnParams p, int R)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
     if (BULK) return; // never launched below sm_90 (use_bulk); keeps the instantiation trivial
 #endif
-    constexpr int NCOL = kTileRows * G, NT = (NCOL + 7) / 8; // pass 1's columns and n8 tiles
+    constexpr int NCOL = TQ * G, NT = (NCOL + 7) / 8; // pass 1's columns and n8 tiles
     constexpr int NPART = G == 8 ? 2 : (8 / G < 3 ? 8 / G : 3); // as the one-row kernel
     constexpr int kRld = HD + 4;
     static_assert(sizeof(float) * NW * 8 * kRld <= 2 * sizeof(Buf), "reduction fits in the ring");
@@ -81,7 +82,7 @@ __global__ void __launch_bounds__(NW * 32) attn_kv4_tiled_kernel(AttnParams p, i
     float(*red)[8][kRld] = reinterpret_cast<float(*)[8][kRld]>(dsm); // after pass 2: the dead ring
     __shared__ float redmn[NW][G];
     __shared__ __align__(8) uint64_t bars[2];
-    const int kvh = blockIdx.y, c = blockIdx.x, rec = p.rec_len, c0 = c * rec, r0 = blockIdx.z * kTileRows;
+    const int kvh = blockIdx.y, c = blockIdx.x, rec = p.rec_len, c0 = c * rec, r0 = blockIdx.z * TQ;
 #ifdef QV_MUTANTS
     const bool gqa_mut = QV_DMUT(gqa_map);
 #else
@@ -90,10 +91,10 @@ __global__ void __launch_bounds__(NW * 32) attn_kv4_tiled_kernel(AttnParams p, i
     (void)gqa_mut; // QV_QHEAD reads it in QV_MUTANTS builds only
     // the tile's rows; todo: those with positions in this record (the one-row kernel returns for
     // the others: the combine kernel never reads their record)
-    int rslot[kTileRows], rctx[kTileRows];
+    int rslot[TQ], rctx[TQ];
     unsigned todo = 0;
 #pragma unroll
-    for (int t = 0; t < kTileRows; t++) {
+    for (int t = 0; t < TQ; t++) {
         rslot[t] = -1, rctx[t] = 0;
         if (r0 + t < R) {
             int ctx = p.row_ctx[r0 + t];
@@ -114,9 +115,9 @@ __global__ void __launch_bounds__(NW * 32) attn_kv4_tiled_kernel(AttnParams p, i
     while (todo) {
         // this group: the rows still to do with the first one's slot; n_t = 0 for the others
         const int slot = pick(rslot, __ffs(todo) - 1);
-        int nr[kTileRows], nmax = 0;
+        int nr[TQ], nmax = 0;
 #pragma unroll
-        for (int t = 0; t < kTileRows; t++) {
+        for (int t = 0; t < TQ; t++) {
             nr[t] = (todo >> t & 1u) && rslot[t] == slot ? min(rec, rctx[t] - c0) : 0;
             if (nr[t] > 0) todo &= ~(1u << t);
             nmax = max(nmax, nr[t]);
@@ -210,10 +211,10 @@ __global__ void __launch_bounds__(NW * 32) attn_kv4_tiled_kernel(AttnParams p, i
         __syncthreads();
 
         // ---- pass 2: P.V, each V step converted once for the group's rows (one n8 tile per row)
-        float acc[kTileRows][8][4];
-        float pmn[kTileRows];
+        float acc[TQ][8][4];
+        float pmn[TQ];
 #pragma unroll
-        for (int t = 0; t < kTileRows; t++) {
+        for (int t = 0; t < TQ; t++) {
             pmn[t] = 0.0f;
 #pragma unroll
             for (int i = 0; i < 8; i++) acc[t][i][0] = acc[t][i][1] = acc[t][i][2] = acc[t][i][3] = 0.0f;
@@ -227,7 +228,7 @@ __global__ void __launch_bounds__(NW * 32) attn_kv4_tiled_kernel(AttnParams p, i
             for (int st = 0; st < kSteps; st++) {
                 const int base = w0 + 16 * st;
                 if (J0 + base >= nmax) break;
-                uint32_t bh[kTileRows][2], bl[kTileRows][2];
+                uint32_t bh[TQ][2], bl[TQ][2];
                 uint2 vc[4];
 #pragma unroll
                 for (int h = 0; h < 2; h++) {
@@ -237,7 +238,7 @@ __global__ void __launch_bounds__(NW * 32) attn_kv4_tiled_kernel(AttnParams p, i
                     float2 sv = __half22float2(*(const __half2 *)&b.s[j]), mv = __half22float2(*(const __half2 *)&b.mn[j]);
                     if (QV_DMUT(kv4_min_dropped)) mv = make_float2(0.0f, 0.0f);
 #pragma unroll
-                    for (int t = 0; t < kTileRows; t++) {
+                    for (int t = 0; t < TQ; t++) {
                         bh[t][h] = bl[t][h] = 0u;
                         if (J0 + base >= nr[t]) continue; // the one-row kernel skips this step for row t
                         __nv_bfloat16 yh[2], yl[2];
@@ -268,7 +269,7 @@ __global__ void __launch_bounds__(NW * 32) attn_kv4_tiled_kernel(AttnParams p, i
                     uint32_t a[4] = {nib_bf16x2(x01[i / 4], 4 * (i % 4)), nib_bf16x2(x01[2 + i / 4], 4 * (i % 4)),
                                      nib_bf16x2(x23[i / 4], 4 * (i % 4)), nib_bf16x2(x23[2 + i / 4], 4 * (i % 4))};
 #pragma unroll
-                    for (int t = 0; t < kTileRows; t++) {
+                    for (int t = 0; t < TQ; t++) {
                         if (J0 + base >= nr[t]) continue; // warp-uniform: the MMA's lanes agree
                         mma_bf16(acc[t][i], a, bh[t][0], bh[t][1]);
                         if (G == 8) mma_bf16(acc[t][i], a, bl[t][0], bl[t][1]);
@@ -280,7 +281,7 @@ __global__ void __launch_bounds__(NW * 32) attn_kv4_tiled_kernel(AttnParams p, i
         }
         // per row: the one-row kernel's cross-warp reduction and record write
 #pragma unroll
-        for (int t = 0; t < kTileRows; t++) {
+        for (int t = 0; t < TQ; t++) {
             if (nr[t] == 0) continue; // block-uniform
 #pragma unroll
             for (int i = 0; i < 8; i++)
@@ -314,59 +315,67 @@ __global__ void __launch_bounds__(NW * 32) attn_kv4_tiled_kernel(AttnParams p, i
     }
 }
 
-template <int G, bool BULK> qv_status launch_tiled_gb(const AttnParams &p, int R, cudaStream_t s)
+template <int G, int TQ, bool BULK> qv_status launch_tiled_gb(const AttnParams &p, int R, cudaStream_t s)
 {
     static std::atomic<int> opted{-1}; // the opt-in above 48 KB, once per process and device
     int dev = 0;
     QV_CUDA_TRY(cudaGetDevice(&dev));
     if (opted.load(std::memory_order_relaxed) != dev) {
-        QV_CUDA_TRY(cudaFuncSetAttribute(attn_kv4_tiled_kernel<G, BULK>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         (int)tiled_smem_bytes<G>()));
+        QV_CUDA_TRY(cudaFuncSetAttribute(attn_kv4_tiled_kernel<G, TQ, BULK>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         (int)tiled_smem_bytes<G, TQ>()));
         opted.store(dev, std::memory_order_relaxed);
     }
-    dim3 grid(p.n_chunks, p.nkv, (R + kTileRows - 1) / kTileRows);
-    attn_kv4_tiled_kernel<G, BULK><<<grid, NW * 32, tiled_smem_bytes<G>(), s>>>(p, R);
+    dim3 grid(p.n_chunks, p.nkv, (R + TQ - 1) / TQ);
+    attn_kv4_tiled_kernel<G, TQ, BULK><<<grid, NW * 32, tiled_smem_bytes<G, TQ>(), s>>>(p, R);
     return QV_OK;
 }
 
-template <int G> qv_status launch_tiled_g(const AttnParams &p, int R, cudaStream_t s)
+template <int G, int TQ> qv_status launch_tiled_g(const AttnParams &p, int R, cudaStream_t s)
 {
-    return use_bulk() ? launch_tiled_gb<G, true>(p, R, s) : launch_tiled_gb<G, false>(p, R, s);
+    return use_bulk() ? launch_tiled_gb<G, TQ, true>(p, R, s) : launch_tiled_gb<G, TQ, false>(p, R, s);
 }
 
 // dynamic + static shared memory of the instantiation the device would run, against its opt-in limit
-template <int G> bool fits()
+template <int G, int TQ> bool fits()
 {
     int dev = 0, optin = 0;
     cudaFuncAttributes fa;
     if (cudaGetDevice(&dev) != cudaSuccess ||
         cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess ||
-        cudaFuncGetAttributes(&fa, use_bulk() ? attn_kv4_tiled_kernel<G, true> : attn_kv4_tiled_kernel<G, false>) != cudaSuccess)
+        cudaFuncGetAttributes(&fa, use_bulk() ? attn_kv4_tiled_kernel<G, TQ, true> : attn_kv4_tiled_kernel<G, TQ, false>) !=
+            cudaSuccess)
         return (void)cudaGetLastError(), false;
-    return tiled_smem_bytes<G>() + fa.sharedSizeBytes <= (size_t)optin;
+    return tiled_smem_bytes<G, TQ>() + fa.sharedSizeBytes <= (size_t)optin;
+}
+
+template <int G> int tile_rows_g(int want)
+{
+    if (want != 2 && fits<G, 4>()) return 4;
+    return fits<G, 2>() ? 2 : 0;
 }
 
 } // namespace
 
-bool kv4_tiled_fits(int G)
+int kv4_tiled_rows(int G, int want)
 {
     switch (G) {
-    case 1: return fits<1>();
-    case 2: return fits<2>();
-    case 4: return fits<4>();
-    case 8: return fits<8>();
-    default: return false;
+    case 1: return tile_rows_g<1>(want);
+    case 2: return tile_rows_g<2>(want);
+    case 4: return tile_rows_g<4>(want);
+    case 8: return tile_rows_g<8>(want);
+    default: return 0;
     }
 }
 
-qv_status launch_kv4_tiled(int G, const AttnParams &p, int R, cudaStream_t s)
+qv_status launch_kv4_tiled(int G, int TQ, const AttnParams &p, int R, cudaStream_t s)
 {
+    if (TQ != 2 && TQ != 4) return qv_fail(QV_ERR_INTERNAL, "attention (KV4 tiled prefill): %d rows per tile", TQ);
     qv_status st;
     switch (G) {
-    case 1: st = launch_tiled_g<1>(p, R, s); break;
-    case 2: st = launch_tiled_g<2>(p, R, s); break;
-    case 4: st = launch_tiled_g<4>(p, R, s); break;
-    case 8: st = launch_tiled_g<8>(p, R, s); break;
+    case 1: st = TQ == 4 ? launch_tiled_g<1, 4>(p, R, s) : launch_tiled_g<1, 2>(p, R, s); break;
+    case 2: st = TQ == 4 ? launch_tiled_g<2, 4>(p, R, s) : launch_tiled_g<2, 2>(p, R, s); break;
+    case 4: st = TQ == 4 ? launch_tiled_g<4, 4>(p, R, s) : launch_tiled_g<4, 2>(p, R, s); break;
+    case 8: st = TQ == 4 ? launch_tiled_g<8, 4>(p, R, s) : launch_tiled_g<8, 2>(p, R, s); break;
     default: return qv_fail(QV_ERR_UNSUPPORTED, "attention (KV4 tiled prefill): GQA group %d not in {1,2,4,8}", G);
     }
     if (st != QV_OK) return st;

@@ -253,6 +253,16 @@ static bool prefill_tiled()
     return !(e && strcmp(e, "rows") == 0);
 }
 
+// The tiled kernel's rows per tile for these arguments (0: not tiled): QV_ATTN_TILE_ROWS=2 asks for
+// tiles of 2 (a test and bench knob, like QV_ATTN_SPAN; results are the same bits either way),
+// else 4 where the device's shared memory allows it, then 2.
+static int tiled_rows(const qv_gpu_attn_args *a, const qv_gpu_kv_cache *c)
+{
+    if (!a->prefill || !prefill_tiled() || !qv_gpu_attention_uses_mma(a, c)) return 0;
+    const char *e = getenv("QV_ATTN_TILE_ROWS");
+    return kv4_tiled_rows(a->nh / c->n_kv_heads, e ? atoi(e) : 4);
+}
+
 extern "C" int qv_gpu_attention_uses_mma(const qv_gpu_attn_args *a, const qv_gpu_kv_cache *c)
 {
     int G = c->n_kv_heads > 0 ? a->nh / c->n_kv_heads : 0;
@@ -262,7 +272,7 @@ extern "C" int qv_gpu_attention_uses_mma(const qv_gpu_attn_args *a, const qv_gpu
 
 extern "C" int qv_gpu_attention_uses_tiled(const qv_gpu_attn_args *a, const qv_gpu_kv_cache *c)
 {
-    return a->prefill && prefill_tiled() && qv_gpu_attention_uses_mma(a, c) && kv4_tiled_fits(a->nh / c->n_kv_heads);
+    return tiled_rows(a, c);
 }
 
 extern "C" qv_status qv_gpu_attention(const qv_gpu_attn_args *a, const qv_gpu_kv_cache *c, void *stream)
@@ -302,7 +312,8 @@ extern "C" qv_status qv_gpu_attention(const qv_gpu_attn_args *a, const qv_gpu_kv
     if (c->fmt == QV_KV_FMT_BF16) return attention_bf16(hd, G, grid, p, a->row_ctx, a->R, a->nh, a->out, s);
     bool kv4 = c->fmt == QV_KV_FMT_KV4;
     qv_status st;
-    if (mma && qv_gpu_attention_uses_tiled(a, c)) st = launch_kv4_tiled(G, p, a->R, s);
+    const int tq = mma ? tiled_rows(a, c) : 0;
+    if (tq) st = launch_kv4_tiled(G, tq, p, a->R, s);
     else if (mma) st = launch_kv4_mma(G, grid, p, s);
     else if (hd == 32) st = kv4 ? launch_g<32, true>(G, grid, p, s) : launch_g<32, false>(G, grid, p, s);
     else if (hd == 64) st = kv4 ? launch_g<64, true>(G, grid, p, s) : launch_g<64, false>(G, grid, p, s);

@@ -123,10 +123,12 @@ qv_status attn_case(qv_kv_fmt fmt, int B, int ctx, double *sec, double *bytes)
 }
 
 // Prefill of one sequence of T tokens (rows ctx = 1 .. T, 32 q / 8 KV heads, d 128, pages of 16) on
-// the tensor-core KV4 kernel, one row per block (QV_ATTN_PREFILL=rows) vs the tiled prefill kernel:
-// times, and whether the outputs are bit-identical (random codes, scales and q). The cache (T = 4096:
-// 4.5 MB) stays in L2, as a prefill's freshly written cache does: this measures the kernels' work.
-qv_status prefill_case(int T, double *t_rows, double *t_tiled, int *tiled_ran, int *identical)
+// the tensor-core KV4 kernel, one row per block (QV_ATTN_PREFILL=rows) vs the tiled prefill kernel
+// with tiles of 4 and of 2 rows (QV_ATTN_TILE_ROWS=2): times t[0..2], the tile sizes that ran
+// (ran[1..2]; 0: did not fit, the one-row kernel ran) and whether each tiled output is bit-identical
+// to the one-row kernel's (random codes, scales and q). The cache (T = 4096: 4.5 MB) stays in L2, as
+// a prefill's freshly written cache does: this measures the kernels' work.
+qv_status prefill_case(int T, double t[3], int ran[3], int identical[3])
 {
     const int nh = 32, nkv = 8, hd = 128, P = 16, max_pages = (T + P - 1) / P;
     size_t PB = qv_gpu_kv_page_bytes(QV_KV_FMT_KV4, nkv, hd, P), pool_bytes = (size_t)max_pages * 2 * PB;
@@ -165,22 +167,29 @@ qv_status prefill_case(int T, double *t_rows, double *t_tiled, int *tiled_ran, i
     qv_gpu_attn_args a = {T, nh, (const uint16_t *)q.p, (const int32_t *)rs.p, (const int32_t *)rc.p,
                           (const int32_t *)rf.p, (const int32_t *)ri.p, nullptr, nullptr, 0.08838834764831845f, T,
                           (uint16_t *)out.p, ws.p, wsb, 1};
-    std::vector<uint16_t> o_rows(ob / 2), o_tiled(ob / 2);
-    const char *prev = getenv("QV_ATTN_PREFILL");
-    std::string keep_prev = prev ? prev : "";
-    qv_status st = QV_OK;
-    for (int v = 0; v < 2 && st == QV_OK; v++) {
-        setenv("QV_ATTN_PREFILL", v ? "tiled" : "rows", 1);
-        if (v) *tiled_ran = qv_gpu_attention_uses_tiled(&a, &c);
-        st = time_it([&] { return qv_gpu_attention(&a, &c, nullptr); }, v ? t_tiled : t_rows);
-        if (st == QV_OK && cudaMemcpy(v ? o_tiled.data() : o_rows.data(), out.p, ob, cudaMemcpyDeviceToHost) != cudaSuccess)
-            st = qv_fail(QV_ERR_CUDA, "bench prefill: download: %s", cudaGetErrorString(cudaGetLastError()));
+    std::vector<uint16_t> o[3] = {std::vector<uint16_t>(ob / 2), std::vector<uint16_t>(ob / 2), std::vector<uint16_t>(ob / 2)};
+    const char *knobs[2] = {"QV_ATTN_PREFILL", "QV_ATTN_TILE_ROWS"};
+    std::string prev[2];
+    bool had[2];
+    for (int k = 0; k < 2; k++) {
+        const char *e = getenv(knobs[k]);
+        had[k] = e != nullptr, prev[k] = e ? e : "";
     }
-    if (prev) setenv("QV_ATTN_PREFILL", keep_prev.c_str(), 1);
-    else unsetenv("QV_ATTN_PREFILL");
-    QV_TRY(st);
-    *identical = memcmp(o_rows.data(), o_tiled.data(), ob) == 0;
-    return QV_OK;
+    qv_status st = QV_OK;
+    for (int v = 0; v < 3 && st == QV_OK; v++) {
+        setenv("QV_ATTN_PREFILL", v ? "tiled" : "rows", 1);
+        setenv("QV_ATTN_TILE_ROWS", v == 2 ? "2" : "4", 1);
+        ran[v] = qv_gpu_attention_uses_tiled(&a, &c);
+        st = time_it([&] { return qv_gpu_attention(&a, &c, nullptr); }, &t[v]);
+        if (st == QV_OK && cudaMemcpy(o[v].data(), out.p, ob, cudaMemcpyDeviceToHost) != cudaSuccess)
+            st = qv_fail(QV_ERR_CUDA, "bench prefill: download: %s", cudaGetErrorString(cudaGetLastError()));
+        identical[v] = st == QV_OK && memcmp(o[0].data(), o[v].data(), ob) == 0;
+    }
+    for (int k = 0; k < 2; k++) {
+        if (had[k]) setenv(knobs[k], prev[k].c_str(), 1);
+        else unsetenv(knobs[k]);
+    }
+    return st;
 }
 
 } // namespace
@@ -258,20 +267,24 @@ extern "C" qv_status qv_bench_attn_into(cJSON *root, const char *filter)
                100 * b4 / t4 / copy_bw, t4c * 1e6, t16 * 1e6, b16 / t16 / 1e9, t16 / t4);
     }
     if (prefill_sel) { // one sequence's prefill: one row per block vs the tiled kernel
-        double tr = 0, tt = 0;
-        int ran = 0, same = 0;
-        QV_TRY(prefill_case(4096, &tr, &tt, &ran, &same));
+        double t[3] = {0, 0, 0};
+        int ran[3] = {0, 0, 0}, same[3] = {0, 0, 0};
+        QV_TRY(prefill_case(4096, t, ran, same));
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "name", kPrefillName);
         cJSON_AddNumberToObject(o, "tokens", 4096);
-        cJSON_AddNumberToObject(o, "rows_us", tr * 1e6);
-        cJSON_AddNumberToObject(o, "tiled_us", tt * 1e6);
-        cJSON_AddNumberToObject(o, "speedup_tiled_over_rows", tr / tt);
-        cJSON_AddBoolToObject(o, "tiled_ran", ran);
-        cJSON_AddBoolToObject(o, "bit_identical", same);
+        cJSON_AddNumberToObject(o, "rows_us", t[0] * 1e6);
+        cJSON_AddNumberToObject(o, "tiled4_us", t[1] * 1e6);
+        cJSON_AddNumberToObject(o, "tiled2_us", t[2] * 1e6);
+        cJSON_AddNumberToObject(o, "speedup_tiled4_over_rows", t[0] / t[1]);
+        cJSON_AddNumberToObject(o, "speedup_tiled2_over_rows", t[0] / t[2]);
+        cJSON_AddNumberToObject(o, "tiled4_rows_per_tile_ran", ran[1]); // 0: did not fit, one-row kernel
+        cJSON_AddNumberToObject(o, "tiled2_rows_per_tile_ran", ran[2]);
+        cJSON_AddBoolToObject(o, "bit_identical", same[1] && same[2]);
         cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "attention_prefill"), o);
-        printf("prefill 4096 tokens (kv4, 32/8 heads, d 128): rows %.1f us, tiled %.1f us (%s), %.2fx, outputs %s\n", tr * 1e6,
-               tt * 1e6, ran ? "ran" : "did not fit: rows again", tr / tt, same ? "bit-identical" : "DIFFER");
+        printf("prefill 4096 tokens (kv4, 32/8 heads, d 128): rows %.1f us; tiled-4 %.1f us (%.2fx, ran %d rows/tile); tiled-2 "
+               "%.1f us (%.2fx, ran %d rows/tile); outputs %s\n", t[0] * 1e6, t[1] * 1e6, t[0] / t[1], ran[1], t[2] * 1e6,
+               t[0] / t[2], ran[2], same[1] && same[2] ? "bit-identical" : "DIFFER");
     }
     // fused producers
     if (only) return QV_OK;

@@ -726,7 +726,7 @@ static int g_mma_cases, g_tiled_cases;
  * every element bit-identical (gpu/attn_kv4_tiled.cu's header argues why); on failure the count of
  * differing elements and the first one's row (sequence, position), head and element. */
 static void tiled_vs_rows(const uint16_t *tiled, const uint16_t *rows, int R, int nh, int hd, int n_seq, const int *ctx,
-                          const int *start, int G)
+                          const int *start, int G, int tq)
 {
     size_t n = (size_t)R * nh * hd, diff = 0, first = 0;
     for (size_t i = 0; i < n; i++)
@@ -734,9 +734,9 @@ static void tiled_vs_rows(const uint16_t *tiled, const uint16_t *rows, int R, in
     if (diff == 0) return;
     int row = (int)(first / ((size_t)nh * hd)), h = (int)(first / hd % nh), el = (int)(first % hd), seq = 0, r = row;
     while (seq < n_seq && r >= ctx[seq] - start[seq]) r -= ctx[seq] - start[seq], seq++;
-    ck_assert_msg(0, "attention kv4 G=%d: tiled prefill kernel differs from the one-row kernel in %zu of %zu elements; first: "
-                     "row %d (seq %d pos %d; tile %d, its row %d), head %d elem %d: tiled 0x%04x rows 0x%04x",
-                  G, diff, n, row, seq, seq < n_seq ? start[seq] + r : -1, row / 4, row % 4, h, el, tiled[first], rows[first]);
+    ck_assert_msg(0, "attention kv4 G=%d: tiled prefill kernel (%d rows per tile) differs from the one-row kernel in %zu of %zu "
+                     "elements; first: row %d (seq %d pos %d; tile %d, its row %d), head %d elem %d: tiled 0x%04x rows 0x%04x",
+                  G, tq, diff, n, row, seq, seq < n_seq ? start[seq] + r : -1, row / tq, row % tq, h, el, tiled[first], rows[first]);
 }
 
 /* rows: decode rows (one per sequence, ctx[i]) or, with prefill, rows for positions
@@ -814,7 +814,7 @@ static void attn_case(qv_kv_fmt fmt, int hd, int nh, int nkv, int n_seq, const i
         OK(qv_gpu_attention(&a, &cache, NULL));
         unsetenv("QV_ATTN_PREFILL");
         down(go, dout, (size_t)R * nh * hd * 2);
-        tiled_vs_rows(go, gr, R, nh, hd, n_seq, ctx, start, nh / nkv);
+        tiled_vs_rows(go, gr, R, nh, hd, n_seq, ctx, start, nh / nkv, tiled ? tiled : 1);
         free(gr);
     } else {
         OK(qv_gpu_attention(&a, &cache, NULL));
@@ -830,8 +830,9 @@ static void attn_case(qv_kv_fmt fmt, int hd, int nh, int nkv, int n_seq, const i
     double *o = malloc(sizeof(double) * nh * hd), *b = malloc(sizeof(double) * nh * hd), worst = 0, se = 0, ss = 0;
     row = 0;
     for (int i = 0; i < n_seq; i++)
-        for (int p = start[i]; p < ctx[i]; p++, row++) {
-            for (int t = 0; t <= p; t++) {
+        /* a position's values depend on (sequence, t) only: the rows of a sequence read each once */
+        for (int p = start[i], have = 0; p < ctx[i]; have = ++p, row++) {
+            for (int t = have; t <= p; t++) {
                 if (serve && t >= start[i]) { /* fresh FP16 values */
                     for (int j = 0; j < D; j++) {
                         Kf[(size_t)t * D + j] = qv_dtype16_to_fp32(dt, K[i][(size_t)t * D + j]);
@@ -857,7 +858,10 @@ static void attn_case(qv_kv_fmt fmt, int hd, int nh, int nkv, int n_seq, const i
     g_attn_elems += (long)R * nh * hd;
     if (worst > g_worst_ratio) g_worst_ratio = worst;
     printf("attention %s%s%s hd=%d G=%d seqs=%d rows=%d max_ctx=%d: max err/bound %.3f, NMSE %.3g\n", fmt_name(fmt),
-           serve ? " serve" : "", mma ? (tiled ? " (tensor-core kernel; tiled == rows bit for bit)" : " (tensor-core kernel; tiled variant does not fit this device)") : "",
+           serve ? " serve" : "",
+           !mma ? "" : tiled == 4 ? " (tensor-core kernel; tiled, 4 rows, == rows bit for bit)"
+                     : tiled == 2 ? " (tensor-core kernel; tiled, 2 rows, == rows bit for bit)"
+                                  : " (tensor-core kernel; the tiled variant does not fit this device)",
            hd, nh / nkv, n_seq, R, max_ctx, worst, ss > 0 ? se / ss : 0.0);
     /* Aggregate check (docs/bounds.md "NMSE ceiling"): the element bounds above use worst-case
      * arithmetic models (the tensor-core one is ~25x loose in practice), so a precision bug far
@@ -919,7 +923,8 @@ START_TEST(prefill_attention_within_bound_both_modes)
 }
 END_TEST
 
-/* The tiled prefill variant of the tensor-core kernel (gpu/attn_kv4_tiled.cu, tiles of 4 rows):
+/* The tiled prefill variant of the tensor-core kernel (gpu/attn_kv4_tiled.cu, tiles of 4 rows, then
+ * of 2 with QV_ATTN_TILE_ROWS=2):
  * runs of T = 1, 15, 16, 17, 100 rows (tiles straddle sequences, so a tile holds rows of two
  * slots), contexts crossing the 1024-position record (and, with QV_ATTN_SPAN=1, several 256-position
  * records), G = 1, 2, 4, 8, pages of 16. attn_case requires every row bit-identical to the one-row
@@ -928,16 +933,20 @@ START_TEST(prefill_tiled_matches_rows)
 {
     int ctx[] = {1, 15, 40, 1027, 1100}, start[] = {0, 0, 24, 1010, 1000};
     int n = small_run() ? 3 : 5, before = g_tiled_cases;
-    attn_case(QV_KV_FMT_KV4, 128, 8, 8, n, ctx, start, 0, 111);  /* G 1 */
-    attn_case(QV_KV_FMT_KV4, 128, 16, 8, n, ctx, start, 0, 112); /* G 2 */
-    attn_case(QV_KV_FMT_KV4, 128, 32, 8, n, ctx, start, 0, 113); /* G 4 */
-    attn_case(QV_KV_FMT_KV4, 128, 32, 4, n, ctx, start, 0, 114); /* G 8 */
-    setenv("QV_ATTN_SPAN", "1", 1);
-    attn_case(QV_KV_FMT_KV4, 128, 32, 8, n, ctx, start, 0, 115); /* G 4, records of 256 */
-    unsetenv("QV_ATTN_SPAN");
-    printf("tiled prefill: %d of 5 cases ran the tiled kernel (bit-identical to the one-row kernel)\n", g_tiled_cases - before);
-    /* G 1 and 2 fit every sm_80+ device's shared memory (G 4 and 8 need ~100 and ~170 KB) */
-    if (qv_gpu_device_count() > 0) ck_assert_msg(g_tiled_cases - before >= 2, "the tiled kernel ran %d cases", g_tiled_cases - before);
+    for (int pass = 0; pass < 2; pass++) { /* tiles of 4 rows (where they fit), then of 2 */
+        if (pass) setenv("QV_ATTN_TILE_ROWS", "2", 1);
+        attn_case(QV_KV_FMT_KV4, 128, 8, 8, n, ctx, start, 0, 111);  /* G 1 */
+        attn_case(QV_KV_FMT_KV4, 128, 16, 8, n, ctx, start, 0, 112); /* G 2 */
+        attn_case(QV_KV_FMT_KV4, 128, 32, 8, n, ctx, start, 0, 113); /* G 4 */
+        attn_case(QV_KV_FMT_KV4, 128, 32, 4, n, ctx, start, 0, 114); /* G 8 */
+        setenv("QV_ATTN_SPAN", "1", 1);
+        attn_case(QV_KV_FMT_KV4, 128, 32, 8, n, ctx, start, 0, 115); /* G 4, records of 256 */
+        unsetenv("QV_ATTN_SPAN");
+    }
+    unsetenv("QV_ATTN_TILE_ROWS");
+    printf("tiled prefill: %d of 10 cases ran the tiled kernel (bit-identical to the one-row kernel)\n", g_tiled_cases - before);
+    /* tiles of 2 fit every sm_80+ device at G <= 4 (~70 KB; G 8 ~100 KB) */
+    if (qv_gpu_device_count() > 0) ck_assert_msg(g_tiled_cases - before >= 4, "the tiled kernel ran %d cases", g_tiled_cases - before);
 }
 END_TEST
 

@@ -22,7 +22,7 @@ from collections import defaultdict
 
 HD, NW, kSub, kPosWarp = 128, 8, 256, 32
 kSteps = kPosWarp // 16
-TQ = 4  # kTileRows
+TQ = 4  # rows per tile (the kernel's template parameter: 4 or 2; case() sets it)
 
 def npart(G):
     return 2 if G == 8 else min(8 // G, 3)
@@ -157,7 +157,10 @@ def norm_one_row(tr):
         out[k] = [(x[:5] + (('q', x[5][1], x[5][2]),) + x[6:]) if x[0] == 'p1' else x for x in v]
     return out
 
-def case(G, seqs, span, name):
+def case(G, seqs, span, name, tq=4):
+    global TQ
+    TQ = tq
+    name = f"{name} TQ={tq}"
     rec = kSub * span
     rows = []
     for slot, (start, ctx) in enumerate(seqs):
@@ -180,12 +183,13 @@ def main():
     random.seed(7)
     ok = True
     seqs = [(0, 1), (0, 15), (24, 40), (1010, 1027), (1000, 1100)]  # T = 1, 15, 16, 17, 100
-    for G in (1, 2, 4, 8):
-        ok &= case(G, seqs, 4, f"G={G} span 4 T=1,15,16,17,100")
-    ok &= case(4, seqs, 1, "G=4 span 1 (records of 256)")
-    dec = [(c - 1, c) for c in (1, 15, 16, 17, 83, 256, 257, 300)]  # decode rows: one slot each
-    ok &= case(2, dec, 4, "G=2 decode rows (groups of one row)")
-    ok &= case(8, [(0, 9), (300, 303), (5, 6), (1020, 1031)], 4, "G=8 ragged tiles")
+    for tq in (4, 2):
+        for G in (1, 2, 4, 8):
+            ok &= case(G, seqs, 4, f"G={G} span 4 T=1,15,16,17,100", tq)
+        ok &= case(4, seqs, 1, "G=4 span 1 (records of 256)", tq)
+        dec = [(c - 1, c) for c in (1, 15, 16, 17, 83, 256, 257, 300)]  # decode rows: one slot each
+        ok &= case(2, dec, 4, "G=2 decode rows (groups of one row)", tq)
+        ok &= case(8, [(0, 9), (300, 303), (5, 6), (1020, 1031)], 4, "G=8 ragged tiles", tq)
     print("ALL OK" if ok else "FAIL")
     return 0 if ok else 1
 
