@@ -33,11 +33,14 @@
 //    the same (tile i in order; G = 8: hi then lo), and sum p_j mn_j is summed in the same order;
 //  - the cross-warp reduction and record write: the one-row kernel's code, per row, in row order.
 // So each row's record (O, M, L) is bit-identical to the one-row kernel's, and the combine kernel
-// (unchanged) gives bit-identical outputs. The only hardware assumption is the column independence
-// of mma.sync above, which the one-row kernel's own head-per-column layout already relies on.
+// (unchanged) gives bit-identical outputs. A (row, head) sits in another column of the n8 tile than
+// in the one-row kernel (G = 1: rows in columns 0..3; the one-row kernel's head is column 0): the
+// only hardware assumption is the column independence of mma.sync above (each D element its own
+// dot product; nothing couples the columns), which test_gpu_kernels checks on the device by
+// comparing the two kernels' outputs bit for bit.
 //
 // Cost: shared memory holds the scores of TQ * G columns (TQ = 4, G = 8: ~170 KB) and pass 2 holds
-// TQ x 32 accumulators per thread: TQ = 4 ~230 registers, one block (8 warps) per SM; TQ = 2 128
+// TQ x 32 accumulators per thread: TQ = 4 ~240 registers, one block (8 warps) per SM; TQ = 2 128
 // registers, two blocks per SM where the shared memory allows. qv_gpu_attention takes 4 where it
 // fits the device's opt-in limit, else 2 (sm_80 at G = 8, sm_89 at G = 4), else (sm_89 at G = 8)
 // the one-row kernel; QV_ATTN_TILE_ROWS=2 asks for 2 (qv_attn::kv4_tiled_rows).
