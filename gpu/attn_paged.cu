@@ -12,7 +12,8 @@
 // warps (shared memory). Each chunk writes its unnormalized output, max and sum; the combine
 // kernel rescales chunks by expf(m_c - m) (flash-decoding) and writes FP16.
 // Prefill is one row per query position (its causal context): K/V are re-read per row (from L2
-// mostly); it is correct and simple, not a flash-tiled prefill. Rows in `serve` mode read their
+// mostly); it is correct and simple, not a flash-tiled prefill. (The tensor-core KV4 rows have a
+// tiled prefill variant, attn_kv4_tiled.cu, taken with the caller's prefill hint.) Rows in `serve` mode read their
 // own batch's positions from the fresh FP16 K/V instead of the cache.
 // Error: differs from an exact computation by the dot/softmax/sum roundings only; the derived
 // bound is in docs/bounds.md and tests/test_gpu_kernels.c. Reference: qv_ref_attention_row.
@@ -242,11 +243,36 @@ static int mma_span()
     return v == 1 || v == 2 || v == 4 ? v : 4;
 }
 
+// QV_ATTN_PREFILL=rows|tiled: whether calls with the prefill hint (qv_gpu_attn_args.prefill) run
+// the tensor-core rows on the tiled kernel (attn_kv4_tiled.cu) or one row per block. Either way
+// every row's output is bit-identical (the tiled kernel's header argues it; test_gpu_kernels
+// compares the two), so this is a speed knob; default tiled.
+static bool prefill_tiled()
+{
+    const char *e = getenv("QV_ATTN_PREFILL"); // per call, like QV_ATTN_VARIANT: tests switch it
+    return !(e && strcmp(e, "rows") == 0);
+}
+
+// The tiled kernel's rows per tile for these arguments (0: not tiled): QV_ATTN_TILE_ROWS=2 asks for
+// tiles of 2 (a test and bench knob, like QV_ATTN_SPAN; results are the same bits either way),
+// else 4 where the device's shared memory allows it, then 2.
+static int tiled_rows(const qv_gpu_attn_args *a, const qv_gpu_kv_cache *c)
+{
+    if (!a->prefill || !prefill_tiled() || !qv_gpu_attention_uses_mma(a, c)) return 0;
+    const char *e = getenv("QV_ATTN_TILE_ROWS");
+    return kv4_tiled_rows(a->nh / c->n_kv_heads, e ? atoi(e) : 4);
+}
+
 extern "C" int qv_gpu_attention_uses_mma(const qv_gpu_attn_args *a, const qv_gpu_kv_cache *c)
 {
     int G = c->n_kv_heads > 0 ? a->nh / c->n_kv_heads : 0;
     return c->fmt == QV_KV_FMT_KV4 && c->head_dim == 128 && (G == 1 || G == 2 || G == 4 || G == 8) &&
            c->page_size % 16 == 0 && !a->fresh_k && !a->fresh_v && !mma_disabled();
+}
+
+extern "C" int qv_gpu_attention_uses_tiled(const qv_gpu_attn_args *a, const qv_gpu_kv_cache *c)
+{
+    return tiled_rows(a, c);
 }
 
 extern "C" qv_status qv_gpu_attention(const qv_gpu_attn_args *a, const qv_gpu_kv_cache *c, void *stream)
@@ -286,7 +312,9 @@ extern "C" qv_status qv_gpu_attention(const qv_gpu_attn_args *a, const qv_gpu_kv
     if (c->fmt == QV_KV_FMT_BF16) return attention_bf16(hd, G, grid, p, a->row_ctx, a->R, a->nh, a->out, s);
     bool kv4 = c->fmt == QV_KV_FMT_KV4;
     qv_status st;
-    if (mma) st = launch_kv4_mma(G, grid, p, s);
+    const int tq = mma ? tiled_rows(a, c) : 0;
+    if (tq) st = launch_kv4_tiled(G, tq, p, a->R, s);
+    else if (mma) st = launch_kv4_mma(G, grid, p, s);
     else if (hd == 32) st = kv4 ? launch_g<32, true>(G, grid, p, s) : launch_g<32, false>(G, grid, p, s);
     else if (hd == 64) st = kv4 ? launch_g<64, true>(G, grid, p, s) : launch_g<64, false>(G, grid, p, s);
     else st = kv4 ? launch_g<128, true>(G, grid, p, s) : launch_g<128, false>(G, grid, p, s);

@@ -14,6 +14,9 @@
 // name, bench_filter.h). Each producer row also
 // has copy_same_bytes_GBps: a D2D copy moving the same read + write bytes (small sizes sit in L2,
 // as the producer's own input does; the goal stays relative to the 1 GiB copy, copy_GBps).
+// "attention_prefill": one sequence's prefill of 4096 tokens (row "attn_kv4_prefill tokens=4096") on
+// the tensor-core kernel one row per block vs its tiled prefill variant (QV_ATTN_PREFILL), the
+// speed-up and whether the two outputs are bit-identical.
 // QV_BENCH_A8_SWEEP=1 adds "fused_a8_sweep": every QV_A8_VARIANT of each producer at M = 4096 and
 // 16384 (rows "silu_mul_a8 I=14336 M=4096 variant=stage1" with the keys of "fused" plus "variant").
 #include <algorithm>
@@ -31,6 +34,7 @@
 
 extern "C" {
 #include "qvet/fileio.h"
+#include "qvet/fp16.h"
 #include "qvet/gpu_kernels.h"
 }
 
@@ -107,7 +111,7 @@ qv_status attn_case(qv_kv_fmt fmt, int B, int ctx, double *sec, double *bytes)
     qv_gpu_kv_cache c = {fmt, nkv, hd, P, max_pages, (const int32_t *)pt.p, (uint8_t *)pool.p};
     qv_gpu_attn_args a = {B, nh, (const uint16_t *)q.p, (const int32_t *)rs.p, (const int32_t *)rc.p,
                           (const int32_t *)rf.p, (const int32_t *)ri.p, nullptr, nullptr, 0.08838834764831845f, ctx,
-                          (uint16_t *)out.p, ws.p, wsb};
+                          (uint16_t *)out.p, ws.p, wsb, 0};
     int rep = 0;
     QV_TRY(time_it([&] {
         c.pool = (uint8_t *)pool.p + (size_t)(rep++ % n_rep) * pool_bytes;
@@ -116,6 +120,76 @@ qv_status attn_case(qv_kv_fmt fmt, int B, int ctx, double *sec, double *bytes)
     double per_tok = fmt == QV_KV_FMT_KV4 ? 2.0 * (hd / 2 + 4) : 2.0 * hd * 2;
     *bytes = (double)B * nkv * ctx * per_tok + 2.0 * B * nh * hd * 2;
     return QV_OK;
+}
+
+// Prefill of one sequence of T tokens (rows ctx = 1 .. T, 32 q / 8 KV heads, d 128, pages of 16) on
+// the tensor-core KV4 kernel, one row per block (QV_ATTN_PREFILL=rows) vs the tiled prefill kernel
+// with tiles of 4 and of 2 rows (QV_ATTN_TILE_ROWS=2): times t[0..2], the tile sizes that ran
+// (ran[1..2]; 0: did not fit, the one-row kernel ran) and whether each tiled output is bit-identical
+// to the one-row kernel's (random codes, scales and q). The cache (T = 4096: 4.5 MB) stays in L2, as
+// a prefill's freshly written cache does: this measures the kernels' work.
+qv_status prefill_case(int T, double t[3], int ran[3], int identical[3])
+{
+    const int nh = 32, nkv = 8, hd = 128, P = 16, max_pages = (T + P - 1) / P;
+    size_t PB = qv_gpu_kv_page_bytes(QV_KV_FMT_KV4, nkv, hd, P), pool_bytes = (size_t)max_pages * 2 * PB;
+    Dev pool, pt, q, out, ws, rs, rc, rf, ri;
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    auto next = [&x] { x ^= x << 13, x ^= x >> 7, x ^= x << 17; return x; };
+    std::vector<uint8_t> hp(pool_bytes);
+    for (size_t i = 0; i < pool_bytes; i++) hp[i] = (uint8_t)next();
+    for (int pg = 0; pg < 2 * max_pages; pg++) { // s in [0.01, 0.1), mn in [-0.8, 0): finite FP16 scales
+        uint16_t *sm = (uint16_t *)(hp.data() + (size_t)pg * PB + (size_t)nkv * P * hd / 2);
+        for (int i = 0; i < nkv * P; i++) {
+            sm[i] = qv_fp32_to_fp16(0.01f + 0.09f * (float)(next() % 1000) / 1000.0f);
+            sm[nkv * P + i] = qv_fp32_to_fp16(-0.8f * (float)(next() % 1000) / 1000.0f);
+        }
+    }
+    QV_TRY(dalloc(pool, pool_bytes));
+    QV_CUDA_TRY(cudaMemcpy(pool.p, hp.data(), pool_bytes, cudaMemcpyHostToDevice));
+    std::vector<int32_t> h(max_pages), slot(T, 0), cx(T), fs(T, 1 << 30), fi(T, 0);
+    for (int i = 0; i < max_pages; i++) h[i] = i;
+    for (int i = 0; i < T; i++) cx[i] = i + 1;
+    std::vector<uint16_t> hq((size_t)T * nh * hd);
+    for (auto &v : hq) v = qv_fp32_to_fp16((float)(next() % 2001) / 1000.0f - 1.0f);
+    QV_TRY(dalloc(pt, h.size() * 4));
+    QV_TRY(dalloc(rs, T * 4)); QV_TRY(dalloc(rc, T * 4)); QV_TRY(dalloc(rf, T * 4)); QV_TRY(dalloc(ri, T * 4));
+    QV_TRY(dalloc(q, hq.size() * 2));
+    QV_CUDA_TRY(cudaMemcpy(pt.p, h.data(), h.size() * 4, cudaMemcpyHostToDevice));
+    QV_CUDA_TRY(cudaMemcpy(rs.p, slot.data(), T * 4, cudaMemcpyHostToDevice));
+    QV_CUDA_TRY(cudaMemcpy(rc.p, cx.data(), T * 4, cudaMemcpyHostToDevice));
+    QV_CUDA_TRY(cudaMemcpy(rf.p, fs.data(), T * 4, cudaMemcpyHostToDevice));
+    QV_CUDA_TRY(cudaMemcpy(ri.p, fi.data(), T * 4, cudaMemcpyHostToDevice));
+    QV_CUDA_TRY(cudaMemcpy(q.p, hq.data(), hq.size() * 2, cudaMemcpyHostToDevice));
+    size_t ob = (size_t)T * nh * hd * 2, wsb = qv_gpu_attn_ws_bytes(T, nh, hd, T);
+    QV_TRY(dalloc(out, ob));
+    QV_TRY(dalloc(ws, wsb));
+    qv_gpu_kv_cache c = {QV_KV_FMT_KV4, nkv, hd, P, max_pages, (const int32_t *)pt.p, (uint8_t *)pool.p};
+    qv_gpu_attn_args a = {T, nh, (const uint16_t *)q.p, (const int32_t *)rs.p, (const int32_t *)rc.p,
+                          (const int32_t *)rf.p, (const int32_t *)ri.p, nullptr, nullptr, 0.08838834764831845f, T,
+                          (uint16_t *)out.p, ws.p, wsb, 1};
+    std::vector<uint16_t> o[3] = {std::vector<uint16_t>(ob / 2), std::vector<uint16_t>(ob / 2), std::vector<uint16_t>(ob / 2)};
+    const char *knobs[2] = {"QV_ATTN_PREFILL", "QV_ATTN_TILE_ROWS"};
+    std::string prev[2];
+    bool had[2];
+    for (int k = 0; k < 2; k++) {
+        const char *e = getenv(knobs[k]);
+        had[k] = e != nullptr, prev[k] = e ? e : "";
+    }
+    qv_status st = QV_OK;
+    for (int v = 0; v < 3 && st == QV_OK; v++) {
+        setenv("QV_ATTN_PREFILL", v ? "tiled" : "rows", 1);
+        setenv("QV_ATTN_TILE_ROWS", v == 2 ? "2" : "4", 1);
+        ran[v] = qv_gpu_attention_uses_tiled(&a, &c);
+        st = time_it([&] { return qv_gpu_attention(&a, &c, nullptr); }, &t[v]);
+        if (st == QV_OK && cudaMemcpy(o[v].data(), out.p, ob, cudaMemcpyDeviceToHost) != cudaSuccess)
+            st = qv_fail(QV_ERR_CUDA, "bench prefill: download: %s", cudaGetErrorString(cudaGetLastError()));
+        identical[v] = st == QV_OK && memcmp(o[0].data(), o[v].data(), ob) == 0;
+    }
+    for (int k = 0; k < 2; k++) {
+        if (had[k]) setenv(knobs[k], prev[k].c_str(), 1);
+        else unsetenv(knobs[k]);
+    }
+    return st;
 }
 
 } // namespace
@@ -143,6 +217,9 @@ extern "C" qv_status qv_bench_attn_into(cJSON *root, const char *filter)
     };
     int n_sel = 0;
     for (int i = 0; i < n_attn; i++) n_sel += attn_selected(i);
+    const char *kPrefillName = "attn_kv4_prefill tokens=4096";
+    const bool prefill_sel = keep(kPrefillName, filter) && !only;
+    n_sel += prefill_sel;
     for (int which = 0; which < 3 && !only; which++)
         for (int M : kRows) {
             snprintf(name, sizeof name, "%s M=%d", kFusedNames[which], M);
@@ -188,6 +265,26 @@ extern "C" qv_status qv_bench_attn_into(cJSON *root, const char *filter)
         cJSON_AddItemToArray(arr, o);
         printf("%4d,%-9d %10.1f %10.0f %8.0f%% %12.1f %10.1f %10.0f %8.2fx\n", cs[0], cs[1], t4 * 1e6, b4 / t4 / 1e9,
                100 * b4 / t4 / copy_bw, t4c * 1e6, t16 * 1e6, b16 / t16 / 1e9, t16 / t4);
+    }
+    if (prefill_sel) { // one sequence's prefill: one row per block vs the tiled kernel
+        double t[3] = {0, 0, 0};
+        int ran[3] = {0, 0, 0}, same[3] = {0, 0, 0};
+        QV_TRY(prefill_case(4096, t, ran, same));
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", kPrefillName);
+        cJSON_AddNumberToObject(o, "tokens", 4096);
+        cJSON_AddNumberToObject(o, "rows_us", t[0] * 1e6);
+        cJSON_AddNumberToObject(o, "tiled4_us", t[1] * 1e6);
+        cJSON_AddNumberToObject(o, "tiled2_us", t[2] * 1e6);
+        cJSON_AddNumberToObject(o, "speedup_tiled4_over_rows", t[0] / t[1]);
+        cJSON_AddNumberToObject(o, "speedup_tiled2_over_rows", t[0] / t[2]);
+        cJSON_AddNumberToObject(o, "tiled4_rows_per_tile_ran", ran[1]); // 0: did not fit, one-row kernel
+        cJSON_AddNumberToObject(o, "tiled2_rows_per_tile_ran", ran[2]);
+        cJSON_AddBoolToObject(o, "bit_identical", same[1] && same[2]);
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "attention_prefill"), o);
+        printf("prefill 4096 tokens (kv4, 32/8 heads, d 128): rows %.1f us; tiled-4 %.1f us (%.2fx, ran %d rows/tile); tiled-2 "
+               "%.1f us (%.2fx, ran %d rows/tile); outputs %s\n", t[0] * 1e6, t[1] * 1e6, t[0] / t[1], ran[1], t[2] * 1e6,
+               t[0] / t[2], ran[2], same[1] && same[2] ? "bit-identical" : "DIFFER");
     }
     // fused producers
     if (only) return QV_OK;

@@ -580,7 +580,9 @@ static qv_status forward(qv_engine *base, const qv_engine_batch *b, float *logit
         QV_TRY(emit(e, b, QV_CAP_V, l, s.v, 1, T, nkv, hd));
         /* fresh K/V only in serve mode (NULL lets KV4 rows take the tensor-core kernel) */
         qv_gpu_attn_args a = {T, nh, s.q, s.rslot, s.rctx, s.rfs, s.rfi, serve ? s.k : NULL, serve ? s.v : NULL,
-                              (float)pow((double)hd, -0.5), max_ctx, s.att, e->ws, e->ws_cap};
+                              (float)pow((double)hd, -0.5), max_ctx, s.att, e->ws, e->ws_cap,
+                              /* prefill hint: >= 2 rows per sequence on average (decode: 1) */
+                              T >= 2 * b->n_seqs};
         QV_TRY(qv_gpu_attention(&a, &cache, NULL));
         QV_TRY(emit(e, b, QV_CAP_ATTN_HEADS, l, s.att, 1, T, nh, hd));
         if (e->qoq) QV_TRY(qv_gpu_quant_a8(s.att, T, Dq, s.qa, s.sa, s.rs, NULL));

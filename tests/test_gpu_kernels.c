@@ -11,7 +11,9 @@
  *   - attention: every output element within the derived bound of qv_ref_attention_row (FP64 on
  *     the same cache values), decode rows of ragged contexts 1, P-1, P, P+1, many pages, more than
  *     one chunk; prefill rows (causal) in kv4 mode and in serve mode (fresh FP16 K/V after a
- *     cached prefix); KV4 and FP16 caches; head_dim 64 (GQA 3) and 128 (GQA 4).
+ *     cached prefix); KV4 and FP16 caches; head_dim 64 (GQA 3) and 128 (GQA 4). Rows on the
+ *     tensor-core KV4 kernel run twice, one row per block and on the tiled prefill variant: the
+ *     two outputs must be bit-identical (first differing row/head/element reported).
  *   - BF16 (gpu-fp16 --dtype bf16): rmsnorm_bf16 / silu_mul_bf16 within the FP16 bound re-derived
  *     for BF16's unit roundoff 2^-8; rope_kv_write with a BF16 cache (q/k/v and pages) bit-exact
  *     vs qv_ref_rope_qkv_dt; attention over BF16 pages within qv_ref_attention_row_dt's bound; the
@@ -723,7 +725,24 @@ END_TEST
 
 static double g_worst_ratio;
 static long g_attn_elems;
-static int g_mma_cases;
+static int g_mma_cases, g_tiled_cases;
+
+/* The tiled prefill kernel's output (tiled) against the one-row kernel's (rows) on the same inputs:
+ * every element bit-identical (gpu/attn_kv4_tiled.cu's header argues why); on failure the count of
+ * differing elements and the first one's row (sequence, position), head and element. */
+static void tiled_vs_rows(const uint16_t *tiled, const uint16_t *rows, int R, int nh, int hd, int n_seq, const int *ctx,
+                          const int *start, int G, int tq)
+{
+    size_t n = (size_t)R * nh * hd, diff = 0, first = 0;
+    for (size_t i = 0; i < n; i++)
+        if (tiled[i] != rows[i] && diff++ == 0) first = i;
+    if (diff == 0) return;
+    int row = (int)(first / ((size_t)nh * hd)), h = (int)(first / hd % nh), el = (int)(first % hd), seq = 0, r = row;
+    while (seq < n_seq && r >= ctx[seq] - start[seq]) r -= ctx[seq] - start[seq], seq++;
+    ck_assert_msg(0, "attention kv4 G=%d: tiled prefill kernel (%d rows per tile) differs from the one-row kernel in %zu of %zu "
+                     "elements; first: row %d (seq %d pos %d; tile %d, its row %d), head %d elem %d: tiled 0x%04x rows 0x%04x",
+                  G, tq, diff, n, row, seq, seq < n_seq ? start[seq] + r : -1, row / tq, row % tq, h, el, tiled[first], rows[first]);
+}
 
 /* rows: decode rows (one per sequence, ctx[i]) or, with prefill, rows for positions
  * start[i] .. ctx[i]-1 of each sequence; serve: those positions come from fresh FP16 K/V. */
@@ -782,11 +801,30 @@ static void attn_case(qv_kv_fmt fmt, int hd, int nh, int nkv, int n_seq, const i
     OK(qv_gpu_memset(dout, 0xff, (size_t)R * nh * hd * 2)); /* NaN poison: an unwritten element fails */
     qv_gpu_kv_cache cache = {fmt, nkv, hd, P, s.max_pages, dpt, dpool};
     /* no fresh K/V unless serve (the API's "NULL when no row reads fresh positions") */
-    qv_gpu_attn_args a = {R, nh, dq, dslot, dctx, dfs, dfi, serve ? dfk : NULL, serve ? dfv : NULL, scale, max_ctx, dout, dws, wsb};
-    int mma = qv_gpu_attention_uses_mma(&a, &cache);
-    OK(qv_gpu_attention(&a, &cache, NULL));
+    qv_gpu_attn_args a = {R, nh, dq, dslot, dctx, dfs, dfi, serve ? dfk : NULL, serve ? dfv : NULL, scale, max_ctx, dout, dws, wsb, 0};
+    int mma = qv_gpu_attention_uses_mma(&a, &cache), tiled = 0;
     uint16_t *go = malloc((size_t)R * nh * hd * 2);
-    down(go, dout, (size_t)R * nh * hd * 2);
+    if (mma) {
+        /* the tensor-core rows both ways: one row per block (QV_ATTN_PREFILL=rows), then the tiled
+         * prefill kernel (the prefill hint; decode rows too: one slot per row, groups of one row),
+         * bit-identical; the checks below then run on the tiled output */
+        uint16_t *gr = malloc((size_t)R * nh * hd * 2);
+        a.prefill = 1;
+        setenv("QV_ATTN_PREFILL", "rows", 1);
+        OK(qv_gpu_attention(&a, &cache, NULL));
+        down(gr, dout, (size_t)R * nh * hd * 2);
+        setenv("QV_ATTN_PREFILL", "tiled", 1);
+        tiled = qv_gpu_attention_uses_tiled(&a, &cache);
+        OK(qv_gpu_memset(dout, 0xff, (size_t)R * nh * hd * 2));
+        OK(qv_gpu_attention(&a, &cache, NULL));
+        unsetenv("QV_ATTN_PREFILL");
+        down(go, dout, (size_t)R * nh * hd * 2);
+        tiled_vs_rows(go, gr, R, nh, hd, n_seq, ctx, start, nh / nkv, tiled ? tiled : 1);
+        free(gr);
+    } else {
+        OK(qv_gpu_attention(&a, &cache, NULL));
+        down(go, dout, (size_t)R * nh * hd * 2);
+    }
     /* reference per row */
     float *Kf = malloc(sizeof(float) * (size_t)max_ctx * D), *Vf = malloc(sizeof(float) * (size_t)max_ctx * D),
           *qf = malloc(sizeof(float) * nh * hd), *Km = malloc(sizeof(float) * (size_t)max_ctx * D),
@@ -797,8 +835,9 @@ static void attn_case(qv_kv_fmt fmt, int hd, int nh, int nkv, int n_seq, const i
     double *o = malloc(sizeof(double) * nh * hd), *b = malloc(sizeof(double) * nh * hd), worst = 0, se = 0, ss = 0;
     row = 0;
     for (int i = 0; i < n_seq; i++)
-        for (int p = start[i]; p < ctx[i]; p++, row++) {
-            for (int t = 0; t <= p; t++) {
+        /* a position's values depend on (sequence, t) only: the rows of a sequence read each once */
+        for (int p = start[i], have = 0; p < ctx[i]; have = ++p, row++) {
+            for (int t = have; t <= p; t++) {
                 if (serve && t >= start[i]) { /* fresh FP16 values */
                     for (int j = 0; j < D; j++) {
                         Kf[(size_t)t * D + j] = qv_dtype16_to_fp32(dt, K[i][(size_t)t * D + j]);
@@ -824,8 +863,11 @@ static void attn_case(qv_kv_fmt fmt, int hd, int nh, int nkv, int n_seq, const i
     g_attn_elems += (long)R * nh * hd;
     if (worst > g_worst_ratio) g_worst_ratio = worst;
     printf("attention %s%s%s hd=%d G=%d seqs=%d rows=%d max_ctx=%d: max err/bound %.3f, NMSE %.3g\n", fmt_name(fmt),
-           serve ? " serve" : "", mma ? " (tensor-core kernel)" : "", hd, nh / nkv, n_seq, R, max_ctx, worst,
-           ss > 0 ? se / ss : 0.0);
+           serve ? " serve" : "",
+           !mma ? "" : tiled == 4 ? " (tensor-core kernel; tiled, 4 rows, == rows bit for bit)"
+                     : tiled == 2 ? " (tensor-core kernel; tiled, 2 rows, == rows bit for bit)"
+                                  : " (tensor-core kernel; the tiled variant does not fit this device)",
+           hd, nh / nkv, n_seq, R, max_ctx, worst, ss > 0 ? se / ss : 0.0);
     /* Aggregate check (docs/bounds.md "NMSE ceiling"): the element bounds above use worst-case
      * arithmetic models (the tensor-core one is ~25x loose in practice), so a precision bug far
      * above the real arithmetic error can hide under them. The output rounding alone gives
@@ -836,6 +878,7 @@ static void attn_case(qv_kv_fmt fmt, int hd, int nh, int nkv, int n_seq, const i
     ck_assert_msg(ss == 0 || se / ss <= u16 * u16, "attention %s hd=%d: NMSE %.3g above the output rounding's ceiling %.3g",
                   fmt_name(fmt), hd, se / ss, u16 * u16);
     if (mma) g_mma_cases++;
+    if (tiled) g_tiled_cases++;
     void *all[] = {dq, dout, dslot, dctx, dfs, dfi, dfk, dfv, dpt, dpool, dws};
     for (int i = 0; i < 11; i++) qv_gpu_free(all[i]);
     for (int i = 0; i < n_seq; i++) free(K[i]), free(V[i]);
@@ -885,6 +928,36 @@ START_TEST(prefill_attention_within_bound_both_modes)
 }
 END_TEST
 
+/* The tiled prefill variant of the tensor-core kernel (gpu/attn_kv4_tiled.cu, tiles of 4 rows, then
+ * of 2 with QV_ATTN_TILE_ROWS=2):
+ * runs of T = 1, 15, 16, 17, 100 rows (tiles straddle sequences, so a tile holds rows of two
+ * slots), contexts crossing the 1024-position record (and, with QV_ATTN_SPAN=1, several 256-position
+ * records), G = 1, 2, 4, 8, pages of 16. attn_case requires every row bit-identical to the one-row
+ * kernel and within the bound. */
+START_TEST(prefill_tiled_matches_rows)
+{
+    int ctx[] = {1, 15, 40, 1027, 1100}, start[] = {0, 0, 24, 1010, 1000};
+    int before = g_tiled_cases;
+    /* tiles of 4 rows (where they fit) on all five runs, then tiles of 2 on the first four (T = 100
+     * at ~1050 positions is most of the CPU reference's time: ~60 ms per row at 32 heads) */
+    for (int pass = 0; pass < 2; pass++) {
+        int n = small_run() ? 3 : pass ? 4 : 5;
+        if (pass) setenv("QV_ATTN_TILE_ROWS", "2", 1);
+        attn_case(QV_KV_FMT_KV4, 128, 8, 8, n, ctx, start, 0, 111);  /* G 1 */
+        attn_case(QV_KV_FMT_KV4, 128, 16, 8, n, ctx, start, 0, 112); /* G 2 */
+        attn_case(QV_KV_FMT_KV4, 128, 32, 8, n, ctx, start, 0, 113); /* G 4 */
+        attn_case(QV_KV_FMT_KV4, 128, 32, 4, n, ctx, start, 0, 114); /* G 8 */
+    }
+    unsetenv("QV_ATTN_TILE_ROWS");
+    setenv("QV_ATTN_SPAN", "1", 1);
+    attn_case(QV_KV_FMT_KV4, 128, 32, 8, small_run() ? 3 : 5, ctx, start, 0, 115); /* G 4, records of 256 */
+    unsetenv("QV_ATTN_SPAN");
+    printf("tiled prefill: %d of 9 cases ran the tiled kernel (bit-identical to the one-row kernel)\n", g_tiled_cases - before);
+    /* tiles of 2 fit every sm_80+ device at G <= 4 (~70 KB; G 8 ~100 KB) */
+    if (qv_gpu_device_count() > 0) ck_assert_msg(g_tiled_cases - before >= 4, "the tiled kernel ran %d cases", g_tiled_cases - before);
+}
+END_TEST
+
 /* gpu-fp16 --dtype bf16's attention: BF16 pages, q and output; decode rows across page edges and
  * chunks, causal prefill rows, and (kernel coverage: the fresh path over T = BF16) serve rows. */
 START_TEST(bf16_attention_within_bound)
@@ -927,6 +1000,7 @@ static Suite *gpu_suite(void)
     tcase_add_test(tc, rope_kv_write_is_bit_exact);
     tcase_add_test(tc, decode_attention_within_bound_across_page_edges);
     tcase_add_test(tc, prefill_attention_within_bound_both_modes);
+    tcase_add_test(tc, prefill_tiled_matches_rows);
     tcase_add_test(tc, bf16_producers_within_bound);
 #ifdef QV_CUDA
     tcase_add_test(tc, engine_elementwise_ops_are_bit_exact);

@@ -43,7 +43,7 @@ if has bench; then
 fi
 has a8all && QV_A8_ALL_VARIANTS=1 step test_gpu_kernels_a8all 540 build-gpu/test_gpu_kernels
 for f in test_gpu_kernels test_gpu_kernels_cpasync test_gpu_engines test_gpu_kernels_a8all; do [ -f "$OUT/$f.log" ] && grep -E "Failure|FAIL|Assertion|differ;" "$OUT/$f.log" | head -6; done
-[ -f "$OUT/test_gpu_kernels.log" ] && grep -E "tensor-core kernel|variants bit-identical|A8 producers:" "$OUT/test_gpu_kernels.log" | head -12
+[ -f "$OUT/test_gpu_kernels.log" ] && grep -E "tensor-core kernel|tiled prefill:|variants bit-identical|A8 producers:" "$OUT/test_gpu_kernels.log" | head -30
 [ -f "$OUT/test_gpu_kernels_cpasync.log" ] && grep -E "tensor-core kernel" "$OUT/test_gpu_kernels_cpasync.log" | head -4
 [ -f "$OUT/test_gpu_engines.log" ] && grep -E "rand-hd128|prefill n vs" "$OUT/test_gpu_engines.log" | head -8
 [ -f "$OUT/bench_attn.log" ] && { cat "$OUT/bench_attn.log"; echo "-- cp.async loader"; grep -A6 "batch,ctx" "$OUT/bench_attn_cpasync.log"; }

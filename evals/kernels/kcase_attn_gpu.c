@@ -80,7 +80,7 @@ qv_status qv_kattn_run_gpu(const qv_kattn_case *c, int ctx_a, const float *ka, c
     }
     if (st == QV_OK) {
         qv_gpu_attn_args a = {T,      nh,   d[D_Q], d[D_RS], d[D_RC], d[D_RF], d[D_RI], NULL, NULL, 1.0f / sqrtf((float)hd),
-                              ctx,    d[D_OUT], d[D_WS], sz[D_WS]};
+                              ctx,    d[D_OUT], d[D_WS], sz[D_WS], 0};
         st = qv_gpu_attention(&a, &cache, NULL);
     }
     if (st == QV_OK) st = qv_gpu_sync();

@@ -64,6 +64,12 @@ int qv_gpu_attention_uses_mma(const qv_gpu_attn_args *a, const qv_gpu_kv_cache *
     return 0;
 }
 
+int qv_gpu_attention_uses_tiled(const qv_gpu_attn_args *a, const qv_gpu_kv_cache *cache)
+{
+    (void)a, (void)cache;
+    return 0;
+}
+
 qv_status qv_gpu_attention(const qv_gpu_attn_args *a, const qv_gpu_kv_cache *cache, void *stream)
 {
     (void)a; (void)cache; (void)stream;

@@ -97,8 +97,17 @@ typedef struct {
     uint16_t *out;
     void *ws;                           /* qv_gpu_attn_ws_bytes(R, nh, hd, max_ctx) bytes */
     size_t ws_bytes;
+    int prefill;                        /* optional hint, 0 when unset (an initializer without it) */
 } qv_gpu_attn_args;
 
+/* prefill (a hint; results never depend on it): 1 when the rows come mostly as runs of consecutive
+ * positions of one slot (row r + 1 is the same slot's next position), as a prefill's rows do. Rows
+ * on the tensor-core KV4 kernel (qv_gpu_attention_uses_mma) then run on its tiled variant
+ * (gpu/attn_kv4_tiled.cu: one block per 4 (or 2) consecutive rows; rows of one slot share each K/V
+ * load and conversion) unless QV_ATTN_PREFILL=rows or the device's shared memory is too small
+ * (QV_ATTN_TILE_ROWS=2 asks for tiles of 2: a test and bench knob). Every
+ * row's output is bit-identical to the one-row kernel's for any rows: only speed depends on the
+ * hint (a tile of rows of 4 different slots runs them one after another). */
 size_t qv_gpu_attn_ws_bytes(int R, int nh, int head_dim, int max_ctx);
 qv_status qv_gpu_attention(const qv_gpu_attn_args *a, const qv_gpu_kv_cache *cache, void *stream);
 /* 1 when qv_gpu_attention runs these arguments on the tensor-core KV4 kernel (gpu/attn_kv4_mma.cu:
@@ -106,6 +115,11 @@ qv_status qv_gpu_attention(const qv_gpu_attn_args *a, const qv_gpu_kv_cache *cac
  * QV_ATTN_VARIANT is not "chunk"). Its error model differs (qv_attn_err_model_kv4_mma in
  * qvet/kernels_ref.h), so checks pick the bound by this. 0 without CUDA. */
 int qv_gpu_attention_uses_mma(const qv_gpu_attn_args *a, const qv_gpu_kv_cache *cache);
+/* The rows per tile (2 or 4) when qv_gpu_attention runs these arguments on the tiled prefill variant
+ * of that kernel, else 0: it uses the tensor-core kernel, a->prefill is set, QV_ATTN_PREFILL is not
+ * "rows" and a tile size's shared memory fits the current device. Tests report it (the variants'
+ * outputs are bit-identical). 0 without CUDA. */
+int qv_gpu_attention_uses_tiled(const qv_gpu_attn_args *a, const qv_gpu_kv_cache *cache);
 
 /* The A8 producers' configurations for the QV_A8_VARIANT knob (gpu/fused_a8_rows.cuh; a bench and
  * test knob, not a tuning API): their number (1 without CUDA) and names (index 0 is "default";
