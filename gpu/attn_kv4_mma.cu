@@ -44,9 +44,10 @@
 // FP32 accumulation is modelled as <= 17 * 2^-22 of the summed magnitudes per MMA step (products
 // exact; truncating alignment to the largest term), so the bound of qv_ref_attention_row_m with
 // qv_attn_err_model_kv4_mma's extra terms applies, with magnitudes |u s| + |mn| in place of |k|.
-// Prefill: attn_kv4_tiled.cu runs tiles of 4 consecutive rows per block with these loads,
-// conversions and per-row arithmetic (attn_kv4_mma.cuh, head_softmax), bit-identical per row; this
-// kernel stays the decode path and QV_ATTN_PREFILL=rows.
+// Prefill: attn_kv4_tiled.cu (QV_ATTN_PREFILL=tiled, opt-in until run on a device) runs tiles of 4
+// consecutive rows per block with these loads, conversions and per-row arithmetic
+// (attn_kv4_mma.cuh, head_softmax), bit-identical per row; this kernel is the decode path and the
+// default for prefill.
 #include <atomic>
 
 #include "attn_kv4_mma.cuh"

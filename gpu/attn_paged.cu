@@ -246,11 +246,12 @@ static int mma_span()
 // QV_ATTN_PREFILL=rows|tiled: whether calls with the prefill hint (qv_gpu_attn_args.prefill) run
 // the tensor-core rows on the tiled kernel (attn_kv4_tiled.cu) or one row per block. Either way
 // every row's output is bit-identical (the tiled kernel's header argues it; test_gpu_kernels
-// compares the two), so this is a speed knob; default tiled.
+// compares the two), so this is a speed knob. Default rows until the tiled kernel has run on a
+// device (written in stop 16 without one): its identity test and its speed decide the flip.
 static bool prefill_tiled()
 {
     const char *e = getenv("QV_ATTN_PREFILL"); // per call, like QV_ATTN_VARIANT: tests switch it
-    return !(e && strcmp(e, "rows") == 0);
+    return e && strcmp(e, "tiled") == 0;
 }
 
 // The tiled kernel's rows per tile for these arguments (0: not tiled): QV_ATTN_TILE_ROWS=2 asks for
