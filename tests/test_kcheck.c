@@ -227,6 +227,167 @@ START_TEST(midpoint_neighbour_accepted_further_rejected)
 }
 END_TEST
 
+/* ---- fused producers: foreign kernels in other legitimate FP32 orders pass ----
+ * docs/byo.md ("Fused producers") derives the rules for a kernel that may sum the squares in FP32
+ * in any order, use an rsqrt 2 ulp off, an expf 2 ulp off, FMA, s_a = amax * (1/127) and codes
+ * from v / s_a or v * (1 / s_a). Each variant below is such a kernel, emulated here; the
+ * checker must accept all of them at K = 4096 (where the FP32 sum's gamma_K / 2 is 2048u). */
+enum { FM = 12, FK = 4096 };
+static float f_x[FM * FK], f_w[FK], f_sa[FM];
+static int8_t f_q[FM * FK];
+static int32_t f_rs[FM];
+
+static float ulps(float v, int n) /* v moved n FP32 ulps (the sign of n: the direction) */
+{
+    for (int i = 0; i < (n < 0 ? -n : n); i++) v = nextafterf(v, n < 0 ? -INFINITY : INFINITY);
+    return v;
+}
+
+/* A8 of the kernel's values y [FM, K]: form 0: rne(y * (127/amax)), s_a = amax/127; 1: rne(y / s_a),
+ * s_a = amax * (1/127); 2: rne(y * (1/s_a)), s_a = amax/127. */
+static void foreign_a8(const float *y, int K, int form)
+{
+    for (int m = 0; m < FM; m++) {
+        const float *yr = y + (size_t)m * K;
+        float amax = 0;
+        for (int k = 0; k < K; k++) amax = fmaxf(amax, fabsf(yr[k]));
+        float sa = form == 1 ? amax * (1.0f / 127.0f) : amax / 127.0f, inv = 127.0f / amax, rcp = 1.0f / sa;
+        f_rs[m] = 0;
+        for (int k = 0; k < K; k++) {
+            float t = form == 0 ? yr[k] * inv : form == 1 ? yr[k] / sa : yr[k] * rcp;
+            float c = fminf(127.0f, fmaxf(-127.0f, rintf(t)));
+            f_q[(size_t)m * K + k] = (int8_t)c;
+            f_rs[m] += (int32_t)c;
+        }
+        f_sa[m] = sa;
+    }
+}
+
+static void write_fused(const char *dir, const char *op, int K, const char *extra, int split)
+{
+    qv_st_writer *w = qv_st_writer_new();
+    int64_t mk[2] = {FM, K}, m1[1] = {FM}, k1[1] = {K};
+    if (!strcmp(op, "rmsnorm_a8")) {
+        ck_assert(qv_st_writer_add(w, "x", QV_F32, 2, mk, f_x) == QV_OK);
+        ck_assert(qv_st_writer_add(w, "w", QV_F32, 1, k1, f_w) == QV_OK);
+    } else if (split) { /* gate and up: f_x rows hold gate, up in the second half of each 2K row */
+        static float g[FM * FK / 2], u[FM * FK / 2];
+        for (int m = 0; m < FM; m++)
+            for (int k = 0; k < K; k++) g[m * K + k] = f_x[m * 2 * K + k], u[m * K + k] = f_x[m * 2 * K + K + k];
+        ck_assert(qv_st_writer_add(w, "gate", QV_F32, 2, mk, g) == QV_OK);
+        ck_assert(qv_st_writer_add(w, "up", QV_F32, 2, mk, u) == QV_OK);
+    } else {
+        int64_t m2k[2] = {FM, 2 * K};
+        ck_assert(qv_st_writer_add(w, "gate_up", QV_F32, 2, m2k, f_x) == QV_OK);
+    }
+    ck_assert(qv_st_writer_add(w, "q", QV_I8, 2, mk, f_q) == QV_OK);
+    ck_assert(qv_st_writer_add(w, "s_a", QV_F32, 1, m1, f_sa) == QV_OK);
+    ck_assert(qv_st_writer_add(w, "rowsum", QV_I32, 1, m1, f_rs) == QV_OK);
+    char *p = qv_path_join(dir, "f.safetensors");
+    ck_assert(qv_st_writer_write(w, p) == QV_OK);
+    qv_st_writer_free(w);
+    free(p);
+    char man[512];
+    snprintf(man, sizeof man, "{\"schema\": \"qvet.kernel-check/1\", \"cases\": [{\"name\": \"f\", \"op\": \"%s\", "
+             "\"shape\": {\"M\": %d, \"%s\": %d}, \"file\": \"f.safetensors\"%s}]}", op, FM,
+             strcmp(op, "rmsnorm_a8") ? "I" : "K", K, extra);
+    p = qv_path_join(dir, "manifest.json");
+    ck_assert(qv_write_file_atomic(p, man, strlen(man)) == QV_OK);
+    free(p);
+}
+
+static long json_num(const qv_kcheck_result *r, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(r->json, key);
+    ck_assert_msg(cJSON_IsNumber(v), "no %s", key);
+    return (long)v->valuedouble;
+}
+
+START_TEST(fused_foreign_orders_pass)
+{
+    char *dir = qv_test_tmpdir();
+    qv_test_rng g = {21};
+    static float y[FM * FK];
+    const float eps = 1e-5f;
+    long ties = 0;
+    /* rows from 1e-3 (eps dominates the mean square) to 30, one with a massive channel */
+    for (int m = 0; m < FM; m++) {
+        double sc = pow(10.0, -3.0 + 4.5 * m / (FM - 1));
+        for (int k = 0; k < FK; k++) f_x[(size_t)m * FK + k] = (float)(sc * (qv_test_uniform(&g) * 2 - 1));
+    }
+    f_x[5 * FK + 100] = 400.0f;
+    for (int k = 0; k < FK; k++) f_w[k] = (float)(1 + 0.6 * (qv_test_uniform(&g) - 0.5));
+    for (int v = 0; v < 4; v++) {
+        for (int m = 0; m < FM; m++) {
+            const float *xr = f_x + (size_t)m * FK;
+            float ss = 0, lane[32] = {0};
+            double sd = 0;
+            if (v == 0)
+                for (int k = 0; k < FK; k++) ss += xr[k] * xr[k]; /* forward */
+            else if (v == 1) { /* 32 strided lanes, then a tree: a warp reduction */
+                for (int k = 0; k < FK; k++) lane[k % 32] += xr[k] * xr[k];
+                for (int h = 16; h; h /= 2)
+                    for (int l = 0; l < h; l++) lane[l] += lane[l + h];
+                ss = lane[0];
+            } else if (v == 2)
+                for (int k = FK - 1; k >= 0; k--) ss = fmaf(xr[k], xr[k], ss); /* backward, FMA */
+            else
+                for (int k = FK - 1; k >= 0; k--) sd += (double)xr[k] * xr[k]; /* FP64 ("sumsq": "fp64") */
+            float ms = v == 3 ? (float)sd * (1.0f / FK) : v == 1 ? ss * (1.0f / FK) : ss / FK;
+            /* rsqrt 2 ulp off (up for one half of the rows, down for the other) or sqrtf then 1/x */
+            float r = v == 2 ? 1.0f / sqrtf(ms + eps) : ulps(1.0f / sqrtf(ms + eps), m % 2 ? 2 : -2);
+            for (int k = 0; k < FK; k++)
+                y[(size_t)m * FK + k] = v == 1 ? (f_w[k] * xr[k]) * r : v == 2 ? xr[k] * r * f_w[k] : f_w[k] * (xr[k] * r);
+        }
+        foreign_a8(y, FK, v % 3);
+        write_fused(dir, "rmsnorm_a8", FK, v == 3 ? ", \"eps\": 1e-5, \"sumsq\": \"fp64\"" : ", \"eps\": 1e-5", 0);
+        qv_kcheck_result r;
+        ck_assert_msg(run_case(dir, &r), "rmsnorm variant %d: %s / %s", v, r.summary, r.first);
+        ties += json_num(&r, "code_ties");
+        printf("rmsnorm variant %d: worst |s_a - exact| / bound %.3f\n", v,
+               cJSON_GetObjectItemCaseSensitive(r.json, "s_a_worst_ratio")->valuedouble);
+        cJSON_Delete(r.json);
+    }
+    /* the bound is not vacuous: with an FP64 sum declared, an rsqrt 24 ulp off (48u, the fixed
+     * part of the bound being 10u) leaves it on every nonzero row; the codes still pass (1/rms
+     * cancels from them) */
+    for (int m = 0; m < FM; m++) {
+        const float *xr = f_x + (size_t)m * FK;
+        double sd = 0;
+        for (int k = 0; k < FK; k++) sd += (double)xr[k] * xr[k];
+        float r = ulps(1.0f / sqrtf((float)(sd / FK) + eps), 24);
+        for (int k = 0; k < FK; k++) y[(size_t)m * FK + k] = f_w[k] * (xr[k] * r);
+    }
+    foreign_a8(y, FK, 0);
+    write_fused(dir, "rmsnorm_a8", FK, ", \"eps\": 1e-5, \"sumsq\": \"fp64\"", 0);
+    qv_kcheck_result rb;
+    ck_assert(!run_case(dir, &rb));
+    ck_assert_msg(json_num(&rb, "code_mismatch") == 0 && json_num(&rb, "s_a_beyond_bound") == FM, "%s", rb.summary);
+    cJSON_Delete(rb.json);
+    /* SiLU*mul: expf 2 ulp off either way, 1/(1+e) or a division, three A8 forms */
+    for (int m = 0; m < FM; m++)
+        for (int k = 0; k < 2 * (FK / 2); k++)
+            f_x[(size_t)m * FK + k] = (float)((k < FK / 2 ? 6.0 : 2.0) * (qv_test_uniform(&g) * 2 - 1));
+    const int I = FK / 2;
+    for (int v = 0; v < 3; v++) {
+        for (int m = 0; m < FM; m++)
+            for (int k = 0; k < I; k++) {
+                float gg = f_x[(size_t)m * 2 * I + k], uu = f_x[(size_t)m * 2 * I + I + k];
+                float e = ulps(expf(-gg), (k + v) % 2 ? 2 : -2);
+                y[(size_t)m * I + k] = v == 1 ? gg / (1.0f + e) * uu : (gg * (1.0f / (1.0f + e))) * uu;
+            }
+        foreign_a8(y, I, v);
+        write_fused(dir, "silu_mul_a8", I, "", v == 2);
+        qv_kcheck_result r;
+        ck_assert_msg(run_case(dir, &r), "silu variant %d: %s / %s", v, r.summary, r.first);
+        ties += json_num(&r, "code_ties");
+        cJSON_Delete(r.json);
+    }
+    printf("fused foreign orders: 7 kernels pass, %ld code ties in all\n", ties);
+    free(dir);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("kcheck");
@@ -234,6 +395,7 @@ int main(void)
     tcase_add_test(t, fp16_within_rounding_interval);
     tcase_add_test(t, epilogue_orders_within_derived_bound);
     tcase_add_test(t, midpoint_neighbour_accepted_further_rejected);
+    tcase_add_test(t, fused_foreign_orders_pass);
     suite_add_tcase(s, t);
     return qv_test_main(s);
 }

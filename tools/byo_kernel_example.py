@@ -2,7 +2,7 @@
 """Bring your own kernel: QoQ kernels written in PyTorch, dumped for `qvet kernels --check`.
 
     python3 tools/byo_kernel_example.py --out DIR [--backend torch|numpy|both]
-                                        [--plant zero_sign|fp16_scales] [--qvet build/qvet]
+                                        [--plant PLANT | --plant-set] [--qvet build/qvet]
                                         [--no-check] [--seed N]
 
 Quantizes and packs random data as qvet's docs say (NUMERICS.md; docs/layout.md for the packed
@@ -17,7 +17,12 @@ The kernels under test (the part a team replaces with its own Triton/CUTLASS/PyT
   - W4A8 per-channel GEMM: INT32 matmul on the codes, s_a*(s_w*acc - sz*rowsum) -> FP16;
   - W8A8 GEMM: (s_a*s_w)*acc -> FP16;
   - A8 per-token quantization (codes, FP32 scale, INT32 row sum);
-  - KV4 quantization, per-token arrays and 16-token pages in QServe's placement.
+  - KV4 quantization, per-token arrays and 16-token pages in QServe's placement;
+  - fused producers: RMSNorm + A8 (sum of squares in FP32, in its own order: the manifest leaves
+    "sumsq" at its default "fp32"; (w*x)*r; codes rint(y / s_a)) and SiLU*mul + A8
+    (g * (1 / (1 + exp(-g))) * up, exp correctly rounded to FP32), gate/up as one gate_up
+    [M, 2I] (FP16) and as two tensors (FP32). Orders and forms differ from qvet's reference on
+    purpose: the check accepts any FP32 evaluation (docs/byo.md, "Fused producers").
 Each is written twice, in PyTorch (`--backend torch`, the default) and in numpy (`--backend
 numpy`, for machines without torch); `--backend both` runs both and requires byte-identical
 dumps. Inputs are drawn with numpy from --seed, so every backend sees the same data.
@@ -27,7 +32,13 @@ dumps. Inputs are drawn with numpy from --seed, so every backend sees the same d
                per channel: + sz*rowsum);
   fp16_scales  the g128/W8A8 epilogues multiply s_a*s into FP16 before the accumulator (a
                plausible half-precision slip: the INT32 accumulators stay bit-exact, the FP16
-               outputs leave the derived bound).
+               outputs leave the derived bound);
+  eps_after_sqrt, rms_k_minus_1, trunc (RMSNorm + A8: 1/(sqrt(ms) + eps); the mean of squares
+               over K - 1; codes truncated toward zero instead of rounded to nearest even);
+  silu_of_up, amax_wrong_row (SiLU*mul + A8: silu(up) * gate; each row scaled by the previous
+               row's amax).
+--plant-set writes, instead of the normal cases, one case per fused plant (the fused case it
+breaks, on the same inputs as the passing one): tests/fixtures/kcheck_plants.
 Needs numpy and safetensors (and torch for the torch backend).
 """
 import argparse
@@ -194,8 +205,42 @@ def torch_kernels(plant):
         codes = (c[..., 0::2] | (c[..., 1::2] << 4)).to(torch.uint8)
         return codes, torch.where(const, torch.ones_like(s), s).to(torch.float16), lo.to(torch.float16)
 
-    return dict(w4a8_g128=w4a8_g128, w4a8_chn=w4a8_chn, w8a8=w8a8, a8=a8, kv4=kv4,
-                to=lambda a: torch.from_numpy(np.ascontiguousarray(a)), back=lambda t: t.numpy())
+    def a8_fused(y):
+        """A8 of the kernel's own FP32 values: s_a = amax/127, codes rint(y / s_a)."""
+        amax = y.abs().amax(dim=1)
+        if plant == "amax_wrong_row":
+            amax = torch.roll(amax, 1)
+        zero = amax == 0
+        # a tensor divisor: PyTorch's CPU division by a Python scalar multiplies by its reciprocal
+        sa = torch.where(zero, torch.ones_like(amax), amax / torch.full_like(amax, 127.0))
+        t = y / sa[:, None]
+        q = torch.trunc(t) if plant == "trunc" else torch.round(t)
+        q = torch.where(zero[:, None], torch.zeros_like(q), torch.clamp(q, -127, 127)).to(torch.int8)
+        return q, sa, q.to(torch.int32).sum(dim=1, dtype=torch.int32)
+
+    def rmsnorm_a8(x, w, eps):
+        x, w = x.to(torch.float32), w.to(torch.float32)
+        ss = torch.zeros(x.shape[0], dtype=torch.float32)
+        for k in range(x.shape[1]):  # FP32, sequential: not the reference's FP64 sum
+            ss = ss + x[:, k] * x[:, k]
+        ms = ss / torch.full_like(ss, x.shape[1] - 1 if plant == "rms_k_minus_1" else x.shape[1])
+        e = torch.tensor(eps, dtype=torch.float32)
+
+        def sqrt(t):  # correctly rounded (PyTorch's FP32 CPU sqrt is not, at 2.15: 1 ulp off at times)
+            return torch.sqrt(t.to(torch.float64)).to(torch.float32)
+        r = 1.0 / (sqrt(ms) + e) if plant == "eps_after_sqrt" else 1.0 / sqrt(ms + e)
+        return a8_fused((w[None, :] * x) * r[:, None])
+
+    def silu_mul_a8(gate, up):
+        g, u = gate.to(torch.float32), up.to(torch.float32)
+        if plant == "silu_of_up":
+            g, u = u, g
+        e = torch.exp(-g.to(torch.float64)).to(torch.float32)  # exp rounded once to FP32
+        return a8_fused((g * (1.0 / (1.0 + e))) * u)
+
+    return dict(w4a8_g128=w4a8_g128, w4a8_chn=w4a8_chn, w8a8=w8a8, a8=a8, kv4=kv4, rmsnorm_a8=rmsnorm_a8,
+                silu_mul_a8=silu_mul_a8, to=lambda a: torch.from_numpy(np.ascontiguousarray(a)),
+                back=lambda t: t.numpy())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -254,8 +299,36 @@ def numpy_kernels(plant):
         codes = (c[..., 0::2] | (c[..., 1::2] << 4)).astype(np.uint8)
         return codes, np.where(const, f32(1), s).astype(f16), lo.astype(f16)
 
-    return dict(w4a8_g128=w4a8_g128, w4a8_chn=w4a8_chn, w8a8=w8a8, a8=a8, kv4=kv4,
-                to=lambda a: np.ascontiguousarray(a), back=lambda a: np.asarray(a))
+    def a8_fused(y):
+        amax = np.abs(y).max(axis=1)
+        if plant == "amax_wrong_row":
+            amax = np.roll(amax, 1)
+        zero = amax == 0
+        sa = np.where(zero, f32(1), amax / f32(127)).astype(f32)
+        t = y / sa[:, None]
+        q = np.trunc(t) if plant == "trunc" else np.rint(t)
+        q = np.where(zero[:, None], f32(0), np.clip(q, -127, 127)).astype(np.int8)
+        return q, sa, q.astype(np.int32).sum(axis=1).astype(np.int32)
+
+    def rmsnorm_a8(x, w, eps):
+        x, w = x.astype(f32), w.astype(f32)
+        ss = np.zeros(x.shape[0], f32)
+        for k in range(x.shape[1]):
+            ss = ss + x[:, k] * x[:, k]
+        ms = ss / f32(x.shape[1] - 1 if plant == "rms_k_minus_1" else x.shape[1])
+        e = f32(eps)
+        r = f32(1) / (np.sqrt(ms) + e) if plant == "eps_after_sqrt" else f32(1) / np.sqrt(ms + e)  # exact sqrt
+        return a8_fused((w[None, :] * x) * r[:, None])
+
+    def silu_mul_a8(gate, up):
+        g, u = gate.astype(f32), up.astype(f32)
+        if plant == "silu_of_up":
+            g, u = u, g
+        e = np.exp(-g.astype(np.float64)).astype(f32)
+        return a8_fused((g * (f32(1) / (f32(1) + e))) * u)
+
+    return dict(w4a8_g128=w4a8_g128, w4a8_chn=w4a8_chn, w8a8=w8a8, a8=a8, kv4=kv4, rmsnorm_a8=rmsnorm_a8,
+                silu_mul_a8=silu_mul_a8, to=lambda a: np.ascontiguousarray(a), back=lambda a: np.asarray(a))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -369,6 +442,58 @@ def make_cases(rng, K_, meta):
     cases.append(({"name": "kv4_quant paged T=20 H=2 D=32 page=16", "op": "kv4_quant",
                    "shape": {"T": T, "H": H, "D": D, "page_size": page}, "file": "kv4_pages.safetensors"},
                   dict(x=xk, pages=kv4_pages(codes, s, mn, page))))
+    cases += fused_cases(rng, K_)
+    return cases
+
+
+FUSED_PLANTS = {"eps_after_sqrt": 0, "rms_k_minus_1": 0, "trunc": 0, "silu_of_up": 1, "amax_wrong_row": 1}
+
+
+def fused_cases(rng, K_):
+    """The fused producers' cases (drawn after the others, so that adding them left the earlier
+    cases' inputs unchanged)."""
+    to, back = K_["to"], K_["back"]
+    cases = []
+    # RMSNorm + A8 on an FP32 residual stream: rows of different scales, one with a massive
+    # channel, one so small that eps dominates its mean square (1e-6 vs 1e-5), one all zero
+    M, K, eps = 5, 128, 1e-5
+    x = (rng.standard_normal((M, K)) * rng.uniform(0.5, 4.0, (M, 1))).astype(f32)
+    x[1, 7] = f32(60.0)
+    x[2] *= f32(1e-3)
+    x[4] = 0
+    w = (1.0 + 0.2 * rng.standard_normal(K)).astype(f32)
+    q, sa, rs = (back(a) for a in K_["rmsnorm_a8"](to(x), to(w), eps))
+    cases.append(({"name": "rmsnorm_a8 M=5 K=128", "op": "rmsnorm_a8", "shape": {"M": M, "K": K}, "eps": eps,
+                   "file": "rmsnorm_a8.safetensors"},
+                  dict(x=x, w=w, q=q, s_a=sa, rowsum=rs)))
+    # SiLU*mul + A8 from one FP16 gate_up [M, 2I], gate first (row 3: gate all zero)
+    M, I = 4, 96
+    gu = np.concatenate([rng.standard_normal((M, I)) * 2.0, rng.standard_normal((M, I))], axis=1).astype(f16)
+    gu[3, :I] = 0
+    q, sa, rs = (back(a) for a in K_["silu_mul_a8"](to(gu[:, :I]), to(gu[:, I:])))
+    cases.append(({"name": "silu_mul_a8 gate_up M=4 I=96", "op": "silu_mul_a8", "shape": {"M": M, "I": I},
+                   "file": "silu_mul_a8.safetensors"},
+                  dict(gate_up=gu, q=q, s_a=sa, rowsum=rs)))
+    # the same op from separate FP32 gate and up, under other tensor names (mapped), no row sum
+    M, I = 3, 64
+    g = (rng.standard_normal((M, I)) * 3.0).astype(f32)
+    u = rng.standard_normal((M, I)).astype(f32)
+    q, sa, _ = (back(a) for a in K_["silu_mul_a8"](to(g), to(u)))
+    cases.append(({"name": "silu_mul_a8 split M=3 I=64", "op": "silu_mul_a8", "shape": {"M": M, "I": I},
+                   "file": "silu_mul_a8_split.safetensors",
+                   "tensors": {"gate": "mlp.gate", "up": "mlp.up", "q": "act.q", "s_a": "act.scale"}},
+                  {"mlp.gate": g, "mlp.up": u, "act.q": q, "act.scale": sa}))
+    return cases
+
+
+def plant_set(seed, kernels):
+    """One case per fused plant: the fused case it breaks, on the inputs of the passing run."""
+    cases = []
+    for p, idx in FUSED_PLANTS.items():
+        rng = np.random.default_rng(seed)
+        entry, tensors = make_cases(rng, kernels(p), None)[-3 + idx]
+        entry = dict(entry, name=f"plant {p}: {entry['name']}", file=f"plant_{p}.safetensors")
+        cases.append((entry, tensors))
     return cases
 
 
@@ -398,17 +523,24 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--backend", choices=["torch", "numpy", "both"], default="torch")
-    ap.add_argument("--plant", choices=["zero_sign", "fp16_scales"])
+    ap.add_argument("--plant", choices=["zero_sign", "fp16_scales"] + list(FUSED_PLANTS))
+    ap.add_argument("--plant-set", action="store_true", help="one case per fused plant (tests/fixtures/kcheck_plants)")
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--qvet", default=os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build", "qvet")))
     ap.add_argument("--no-check", action="store_true", help="write DIR only")
     a = ap.parse_args()
-    meta = {"tool": "tools/byo_kernel_example.py", "backend": a.backend, "seed": a.seed, "plant": a.plant}
+    if a.plant and a.plant_set:
+        ap.error("--plant and --plant-set exclude each other")
+    meta = {"tool": "tools/byo_kernel_example.py", "backend": a.backend, "seed": a.seed,
+            "plant": "set" if a.plant_set else a.plant}
     backends = ["torch", "numpy"] if a.backend == "both" else [a.backend]
     dumps = []
     for b in backends:
-        kern = torch_kernels(a.plant) if b == "torch" else numpy_kernels(a.plant)
-        dumps.append(make_cases(np.random.default_rng(a.seed), kern, meta))
+        kernels = torch_kernels if b == "torch" else numpy_kernels
+        if a.plant_set:
+            dumps.append(plant_set(a.seed, kernels))
+        else:
+            dumps.append(make_cases(np.random.default_rng(a.seed), kernels(a.plant), meta))
     if len(dumps) == 2:  # the two implementations must agree byte for byte
         for (e, t), (_, n) in zip(*dumps):
             for k in t:

@@ -16,6 +16,7 @@ qv_status qv_kcheck_run(const qv_kcheck_set *s, const qv_kcheck_case *c, qv_kche
     }
     qv_status st = c->op == QV_KC_A8_QUANT ? qv_kc_check_a8(c, &ts, r, j)
                  : c->op == QV_KC_KV4_QUANT ? qv_kc_check_kv4(c, &ts, r, j)
+                 : c->op == QV_KC_RMSNORM_A8 || c->op == QV_KC_SILU_MUL_A8 ? qv_kc_check_fused(c, &ts, r, j)
                                             : qv_kc_check_gemm(c, &ts, r, j);
     qv_kc_free(&ts);
     if (st != QV_OK) {

@@ -8,7 +8,7 @@
 #include "qvet/kcheck.h"
 #include "qvet/tensor.h"
 
-/* Shape symbols of a role: M N K as given, 'h' K/2, 'G' K/128, T H D, 'd' D/2, 'P' pages
+/* Shape symbols of a role: M N K as given (silu_mul_a8: K = I, 'J' 2I), 'h' K/2, 'G' K/128, T H D, 'd' D/2, 'P' pages
  * (ceil(T/page)), 'B' bytes of one page. */
 typedef struct {
     const char *role;
@@ -47,6 +47,8 @@ const qv_kc_tensor *qv_kc_get(const qv_kc_tensors *ts, const char *role);
 
 qv_status qv_kc_check_gemm(const qv_kcheck_case *c, const qv_kc_tensors *ts, qv_kcheck_result *r, cJSON *j);
 qv_status qv_kc_check_a8(const qv_kcheck_case *c, const qv_kc_tensors *ts, qv_kcheck_result *r, cJSON *j);
+/* rmsnorm_a8 and silu_mul_a8 (kcheck_fused.c) */
+qv_status qv_kc_check_fused(const qv_kcheck_case *c, const qv_kc_tensors *ts, qv_kcheck_result *r, cJSON *j);
 qv_status qv_kc_check_kv4(const qv_kcheck_case *c, const qv_kc_tensors *ts, qv_kcheck_result *r, cJSON *j);
 
 #endif

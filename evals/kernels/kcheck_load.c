@@ -41,6 +41,13 @@ static const qv_kc_role kv4_qvet[] = {{"x", ANYF, "THD", 0, 0}, {"codes", QV_U8,
                                       {"scales", QV_F16, "TH", 1, 0}, {"mins", QV_F16, "TH", 1, 0}, END};
 static const qv_kc_role kv4_qs[] = {{"x", ANYF, "THD", 0, 0}, {"codes", QV_U8, "THd", 1, 0},
                                     {"scales", QV_F16, "TH", 1, 0}, {"zeros", QV_F16, "TH", 1, 0}, END};
+/* Fused producers (qvet layout only): the A8 outputs of a8_quant after the values' own inputs.
+ * SiLU*mul takes gate and up as two tensors or as one gate_up [M, 2I] (gate first, as qvet's GPU
+ * kernel reads it); which one is present is checked when the case runs (kcheck_fused.c). */
+#define A8_OUT {"q", QV_I8, "MK", 1, 0}, {"s_a", QV_F32, "M", 1, 0}, {"rowsum", QV_I32, "M", 1, 1}, END
+static const qv_kc_role rmsnorm_a8[] = {{"x", ANYF, "MK", 0, 0}, {"w", ANYF, "K", 0, 0}, A8_OUT};
+static const qv_kc_role silu_mul_a8[] = {{"gate", ANYF, "MK", 0, 1}, {"up", ANYF, "MK", 0, 1},
+                                         {"gate_up", ANYF, "MJ", 0, 1}, A8_OUT};
 static const qv_kc_role kv4_paged[] = {{"x", ANYF, "THD", 0, 0}, {"pages", QV_U8, "PB", 1, 0}, END};
 
 const qv_kc_role *qv_kc_roles(const qv_kcheck_case *c)
@@ -51,6 +58,8 @@ const qv_kc_role *qv_kc_roles(const qv_kcheck_case *c)
     case QV_KC_W4A8_CHN: return q ? (u ? chn_qs_u : chn_qs_p) : (u ? chn_qvet_u : chn_qvet_p);
     case QV_KC_W4A8_G128: return q ? (u ? g128_qs_u : g128_qs_p) : (u ? g128_qvet_u : g128_qvet_p);
     case QV_KC_A8_QUANT: return q ? a8_qs : a8_qvet;
+    case QV_KC_RMSNORM_A8: return rmsnorm_a8;
+    case QV_KC_SILU_MUL_A8: return silu_mul_a8;
     default: return c->page ? kv4_paged : q ? kv4_qs : kv4_qvet;
     }
 }
@@ -61,6 +70,7 @@ long qv_kc_dim(const qv_kcheck_case *c, char sym)
     case 'M': return c->M;
     case 'N': return c->N;
     case 'K': return c->K;
+    case 'J': return 2L * c->K; /* silu_mul_a8's gate_up: [M, 2I] with I stored in K */
     case 'h': return c->K / 2;
     case 'G': return c->K / QV_QOQ_GROUP;
     case 'T': return c->T;

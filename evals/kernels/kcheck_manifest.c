@@ -12,11 +12,13 @@
 
 #define KC_SCHEMA "qvet.kernel-check/1"
 
-static const char *op_names[QV_KC_OP_COUNT] = {"w8a8", "w4a8_chn", "w4a8_g128", "a8_quant", "kv4_quant"};
+static const char *op_names[QV_KC_OP_COUNT] = {"w8a8",      "w4a8_chn",   "w4a8_g128",  "a8_quant",
+                                               "kv4_quant", "rmsnorm_a8", "silu_mul_a8"};
 
 const char *qv_kcheck_op_name(qv_kcheck_op op) { return (unsigned)op < QV_KC_OP_COUNT ? op_names[op] : "?"; }
 
 static int is_gemm(qv_kcheck_op op) { return op <= QV_KC_W4A8_G128; }
+static int is_fused(qv_kcheck_op op) { return op == QV_KC_RMSNORM_A8 || op == QV_KC_SILU_MUL_A8; }
 
 /* A relative path inside DIR: no absolute path, no "..", so a manifest cannot point elsewhere. */
 static int safe_rel_path(const char *p)
@@ -63,8 +65,11 @@ static qv_status parse_shape(const char *mp, qv_kcheck_case *c, const cJSON *sha
     const char *cn = c->name;
     if (!cJSON_IsObject(shape)) return qv_fail(QV_ERR_INPUT, "%s: case '%s': \"shape\" must be an object", mp, cn);
     static const char *gemm_keys[] = {"M", "N", "K", NULL}, *a8_keys[] = {"M", "K", NULL},
-                      *kv4_keys[] = {"T", "H", "D", "page_size", NULL};
-    const char **keys = is_gemm(c->op) ? gemm_keys : c->op == QV_KC_A8_QUANT ? a8_keys : kv4_keys;
+                      *kv4_keys[] = {"T", "H", "D", "page_size", NULL}, *silu_keys[] = {"M", "I", NULL};
+    const char **keys = is_gemm(c->op)                                            ? gemm_keys
+                        : c->op == QV_KC_A8_QUANT || c->op == QV_KC_RMSNORM_A8 ? a8_keys
+                        : c->op == QV_KC_SILU_MUL_A8                          ? silu_keys
+                                                                              : kv4_keys;
     for (const cJSON *e = shape->child; e; e = e->next) {
         int known = 0;
         for (int i = 0; keys[i]; i++) known |= strcmp(e->string, keys[i]) == 0;
@@ -80,8 +85,9 @@ static qv_status parse_shape(const char *mp, qv_kcheck_case *c, const cJSON *sha
         return QV_OK;
     }
     QV_TRY(shape_int(mp, cn, shape, "M", 1, 65536, 1, &c->M));
-    QV_TRY(shape_int(mp, cn, shape, "K", 1, 262144, 1, &c->K));
-    if (c->op == QV_KC_A8_QUANT) return QV_OK;
+    /* silu_mul_a8's row length is the intermediate size I (its input gate_up is [M, 2I]) */
+    QV_TRY(shape_int(mp, cn, shape, c->op == QV_KC_SILU_MUL_A8 ? "I" : "K", 1, 262144, 1, &c->K));
+    if (c->op == QV_KC_A8_QUANT || is_fused(c->op)) return QV_OK;
     QV_TRY(shape_int(mp, cn, shape, "N", 1, 262144, 1, &c->N));
     int kmax = c->op == QV_KC_W8A8 ? QV_QOQ_W8_KMAX : c->op == QV_KC_W4A8_CHN ? QV_QOQ_PC_KMAX : QV_QOQ_G128_KMAX;
     int kmul = c->op == QV_KC_W4A8_G128 ? QV_QOQ_GROUP : QV_QOQ_TILE;
@@ -140,12 +146,36 @@ static qv_status parse_tensors(const char *mp, qv_kcheck_case *c, const char *de
     return QV_OK;
 }
 
+/* "eps" (rmsnorm_a8, required: the checker cannot know the model's, and a wrong default would only
+ * show in s_a) and "sumsq" ("fp32", the default: FP32 in any order; "fp64": the kernel declares an
+ * FP64 sum of squares, which tightens s_a's bound). */
+static qv_status parse_fused_fields(const char *mp, qv_kcheck_case *c, const cJSON *e)
+{
+    const cJSON *eps = cJSON_GetObjectItemCaseSensitive(e, "eps"), *ss = cJSON_GetObjectItemCaseSensitive(e, "sumsq");
+    if (c->op != QV_KC_RMSNORM_A8) {
+        if (eps || ss)
+            return qv_fail(QV_ERR_INPUT, "%s: case '%s': \"%s\" applies to rmsnorm_a8 only", mp, c->name,
+                           eps ? "eps" : "sumsq");
+        return QV_OK;
+    }
+    if (!eps) return qv_fail(QV_ERR_INPUT, "%s: case '%s': rmsnorm_a8 needs \"eps\" (the kernel's epsilon)", mp, c->name);
+    /* FP32 as the kernel holds it must be a normal positive number: 0 makes an all-zero row 0/0 */
+    if (!cJSON_IsNumber(eps) || !(eps->valuedouble >= 0x1p-126 && eps->valuedouble <= 1.0))
+        return qv_fail(QV_ERR_INPUT, "%s: case '%s': \"eps\" must be a number in [2^-126, 1]", mp, c->name);
+    c->eps = eps->valuedouble;
+    if (ss && (!cJSON_IsString(ss) || (strcmp(ss->valuestring, "fp32") && strcmp(ss->valuestring, "fp64"))))
+        return qv_fail(QV_ERR_INPUT, "%s: case '%s': \"sumsq\" is \"fp32\" or \"fp64\"", mp, c->name);
+    c->sumsq_fp64 = ss && strcmp(ss->valuestring, "fp64") == 0;
+    return QV_OK;
+}
+
 static qv_status parse_case(const char *mp, int idx, const cJSON *e, qv_kcheck_case *c)
 {
     memset(c, 0, sizeof *c);
     snprintf(c->name, sizeof c->name, "case %d", idx);
     if (!cJSON_IsObject(e)) return qv_fail(QV_ERR_INPUT, "%s: case %d: expected an object", mp, idx);
-    static const char *keys[] = {"name", "op", "layout", "weights", "shape", "file", "tensors", "note", NULL};
+    static const char *keys[] = {"name", "op", "layout", "weights", "shape", "file", "tensors", "note", "eps", "sumsq",
+                                 NULL};
     for (const cJSON *k = e->child; k; k = k->next) {
         int known = 0;
         for (int i = 0; keys[i]; i++) known |= strcmp(k->string, keys[i]) == 0;
@@ -162,10 +192,15 @@ static qv_status parse_case(const char *mp, int idx, const cJSON *e, qv_kcheck_c
         if (strcmp(op->valuestring, op_names[i]) == 0) c->op = (qv_kcheck_op)i;
     if (c->op == QV_KC_OP_COUNT)
         return qv_fail(QV_ERR_INPUT, "%s: case '%s': unknown op \"%s\" (known: w8a8, w4a8_chn, w4a8_g128, a8_quant, "
-                       "kv4_quant)", mp, c->name, op->valuestring);
+                       "kv4_quant, rmsnorm_a8, silu_mul_a8)", mp, c->name, op->valuestring);
     if (lay && (!cJSON_IsString(lay) || (strcmp(lay->valuestring, "qvet") && strcmp(lay->valuestring, "qserve"))))
         return qv_fail(QV_ERR_INPUT, "%s: case '%s': \"layout\" is \"qvet\" or \"qserve\"", mp, c->name);
     c->qserve = lay && strcmp(lay->valuestring, "qserve") == 0;
+    if (c->qserve && is_fused(c->op))
+        return qv_fail(QV_ERR_INPUT, "%s: case '%s': %s has no \"qserve\" layout (QServe's fused producers compute "
+                       "another function, docs/byo.md: check their A8 step as a8_quant on the dumped FP16 values)",
+                       mp, c->name, qv_kcheck_op_name(c->op));
+    QV_TRY(parse_fused_fields(mp, c, e));
     if (wts) {
         if (c->op == QV_KC_W8A8 || !is_gemm(c->op))
             return qv_fail(QV_ERR_INPUT, "%s: case '%s': \"weights\" applies to the W4 GEMMs only", mp, c->name);

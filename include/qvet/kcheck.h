@@ -20,6 +20,8 @@ typedef enum {
     QV_KC_W4A8_G128,
     QV_KC_A8_QUANT,  /* ... and the quantizers of the GPU fused kernels */
     QV_KC_KV4_QUANT,
+    QV_KC_RMSNORM_A8, /* fused producers: the kernel computes the values it quantizes */
+    QV_KC_SILU_MUL_A8,
     QV_KC_OP_COUNT
 } qv_kcheck_op;
 
@@ -39,6 +41,9 @@ typedef struct {
     int M, N, K;  /* GEMMs; a8_quant uses M, K */
     int T, H, D;  /* kv4_quant: tokens, KV heads, head_dim */
     int page;     /* kv4_quant: page size, 0 = per-token arrays */
+    /* rmsnorm_a8 uses M, K; silu_mul_a8 M and K = I (the intermediate size) */
+    double eps;     /* rmsnorm_a8: the kernel's epsilon (manifest "eps", required) */
+    int sumsq_fp64; /* rmsnorm_a8: "sumsq": "fp64" (the kernel sums x^2 in FP64), else FP32 any order */
     qv_kcheck_map map[QV_KC_MAX_ROLES];
     int n_map;
 } qv_kcheck_case;
