@@ -70,10 +70,8 @@ __global__ void __launch_bounds__(NW * 32) attn_kv4_mma_kernel(AttnParams p)
     // pass 2's columns: G <= 4 packs the parts of p*s into the n8 tile's columns (column c = head
     // c % G, part c / G; NPART = min(8 / G, 3)), so one MMA per tile does all parts; G = 8 fills
     // the columns with heads and runs two MMAs (hi, lo)
-    constexpr int NPART = G == 8 ? 2 : (8 / G < 3 ? 8 / G : 3);
+    constexpr int NPART = kNPart<G>;
     // after pass 2 the ring is dead: the cross-warp P.V reduction reuses it, [warp][column][channel]
-    constexpr int kRld = HD + 4;
-    static_assert(sizeof(float) * NW * 8 * kRld <= 2 * sizeof(Buf), "reduction fits in the ring");
     float(*red)[8][kRld] = reinterpret_cast<float(*)[8][kRld]>(dsm);
     const int r = blockIdx.z, kvh = blockIdx.y, c = blockIdx.x, rec = p.rec_len;
     int ctx = p.row_ctx[r];
@@ -95,33 +93,9 @@ __global__ void __launch_bounds__(NW * 32) attn_kv4_mma_kernel(AttnParams p)
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane / 4, tq = lane % 4;
     const int w0 = warp * kPosWarp; // this warp's first position in a sub-chunk
 
-    // q fragments (B, columns = heads g < G), built while the stage loads: lane holds channels
-    // [32 tq, +32) of head gid, ordered as the codes' nibble pairs (see the header): step s, reg 0
-    // = (C0, C0 + 4), reg 1 = (C0 + 1, C0 + 5), C0 = 8 (s / 2) + 2 (s % 2) in the lane's 32.
+    // q fragments (B, columns = heads g < G), built while the stage loads (see the header)
     uint32_t qb[8][2];
-    float qsum = 0.0f;
-    {
-        __half qh[32];
-        if (gid < G) {
-            const uint4 *src = (const uint4 *)(p.q + ((size_t)r * p.nh + QV_QHEAD(kvh, gid)) * HD + tq * 32);
-#pragma unroll
-            for (int k = 0; k < 4; k++) *(uint4 *)&qh[8 * k] = src[k];
-        } else {
-#pragma unroll
-            for (int k = 0; k < 32; k++) qh[k] = __ushort_as_half(0);
-        }
-#pragma unroll
-        for (int k = 0; k < 32; k++) qsum = __fadd_rn(qsum, __half2float(qh[k]));
-#pragma unroll
-        for (int s = 0; s < 8; s++) {
-            int C0 = 8 * (s / 2) + 2 * (s % 2);
-            __half2 x0 = __halves2half2(qh[C0], qh[C0 + 4]), x2 = __halves2half2(qh[C0 + 1], qh[C0 + 5]);
-            qb[s][0] = *(uint32_t *)&x0;
-            qb[s][1] = *(uint32_t *)&x2;
-        }
-        qsum = __fadd_rn(qsum, __shfl_xor_sync(0xffffffffu, qsum, 1));
-        qsum = __fadd_rn(qsum, __shfl_xor_sync(0xffffffffu, qsum, 2));
-    }
+    const float qsum = q_fragments(gid < G, p.q + ((size_t)r * p.nh + QV_QHEAD(kvh, gid)) * HD, tq, qb);
     // sum(q) of the heads of this lane's C columns, 2tq and 2tq + 1 (held by the lanes gid = head)
     const float qs0 = __shfl_sync(0xffffffffu, qsum, (8 * tq) & 31), qs1 = __shfl_sync(0xffffffffu, qsum, (8 * tq + 4) & 31);
 
@@ -199,28 +173,17 @@ __global__ void __launch_bounds__(NW * 32) attn_kv4_mma_kernel(AttnParams p)
                     // masked positions: select, never multiply (their s/mn words may be stale)
                     float x = pj != 0.0f ? __fmul_rn(pj, e ? sv.y : sv.x) : 0.0f;
                     if (pj != 0.0f && pc == 0) pmn = __fadd_rn(pmn, __fmul_rn(pj, e ? mv.y : mv.x));
-                    if (G == 8) {
-                        yh[e] = __float2bfloat16_rn(x);
-                        yl[e] = __float2bfloat16_rn(__fsub_rn(x, __bfloat162float(yh[e])));
-                    } else {
-                        yh[e] = bf16_part(x, pc);
-                    }
+                    pv_parts<G>(x, pc, yh[e], yl[e]);
                 }
                 bh[h] = pack_bf16(yh[0], yh[1]);
                 if (G == 8) bl[h] = pack_bf16(yl[0], yl[1]);
             }
-            // A: for channel c of the lane's 16, the pair (position 2tq, 2tq + 1) and (+8, +9)
             uint32_t x01[4], x23[4];
-            x01[0] = __byte_perm(vc[0].x, vc[1].x, 0x5410), x01[1] = __byte_perm(vc[0].x, vc[1].x, 0x7632);
-            x01[2] = __byte_perm(vc[0].y, vc[1].y, 0x5410), x01[3] = __byte_perm(vc[0].y, vc[1].y, 0x7632);
-            x23[0] = __byte_perm(vc[2].x, vc[3].x, 0x5410), x23[1] = __byte_perm(vc[2].x, vc[3].x, 0x7632);
-            x23[2] = __byte_perm(vc[2].y, vc[3].y, 0x5410), x23[3] = __byte_perm(vc[2].y, vc[3].y, 0x7632);
+            pv_pairs(vc, x01, x23);
 #pragma unroll
             for (int i = 0; i < 8; i++) {
-                // tile i: row gid = channel 16 gid + i, row gid + 8 = channel 16 gid + 8 + i; channel
-                // c's pair is in x[c / 4] at nibble shift 4 (c % 4)
-                uint32_t a[4] = {nib_bf16x2(x01[i / 4], 4 * (i % 4)), nib_bf16x2(x01[2 + i / 4], 4 * (i % 4)),
-                                 nib_bf16x2(x23[i / 4], 4 * (i % 4)), nib_bf16x2(x23[2 + i / 4], 4 * (i % 4))};
+                uint32_t a[4];
+                pv_a(x01, x23, i, a);
                 mma_bf16(acc[i], a, bh[0], bh[1]);
                 if (G == 8) mma_bf16(acc[i], a, bl[0], bl[1]);
             }

@@ -258,6 +258,71 @@ __device__ __forceinline__ __nv_bfloat16 bf16_part(float x, int part)
     return y;
 }
 
+// Pass 2's B columns: G <= 4 packs the parts of p*s into the n8 tile's columns (column c = head
+// c % G, part c / G), NPART of them; G = 8 fills the columns with heads and runs two MMAs (hi, lo).
+template <int G> constexpr int kNPart = G == 8 ? 2 : (8 / G < 3 ? 8 / G : 3);
+// the cross-warp reduction's rows, [warp][column][channel], padded
+constexpr int kRld = HD + 4;
+static_assert(sizeof(float) * NW * 8 * kRld <= 2 * sizeof(Buf), "reduction fits in the ring");
+
+// q fragments of one B column (the head at q of one row; live false: a dead column, zeros, q unread): lane holds
+// channels [32 tq, +32), ordered as the codes' nibble pairs: step s, reg 0 = (C0, C0 + 4), reg 1 =
+// (C0 + 1, C0 + 5), C0 = 8 (s / 2) + 2 (s % 2) in the lane's 32. Returns sum(q) over the head's
+// 128 channels (the lane's 32 in order, then the 4 lanes of the column by shuffles).
+__device__ __forceinline__ float q_fragments(bool live, const __half *q, int tq, uint32_t (&qb)[8][2])
+{
+    __half qh[32];
+    if (live) {
+        const uint4 *src = (const uint4 *)(q + tq * 32);
+#pragma unroll
+        for (int k = 0; k < 4; k++) *(uint4 *)&qh[8 * k] = src[k];
+    } else {
+#pragma unroll
+        for (int k = 0; k < 32; k++) qh[k] = __ushort_as_half(0);
+    }
+    float qsum = 0.0f;
+#pragma unroll
+    for (int k = 0; k < 32; k++) qsum = __fadd_rn(qsum, __half2float(qh[k]));
+#pragma unroll
+    for (int s = 0; s < 8; s++) {
+        int C0 = 8 * (s / 2) + 2 * (s % 2);
+        __half2 x0 = __halves2half2(qh[C0], qh[C0 + 4]), x2 = __halves2half2(qh[C0 + 1], qh[C0 + 5]);
+        qb[s][0] = *(uint32_t *)&x0;
+        qb[s][1] = *(uint32_t *)&x2;
+    }
+    qsum = __fadd_rn(qsum, __shfl_xor_sync(0xffffffffu, qsum, 1));
+    return __fadd_rn(qsum, __shfl_xor_sync(0xffffffffu, qsum, 2));
+}
+
+// Pass 2's B parts of x = p_j s_j for this lane's column (part pc; G = 8: hi in yh, lo in yl)
+template <int G> __device__ __forceinline__ void pv_parts(float x, int pc, __nv_bfloat16 &yh, __nv_bfloat16 &yl)
+{
+    if (G == 8) {
+        yh = __float2bfloat16_rn(x);
+        yl = __float2bfloat16_rn(__fsub_rn(x, __bfloat162float(yh)));
+    } else {
+        yh = bf16_part(x, pc);
+    }
+}
+
+// Pass 2's A operand: vc = the codes of positions 2tq, 2tq + 1, 2tq + 8, 2tq + 9, channels
+// [16 gid, +16); a byte permute pairs two positions' nibbles of one channel (x01: 2tq / 2tq + 1,
+// x23: + 8 / + 9), then tile i's A (row gid = channel 16 gid + i, row gid + 8 = channel
+// 16 gid + 8 + i; channel c's pair is in x[c / 4] at nibble shift 4 (c % 4)) is pv_a(x01, x23, i)
+__device__ __forceinline__ void pv_pairs(const uint2 (&vc)[4], uint32_t (&x01)[4], uint32_t (&x23)[4])
+{
+    x01[0] = __byte_perm(vc[0].x, vc[1].x, 0x5410), x01[1] = __byte_perm(vc[0].x, vc[1].x, 0x7632);
+    x01[2] = __byte_perm(vc[0].y, vc[1].y, 0x5410), x01[3] = __byte_perm(vc[0].y, vc[1].y, 0x7632);
+    x23[0] = __byte_perm(vc[2].x, vc[3].x, 0x5410), x23[1] = __byte_perm(vc[2].x, vc[3].x, 0x7632);
+    x23[2] = __byte_perm(vc[2].y, vc[3].y, 0x5410), x23[3] = __byte_perm(vc[2].y, vc[3].y, 0x7632);
+}
+
+__device__ __forceinline__ void pv_a(const uint32_t (&x01)[4], const uint32_t (&x23)[4], int i, uint32_t (&a)[4])
+{
+    a[0] = nib_bf16x2(x01[i / 4], 4 * (i % 4)), a[1] = nib_bf16x2(x01[2 + i / 4], 4 * (i % 4));
+    a[2] = nib_bf16x2(x23[i / 4], 4 * (i % 4)), a[3] = nib_bf16x2(x23[2 + i / 4], 4 * (i % 4));
+}
+
 // The dynamic shared memory of one block: the ring, the record's scores (rows padded by 8 floats so
 // pass 1's stores, 4 heads x 4 lanes, hit distinct banks) and the groups.
 constexpr int kSld = kMaxRec + 8;

@@ -75,9 +75,7 @@ __global__ void __launch_bounds__(NW * 32, TQ == 2 ? 2 : 1) attn_kv4_tiled_kerne
     if (BULK) return; // never launched below sm_90 (use_bulk); keeps the instantiation trivial
 #endif
     constexpr int NCOL = TQ * G, NT = (NCOL + 7) / 8; // pass 1's columns and n8 tiles
-    constexpr int NPART = G == 8 ? 2 : (8 / G < 3 ? 8 / G : 3); // as the one-row kernel
-    constexpr int kRld = HD + 4;
-    static_assert(sizeof(float) * NW * 8 * kRld <= 2 * sizeof(Buf), "reduction fits in the ring");
+    constexpr int NPART = kNPart<G>; // as the one-row kernel
     extern __shared__ __align__(16) uint8_t dsm[];
     Buf *buf = reinterpret_cast<Buf *>(dsm);
     float(*S)[kSld] = reinterpret_cast<float(*)[kSld]>(dsm + 2 * sizeof(Buf)); // [row t * G + head g]
@@ -92,10 +90,10 @@ __global__ void __launch_bounds__(NW * 32, TQ == 2 ? 2 : 1) attn_kv4_tiled_kerne
     const bool gqa_mut = false;
 #endif
     (void)gqa_mut; // QV_QHEAD reads it in QV_MUTANTS builds only
-    // the tile's rows; todo: those with positions in this record (the one-row kernel returns for
+    // the tile's rows; `pending`: those with positions in this record (the one-row kernel returns for
     // the others: the combine kernel never reads their record)
     int rslot[TQ], rctx[TQ];
-    unsigned todo = 0;
+    unsigned pending = 0;
 #pragma unroll
     for (int t = 0; t < TQ; t++) {
         rslot[t] = -1, rctx[t] = 0;
@@ -105,24 +103,24 @@ __global__ void __launch_bounds__(NW * 32, TQ == 2 ? 2 : 1) attn_kv4_tiled_kerne
             if (QV_DMUT(causal_off_by_one) && ctx < p.max_ctx) ctx++; // planted bug, as the one-row kernel
 #endif
             rslot[t] = p.row_slot[r0 + t], rctx[t] = ctx;
-            if (c0 < ctx) todo |= 1u << t;
+            if (c0 < ctx) pending |= 1u << t;
         }
     }
-    if (!todo) return;
+    if (!pending) return;
     if (BULK && threadIdx.x == 0) mbar_init(&bars[0]), mbar_init(&bars[1]); // published by the group's barrier
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane / 4, tq = lane % 4;
     const int w0 = warp * kPosWarp;
     const int hc = G == 8 ? gid : gid % G, pc = G == 8 ? 0 : gid / G; // pass 2's column (one-row kernel's)
     const bool col_live = hc < G && pc < NPART;
     int ib = 0; // ring items of the earlier groups (the buffers and mbarrier phases run on)
-    while (todo) {
+    while (pending) {
         // this group: the rows still to do with the first one's slot; n_t = 0 for the others
-        const int slot = pick(rslot, __ffs(todo) - 1);
+        const int slot = pick(rslot, __ffs(pending) - 1);
         int nr[TQ], nmax = 0;
 #pragma unroll
         for (int t = 0; t < TQ; t++) {
-            nr[t] = (todo >> t & 1u) && rslot[t] == slot ? min(rec, rctx[t] - c0) : 0;
-            if (nr[t] > 0) todo &= ~(1u << t);
+            nr[t] = (pending >> t & 1u) && rslot[t] == slot ? min(rec, rctx[t] - c0) : 0;
+            if (nr[t] > 0) pending &= ~(1u << t);
             nmax = max(nmax, nr[t]);
         }
         const int nsub = (nmax + kSub - 1) / kSub;
@@ -138,27 +136,8 @@ __global__ void __launch_bounds__(NW * 32, TQ == 2 ? 2 : 1) attn_kv4_tiled_kerne
 #pragma unroll
         for (int T = 0; T < NT; T++) {
             const int col = 8 * T + gid, t = col / G, g = col % G;
-            __half qh[32];
-            if (col < NCOL && pick(nr, t) > 0) {
-                const uint4 *src = (const uint4 *)(p.q + ((size_t)(r0 + t) * p.nh + QV_QHEAD(kvh, g)) * HD + tq * 32);
-#pragma unroll
-                for (int k = 0; k < 4; k++) *(uint4 *)&qh[8 * k] = src[k];
-            } else {
-#pragma unroll
-                for (int k = 0; k < 32; k++) qh[k] = __ushort_as_half(0);
-            }
-            float qsum = 0.0f;
-#pragma unroll
-            for (int k = 0; k < 32; k++) qsum = __fadd_rn(qsum, __half2float(qh[k]));
-#pragma unroll
-            for (int s = 0; s < 8; s++) {
-                int C0 = 8 * (s / 2) + 2 * (s % 2);
-                __half2 x0 = __halves2half2(qh[C0], qh[C0 + 4]), x2 = __halves2half2(qh[C0 + 1], qh[C0 + 5]);
-                qb[T][s][0] = *(uint32_t *)&x0;
-                qb[T][s][1] = *(uint32_t *)&x2;
-            }
-            qsum = __fadd_rn(qsum, __shfl_xor_sync(0xffffffffu, qsum, 1));
-            qsum = __fadd_rn(qsum, __shfl_xor_sync(0xffffffffu, qsum, 2));
+            const float qsum = q_fragments(col < NCOL && pick(nr, t) > 0,
+                                           p.q + ((size_t)(r0 + t) * p.nh + QV_QHEAD(kvh, g)) * HD, tq, qb[T]);
             qs0[T] = __shfl_sync(0xffffffffu, qsum, (8 * tq) & 31);
             qs1[T] = __shfl_sync(0xffffffffu, qsum, (8 * tq + 4) & 31);
         }
@@ -251,26 +230,18 @@ __global__ void __launch_bounds__(NW * 32, TQ == 2 ? 2 : 1) attn_kv4_tiled_kerne
                             // masked positions: select, never multiply (their s/mn words may be stale)
                             float x = pj != 0.0f ? __fmul_rn(pj, e ? sv.y : sv.x) : 0.0f;
                             if (pj != 0.0f && pc == 0) pmn[t] = __fadd_rn(pmn[t], __fmul_rn(pj, e ? mv.y : mv.x));
-                            if (G == 8) {
-                                yh[e] = __float2bfloat16_rn(x);
-                                yl[e] = __float2bfloat16_rn(__fsub_rn(x, __bfloat162float(yh[e])));
-                            } else {
-                                yh[e] = bf16_part(x, pc);
-                            }
+                            pv_parts<G>(x, pc, yh[e], yl[e]);
                         }
                         bh[t][h] = pack_bf16(yh[0], yh[1]);
                         if (G == 8) bl[t][h] = pack_bf16(yl[0], yl[1]);
                     }
                 }
                 uint32_t x01[4], x23[4];
-                x01[0] = __byte_perm(vc[0].x, vc[1].x, 0x5410), x01[1] = __byte_perm(vc[0].x, vc[1].x, 0x7632);
-                x01[2] = __byte_perm(vc[0].y, vc[1].y, 0x5410), x01[3] = __byte_perm(vc[0].y, vc[1].y, 0x7632);
-                x23[0] = __byte_perm(vc[2].x, vc[3].x, 0x5410), x23[1] = __byte_perm(vc[2].x, vc[3].x, 0x7632);
-                x23[2] = __byte_perm(vc[2].y, vc[3].y, 0x5410), x23[3] = __byte_perm(vc[2].y, vc[3].y, 0x7632);
+                pv_pairs(vc, x01, x23);
 #pragma unroll
                 for (int i = 0; i < 8; i++) {
-                    uint32_t a[4] = {nib_bf16x2(x01[i / 4], 4 * (i % 4)), nib_bf16x2(x01[2 + i / 4], 4 * (i % 4)),
-                                     nib_bf16x2(x23[i / 4], 4 * (i % 4)), nib_bf16x2(x23[2 + i / 4], 4 * (i % 4))};
+                    uint32_t a[4];
+                    pv_a(x01, x23, i, a);
 #pragma unroll
                     for (int t = 0; t < TQ; t++) {
                         if (J0 + base >= nr[t]) continue; // warp-uniform: the MMA's lanes agree

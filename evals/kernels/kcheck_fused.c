@@ -133,17 +133,7 @@ qv_status qv_kc_check_fused(const qv_kcheck_case *c, const qv_kc_tensors *ts, qv
         if (!sa_ok && sa_bad++ == 0) first_row_sa = m, first_sa_want = want;
         if (trs && ((const int32_t *)trs->data)[m] != own && rs_bad++ == 0) first_row_rs = m;
     }
-    r->ok = code_bad == 0 && sa_bad == 0 && rs_bad == 0;
-    char cs[96], ss[96], rss[96];
-    if (code_bad) snprintf(cs, sizeof cs, "MISMATCH (%ld)", code_bad);
-    else snprintf(cs, sizeof cs, "%s (%ld ties)", ties ? "bit-exact but ties" : "bit-exact", ties);
-    if (sa_bad) snprintf(ss, sizeof ss, "MISMATCH (%ld)", sa_bad);
-    else if (sa_differ) snprintf(ss, sizeof ss, "%ld differ, within bound", sa_differ);
-    else snprintf(ss, sizeof ss, "bit-exact");
-    if (!trs) snprintf(rss, sizeof rss, "not dumped");
-    else if (rs_bad) snprintf(rss, sizeof rss, "MISMATCH (%ld)", rs_bad);
-    else snprintf(rss, sizeof rss, "sum of codes");
-    snprintf(r->summary, sizeof r->summary, "codes: %s  s_a: %s  rowsum: %s", cs, ss, rss);
+    qv_kc_a8_verdict(r, j, code_bad, ties, sa_bad, sa_differ, trs != NULL, rs_bad, "rowsum", "sum of codes");
     if (first >= 0)
         snprintf(r->first, sizeof r->first, "first mismatch m=%ld k=%ld: code %d (ref %d, pre-rounding %.9g)", first / K,
                  first % K, gq[first], q[first], (double)pre[first]);
@@ -153,10 +143,6 @@ qv_status qv_kc_check_fused(const qv_kcheck_case *c, const qv_kc_tensors *ts, qv
     else if (first_row_rs >= 0)
         snprintf(r->first, sizeof r->first, "first mismatch m=%d: rowsum %d is not the sum of the row's codes",
                  first_row_rs, ((const int32_t *)trs->data)[first_row_rs]);
-    cJSON_AddNumberToObject(j, "code_mismatch", (double)code_bad);
-    cJSON_AddNumberToObject(j, "code_ties", (double)ties);
-    cJSON_AddNumberToObject(j, "s_a_differ", (double)sa_differ);
-    cJSON_AddNumberToObject(j, "s_a_beyond_bound", (double)sa_bad);
     cJSON_AddNumberToObject(j, "s_a_bound_rel", sa_rel);
     cJSON_AddNumberToObject(j, "s_a_worst_ratio", worst_sa);
     cJSON_AddBoolToObject(j, "rowsum_dumped", trs != NULL);

@@ -47,6 +47,11 @@ const qv_kc_tensor *qv_kc_get(const qv_kc_tensors *ts, const char *role);
 
 qv_status qv_kc_check_gemm(const qv_kcheck_case *c, const qv_kc_tensors *ts, qv_kcheck_result *r, cJSON *j);
 qv_status qv_kc_check_a8(const qv_kcheck_case *c, const qv_kc_tensors *ts, qv_kcheck_result *r, cJSON *j);
+/* The A8 outputs' verdict shared by a8_quant and the fused producers: r->ok, the summary line
+ * ("codes: ..  s_a: ..  <rowsum name>: ..", rs_ok_text when the row sums pass) and the JSON counts
+ * code_mismatch, code_ties, s_a_differ, s_a_beyond_bound. */
+void qv_kc_a8_verdict(qv_kcheck_result *r, cJSON *j, long code_bad, long ties, long sa_bad, long sa_differ,
+                      int rs_dumped, long rs_bad, const char *rs_name, const char *rs_ok_text);
 /* rmsnorm_a8 and silu_mul_a8 (kcheck_fused.c) */
 qv_status qv_kc_check_fused(const qv_kcheck_case *c, const qv_kc_tensors *ts, qv_kcheck_result *r, cJSON *j);
 qv_status qv_kc_check_kv4(const qv_kcheck_case *c, const qv_kc_tensors *ts, qv_kcheck_result *r, cJSON *j);

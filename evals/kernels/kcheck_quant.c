@@ -31,6 +31,26 @@ static void count_str(char *buf, size_t n, long bad, const char *what_bad)
     else snprintf(buf, n, "bit-exact");
 }
 
+void qv_kc_a8_verdict(qv_kcheck_result *r, cJSON *j, long code_bad, long ties, long sa_bad, long sa_differ,
+                      int rs_dumped, long rs_bad, const char *rs_name, const char *rs_ok_text)
+{
+    r->ok = code_bad == 0 && sa_bad == 0 && rs_bad == 0;
+    char cs[96], ss[96], rss[96];
+    if (code_bad) snprintf(cs, sizeof cs, "MISMATCH (%ld)", code_bad);
+    else snprintf(cs, sizeof cs, "%s (%ld ties)", ties ? "bit-exact but ties" : "bit-exact", ties);
+    if (sa_bad) snprintf(ss, sizeof ss, "MISMATCH (%ld)", sa_bad);
+    else if (sa_differ) snprintf(ss, sizeof ss, "%ld differ, within bound", sa_differ);
+    else snprintf(ss, sizeof ss, "bit-exact");
+    if (!rs_dumped) snprintf(rss, sizeof rss, "not dumped");
+    else if (rs_bad) snprintf(rss, sizeof rss, "MISMATCH (%ld)", rs_bad);
+    else snprintf(rss, sizeof rss, "%s", rs_ok_text);
+    snprintf(r->summary, sizeof r->summary, "codes: %s  s_a: %s  %s: %s", cs, ss, rs_name, rss);
+    cJSON_AddNumberToObject(j, "code_mismatch", (double)code_bad);
+    cJSON_AddNumberToObject(j, "code_ties", (double)ties);
+    cJSON_AddNumberToObject(j, "s_a_differ", (double)sa_differ);
+    cJSON_AddNumberToObject(j, "s_a_beyond_bound", (double)sa_bad);
+}
+
 qv_status qv_kc_check_a8(const qv_kcheck_case *c, const qv_kc_tensors *ts, qv_kcheck_result *r, cJSON *j)
 {
     const int M = c->M, K = c->K;
@@ -90,17 +110,8 @@ qv_status qv_kc_check_a8(const qv_kcheck_case *c, const qv_kc_tensors *ts, qv_kc
             if (!ok && rs_bad++ == 0) first_row_rs = m;
         }
     }
-    r->ok = code_bad == 0 && sa_bad == 0 && rs_bad == 0;
-    char cs[96], ss[96], rss[96];
-    if (code_bad) snprintf(cs, sizeof cs, "MISMATCH (%ld)", code_bad);
-    else snprintf(cs, sizeof cs, "%s (%ld ties)", ties ? "bit-exact but ties" : "bit-exact", ties);
-    if (sa_bad) snprintf(ss, sizeof ss, "MISMATCH (%ld)", sa_bad);
-    else if (sa_differ) snprintf(ss, sizeof ss, "%ld differ, within bound", sa_differ);
-    else snprintf(ss, sizeof ss, "bit-exact");
-    if (!trs) snprintf(rss, sizeof rss, "not dumped");
-    else if (rs_bad) snprintf(rss, sizeof rss, "MISMATCH (%ld)", rs_bad);
-    else snprintf(rss, sizeof rss, c->qserve ? "within bound" : "sum of codes");
-    snprintf(r->summary, sizeof r->summary, "codes: %s  s_a: %s  %s: %s", cs, ss, c->qserve ? "a_ssum" : "rowsum", rss);
+    qv_kc_a8_verdict(r, j, code_bad, ties, sa_bad, sa_differ, trs != NULL, rs_bad, c->qserve ? "a_ssum" : "rowsum",
+                     c->qserve ? "within bound" : "sum of codes");
     if (first >= 0)
         snprintf(r->first, sizeof r->first, "first mismatch m=%ld k=%ld: code %d (ref %d, pre-rounding %.9g)", first / K,
                  first % K, gq[first], q[first], (double)pre[first]);
@@ -110,10 +121,6 @@ qv_status qv_kc_check_a8(const qv_kcheck_case *c, const qv_kc_tensors *ts, qv_kc
     else if (first_row_rs >= 0)
         snprintf(r->first, sizeof r->first, "first mismatch m=%d: %s", first_row_rs,
                  c->qserve ? "a_ssum beyond its bound" : "rowsum is not the sum of the row's codes");
-    cJSON_AddNumberToObject(j, "code_mismatch", (double)code_bad);
-    cJSON_AddNumberToObject(j, "code_ties", (double)ties);
-    cJSON_AddNumberToObject(j, "s_a_differ", (double)sa_differ);
-    cJSON_AddNumberToObject(j, "s_a_beyond_bound", (double)sa_bad);
     cJSON_AddBoolToObject(j, "rowsum_dumped", trs != NULL);
     cJSON_AddNumberToObject(j, "rowsum_mismatch", (double)rs_bad);
     free(q); free(sa); free(pre);
