@@ -41,9 +41,9 @@
 //
 // Cost: shared memory holds the scores of TQ * G columns (TQ = 4, G = 8: ~170 KB) and pass 2 holds
 // TQ x 32 accumulators per thread: TQ = 4 ~240 registers, one block (8 warps) per SM; TQ = 2 128
-// registers, two blocks per SM where the shared memory allows. qv_gpu_attention takes 4 where it
-// fits the device's opt-in limit, else 2 (sm_80 at G = 8, sm_89 at G = 4), else (sm_89 at G = 8)
-// the one-row kernel; QV_ATTN_TILE_ROWS=2 asks for 2 (qv_attn::kv4_tiled_rows).
+// registers, two blocks per SM where the shared memory allows. qv_gpu_attention takes 2 (measured
+// faster on the H200: attn_paged.cu) where it fits the device's opt-in limit, else (sm_89 at G = 8)
+// the one-row kernel; QV_ATTN_TILE_ROWS=4 asks for 4 where it fits (qv_attn::kv4_tiled_rows).
 #include <atomic>
 
 #include "attn_kv4_mma.cuh"
@@ -324,7 +324,7 @@ template <int G, int TQ> bool fits()
 
 template <int G> int tile_rows_g(int want)
 {
-    if (want != 2 && fits<G, 4>()) return 4;
+    if (want == 4 && fits<G, 4>()) return 4;
     return fits<G, 2>() ? 2 : 0;
 }
 

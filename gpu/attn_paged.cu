@@ -244,24 +244,24 @@ static int mma_span()
 }
 
 // QV_ATTN_PREFILL=rows|tiled: whether calls with the prefill hint (qv_gpu_attn_args.prefill) run
-// the tensor-core rows on the tiled kernel (attn_kv4_tiled.cu) or one row per block. Either way
-// every row's output is bit-identical (the tiled kernel's header argues it; test_gpu_kernels
-// compares the two), so this is a speed knob. Default rows until the tiled kernel has run on a
-// device (written in stop 16 without one): its identity test and its speed decide the flip.
+// the tensor-core rows on the tiled kernel (attn_kv4_tiled.cu; the default) or one row per block
+// (rows). Either way every row's output is bit-identical (the tiled kernel's header argues it;
+// test_gpu_kernels and test_gpu_engines compare the two on the device), so this is a speed knob.
 static bool prefill_tiled()
 {
     const char *e = getenv("QV_ATTN_PREFILL"); // per call, like QV_ATTN_VARIANT: tests switch it
-    return e && strcmp(e, "tiled") == 0;
+    return !(e && strcmp(e, "rows") == 0);
 }
 
-// The tiled kernel's rows per tile for these arguments (0: not tiled): QV_ATTN_TILE_ROWS=2 asks for
-// tiles of 2 (a test and bench knob, like QV_ATTN_SPAN; results are the same bits either way),
-// else 4 where the device's shared memory allows it, then 2.
+// The tiled kernel's rows per tile for these arguments (0: not tiled): 2 by default (H200, stop
+// 17, 4096-token prefill at 32/8 heads: tiles of 2 1.28x the one-row kernel, tiles of 4 only 1.12x:
+// 4 rows need ~240 registers and one block per SM, 2 rows fit two blocks), QV_ATTN_TILE_ROWS=4 asks
+// for 4 (a test and bench knob; the same bits either way) where the device's shared memory allows.
 static int tiled_rows(const qv_gpu_attn_args *a, const qv_gpu_kv_cache *c)
 {
     if (!a->prefill || !prefill_tiled() || !qv_gpu_attention_uses_mma(a, c)) return 0;
     const char *e = getenv("QV_ATTN_TILE_ROWS");
-    return kv4_tiled_rows(a->nh / c->n_kv_heads, e ? atoi(e) : 4);
+    return kv4_tiled_rows(a->nh / c->n_kv_heads, e ? atoi(e) : 2);
 }
 
 extern "C" int qv_gpu_attention_uses_mma(const qv_gpu_attn_args *a, const qv_gpu_kv_cache *c)

@@ -478,11 +478,15 @@ struct Variant {
 };
 
 // What each should do (large M; the bench sweep measures them, the test proves them equal):
-//   default  for now `reg` (stop 16): one row prefetched into registers, F2I avoided where exact.
-//            The staged ring was the intended default, but a staged variant (`narrow`, 512
-//            threads per row) hung on the H200 and the default staged path would run 512-thread
-//            rows too (K = 8192, e.g. 70B models); until the hang is understood and the sweep has
-//            measured it, the default is the register path that every test ran.
+//   default  (pick_variant) RMSNorm: `reg`; quant_a8 and silu_mul_a8: `wide1` at large M (more
+//            than 128 blocks of the `reg` shape), else `reg`. From the H200 sweep of stop 17 (% of
+//            copy at M = 4096 / 16384): quant K = 4096 reg 68 / 83, wide1 78 / 88; silu I = 14336
+//            reg 63 / 67, wide1 66 / 71; RMSNorm K = 4096 reg 62 / 75, every staged variant 40-50
+//            (RMSNorm keeps its T, NV, so its staged rows are 256 threads of 2 chunks: the ring's
+//            bookkeeping costs more than its in-flight rows gain). Small M stays on `reg`'s shape
+//            (one row per block: the launch is the floor there, wide1 was not measured there).
+//            Every variant gives the same bits (quant and silu reductions are max and an integer
+//            sum: order-free), so which M picks which shape changes no result.
 //   staged   the shared-memory ring, 2 rows in flight per row group (header), F2I avoided.
 //   orig     the previous kernel's shape: one row prefetched into registers, F2I (a baseline; the
 //            new cross-warp reduction step is shared by all variants).
@@ -499,6 +503,8 @@ struct Variant {
 //   once     no loop: one block per row group, the hardware schedules blocks (no occupancy cap).
 // RMSNorm ignores nv_shift (its FP64 order is fixed by T, NV): there wide = default, wide1 =
 // stage1.
+constexpr bool cstr_eq(const char *a, const char *b) { return *a == *b && (!*a || cstr_eq(a + 1, b + 1)); }
+
 constexpr Variant kVariants[] = {
     {"default", kRegPf, 0, 0, 1},  {"orig", kRegPf, 0, 0, 0},  {"reg", kRegPf, 0, 0, 1},
     {"staged", kStaged, 2, 0, 1},
@@ -549,6 +555,23 @@ inline Cfg cfg_for(int K, Kind kind, const Variant &var)
     c.rows = c.T >= 256 ? 1 : 256 / c.T;
     c.mode = var.mode, c.depth = var.depth, c.magic = var.magic;
     return c;
+}
+
+constexpr int variant_index(const char *name, int i = 0)
+{
+    return i >= kNumVariants ? -1 : cstr_eq(kVariants[i].name, name) ? i : variant_index(name, i + 1);
+}
+
+// QV_A8_VARIANT's index -> the configuration to run; 0 (unset, "default"): the default (kVariants'
+// comment): `wide1` for quant_a8 / silu_mul_a8 when `reg`'s shape would need more than 128 blocks
+// (the large-M path), else `reg`.
+inline const Variant &pick_variant(int vi, Kind kind, int M, int K)
+{
+    constexpr int kReg = variant_index("reg"), kWide1 = variant_index("wide1");
+    static_assert(kReg >= 0 && kWide1 >= 0, "kVariants lost an entry the default uses");
+    if (vi) return kVariants[vi];
+    const Cfg d = cfg_for(K, kind, kVariants[kReg]);
+    return kind != kRms && ((size_t)M + d.rows - 1) / d.rows > 128 ? kVariants[kWide1] : kVariants[kReg];
 }
 
 inline bool aligned(const void *p, size_t a) { return (reinterpret_cast<uintptr_t>(p) & (a - 1)) == 0; }
@@ -674,14 +697,15 @@ qv_status launch(const char *what, Kind kind, Src src, bool vec, int M, int K, i
 {
     const int vi = variant_from_env();
     if (vi < 0) return qv_fail(QV_ERR_USAGE, "%s: QV_A8_VARIANT=%s is not a variant (qv_gpu_a8_variant_name)", what, getenv("QV_A8_VARIANT"));
-    const Cfg c = cfg_for(K, kind, kVariants[vi]);
+    const Variant &var = pick_variant(vi, kind, M, K);
+    const Cfg c = cfg_for(K, kind, var);
     const Args a = {M, K, c.T, c.depth, c.magic, q, s_a, rowsum};
     vec = vec && K % kChunk == 0 && aligned(q, 8);
     if (vec) launch_vec<true>(c, src, a, s);
     else launch_vec<false>(c, src, a, s);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess)
-        return qv_fail(QV_ERR_CUDA, "%s: launch (M %d, K %d, A8 variant %s): %s", what, M, K, kVariants[vi].name,
+        return qv_fail(QV_ERR_CUDA, "%s: launch (M %d, K %d, A8 variant %s): %s", what, M, K, var.name,
                        cudaGetErrorString(e));
     return QV_OK;
 }

@@ -36,8 +36,8 @@
 //  nosplit    = the shape rule without split-K on narrow layers (the first call's default);
 //  wgmma      = the shape rule with the sm_90a warpgroup-MMA kernel (gpu/sm90a/gemm_wgmma.cu) for
 //               the W4 formats at M >= 64 where it applies (sm_90 device, image loads, a shared-
-//               memory layout passed its self-test), else exactly the shape rule. Switching the
-//               default to it is the one line kWgmmaDefault below (after measuring it).
+//               memory layout passed its self-test), else exactly the shape rule. The default
+//               uses it on the shapes where it was measured faster (wgmma_by_default below).
 // wide, narrowsplit, nosplit and legacy keep the tiled kernels at M <= 16 too (their split-K
 // paths stay tested).
 #include <algorithm>
@@ -79,9 +79,21 @@ using LegDecode = qvg::Cfg<16, 32, 256, 1, 1, 4, 4>;
 using LegSmall = qvg::Cfg<64, 32, 128, 2, 1, 2, 4>;
 using LegMedium = qvg::Cfg<128, 64, 64, 2, 2, 1, 4>;
 
-// The default rule's use of the sm_90a wgmma path (W4 formats, M >= 64): false until measured
-// (docs/gpu-gemm.md, tools/gpu_wgmma_run.sh); true makes QV_GEMM_VARIANT unset behave as "wgmma".
-constexpr bool kWgmmaDefault = false;
+int sm_count();
+
+// The default rule's use of the sm_90a wgmma path (W4 formats, M >= kWgMinM), from the H200 run of
+// stop 17 (docs/gpu-gemm.md: every Llama-3-8B layer at M = 64..8192, both kernels in one call).
+// wgmma (one 128 x 256 tile per block, one block per SM) won wherever its unsplit tiles number at
+// least 0.8 x the SMs (o M=1024: 128 tiles, 1.51x / 1.97x; gate_up M=64: 112 tiles, g128 1.49x)
+// and lost below that even with split-K (down M=256: 32 tiles, 0.86x; qkv M=256: 48, 0.59x). The
+// one exception is per-channel at M = 64 (gate_up: 0.96x): half of each 128-row tile is padding,
+// and the mma.sync per-channel kernel has no level-2 dequantization to lose, so per-channel also
+// needs M >= one full tile of rows.
+bool wgmma_by_default(bool g128, int M, int N)
+{
+    const long tiles = (long)((N + qvg::kWgBC - 1) / qvg::kWgBC) * ((M + qvg::kWgBT - 1) / qvg::kWgBT);
+    return M >= qvg::kWgMinM && 5 * tiles >= 4L * sm_count() && (g128 || M >= qvg::kWgBT);
+}
 
 enum Variant { V_DEFAULT = 0, V_LEGACY, V_WIDE, V_NARROWSPLIT, V_NOSPLIT, V_NODECODE, V_DECODESPLIT, V_WGMMA };
 Variant variant()
@@ -279,8 +291,9 @@ template <class P, bool ACC> qv_status launch(const qvg::Params &p, void *stream
     const Variant v = variant();
 #ifdef QV_HAVE_WGMMA
     if constexpr (!std::is_same<P, qvg::PolicyW8A8>::value) {
-        if ((v == V_WGMMA || (kWgmmaDefault && v == V_DEFAULT)) && p.M >= qvg::kWgMinM) {
-            const qvg::WgFormat fmt = std::is_same<P, qvg::PolicyW4G128>::value ? qvg::kWgG128 : qvg::kWgChn;
+        constexpr bool g128 = std::is_same<P, qvg::PolicyW4G128>::value;
+        if ((v == V_WGMMA && p.M >= qvg::kWgMinM) || (v == V_DEFAULT && wgmma_by_default(g128, p.M, p.N))) {
+            const qvg::WgFormat fmt = g128 ? qvg::kWgG128 : qvg::kWgChn;
             bool ok = false, done = false;
             QV_TRY(qvg::wgmma_ready(&ok)); // else (not applicable here) the rule below
             if (ok) {
@@ -466,6 +479,18 @@ extern "C" void qv_gpu_gemm_wgmma_stats(unsigned long *launches)
     if (launches) *launches = qvg::wgmma_launches();
 #else
     if (launches) *launches = 0;
+#endif
+}
+
+extern "C" int qv_gpu_gemm_default_wgmma(int g128, int M, int N)
+{
+#ifdef QV_HAVE_WGMMA
+    bool ok = false;
+    if (!wgmma_by_default(g128 != 0, M, N) || qvg::wgmma_ready(&ok) != QV_OK) return (void)qv_clear_error(), 0;
+    return ok;
+#else
+    (void)g128, (void)M, (void)N;
+    return 0;
 #endif
 }
 

@@ -610,10 +610,10 @@ START_TEST(model_level_tensor_core_attention_hd128)
     /* the tensor-core kernel's records (1024 positions) and batch invariance: 1100 positions cross
      * a record boundary; n rows per launch vs one row must give identical bits (kCases[0]: exact) */
     prefill_vs_decode(m, &kCases[0], 1100, &tp);
-    /* the engine marks prefill batches (qv_gpu_attn_args.prefill); the prefills above ran one row per
-     * block (the default), now the same with them on the tiled prefill kernel
-     * (gpu/attn_kv4_tiled.cu) and the decode step on the one-row kernel */
-    setenv("QV_ATTN_PREFILL", "tiled", 1);
+    /* the engine marks prefill batches (qv_gpu_attn_args.prefill); the prefills above ran on the
+     * tiled prefill kernel (gpu/attn_kv4_tiled.cu, the default) and the decode step on the one-row
+     * kernel; now the same with the prefills one row per block */
+    setenv("QV_ATTN_PREFILL", "rows", 1);
     prefill_vs_decode(m, &kCases[0], 1100, &tp);
     unsetenv("QV_ATTN_PREFILL");
     free(rq), free(gq), free(tp.ids);

@@ -10,7 +10,8 @@
  * tile family with split-K for every shape, so the small shapes reach the split-K fix-up of
  * every tile, M <= 16 included; "legacy" = the first configurations; "wgmma" = the shape rule
  * with the sm_90a wgmma kernel for the W4 formats at M >= 64, checked to have run for each such
- * case where its self-test chose a layout, and never elsewhere). QV_GPU_GEMM_FAMILIES
+ * case where its self-test chose a layout; the default family uses it exactly where
+ * qv_gpu_gemm_default_wgmma says, and no other family ever does). QV_GPU_GEMM_FAMILIES
  * (a comma list of those names, "default" for the shape rule) runs a subset, for device-time
  * budgets; unset: all.
  * Without a GPU: prints "SKIP gpu: no device" and exits 77. */
@@ -80,7 +81,9 @@ START_TEST(gpu_gemm_matches_reference_bit_exact)
                 printf("%-44s PATH: %lu decode launches, expected %s\n", name, d1 - d0, want_dec ? ">= 2" : "0");
                 path_bad++;
             }
-            const int want_wg = v == v_wgmma && wchosen >= 0 && c[i].kernel != QV_KK_W8A8 && c[i].M >= 64;
+            const int is_w4 = c[i].kernel != QV_KK_W8A8;
+            const int want_wg = (v == v_wgmma && wchosen >= 0 && is_w4 && c[i].M >= 64) ||
+                                (v == 0 && is_w4 && qv_gpu_gemm_default_wgmma(c[i].kernel == QV_KK_W4A8_G128, c[i].M, c[i].N));
             if (want_wg ? w1 - w0 < 2 : w1 != w0) {
                 printf("%-44s PATH: %lu wgmma launches, expected %s\n", name, w1 - w0, want_wg ? ">= 2" : "0");
                 path_bad++;

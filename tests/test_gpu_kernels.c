@@ -928,8 +928,8 @@ START_TEST(prefill_attention_within_bound_both_modes)
 }
 END_TEST
 
-/* The tiled prefill variant of the tensor-core kernel (gpu/attn_kv4_tiled.cu, tiles of 4 rows, then
- * of 2 with QV_ATTN_TILE_ROWS=2):
+/* The tiled prefill variant of the tensor-core kernel (gpu/attn_kv4_tiled.cu, tiles of 4 rows with
+ * QV_ATTN_TILE_ROWS=4, then of 2, the default):
  * runs of T = 1, 15, 16, 17, 100 rows (tiles straddle sequences, so a tile holds rows of two
  * slots), contexts crossing the 1024-position record (and, with QV_ATTN_SPAN=1, several 256-position
  * records), G = 1, 2, 4, 8, pages of 16. attn_case requires every row bit-identical to the one-row
@@ -942,7 +942,8 @@ START_TEST(prefill_tiled_matches_rows)
      * at ~1050 positions is most of the CPU reference's time: ~60 ms per row at 32 heads) */
     for (int pass = 0; pass < 2; pass++) {
         int n = small_run() ? 3 : pass ? 4 : 5;
-        if (pass) setenv("QV_ATTN_TILE_ROWS", "2", 1);
+        if (pass) unsetenv("QV_ATTN_TILE_ROWS");
+        else setenv("QV_ATTN_TILE_ROWS", "4", 1);
         attn_case(QV_KV_FMT_KV4, 128, 8, 8, n, ctx, start, 0, 111);  /* G 1 */
         attn_case(QV_KV_FMT_KV4, 128, 16, 8, n, ctx, start, 0, 112); /* G 2 */
         attn_case(QV_KV_FMT_KV4, 128, 32, 8, n, ctx, start, 0, 113); /* G 4 */

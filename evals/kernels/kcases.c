@@ -37,6 +37,10 @@ static const int shapes_w8n[][3] = {{1, 40, 96}, {13, 72, 224}, {16, 136, 288}};
 static const int shapes_llama[][2] = {{6144, 4096}, {4096, 4096}, {28672, 4096}, {4096, 14336}};
 /* and the decode kernel's 16-row staging on two of them (M = 12 and 16) */
 static const int shapes_llama16[][3] = {{12, 4096, 4096}, {16, 4096, 14336}};
+/* a prefill shape the default launch rule sends to the sm_90a wgmma kernel on an sm_90 device
+ * (gpu/gemm_launch.cu wgmma_by_default: 8 x 14 tiles of 128 x 256 >= 0.8 x 132 SMs), with M not
+ * a multiple of its 128-token tile, so the default path's wgmma launch is in the matrix */
+static const int shapes_wg[][3] = {{1000, 3584, 384}};
 /* small shapes for the adversarial value modes */
 static const int shapes_adv[][3] = {{1, 64, 256}, {17, 160, 384}, {130, 96, 512}};
 
@@ -64,6 +68,8 @@ qv_status qv_kcase_matrix(int quick, qv_kcase **cases, int *n)
             }
             for (size_t i = 0; i < sizeof shapes_llama16 / sizeof *shapes_llama16; i++)
                 ADD(ker, QV_KV_RANDOM, shapes_llama16[i][0], shapes_llama16[i][1], shapes_llama16[i][2]);
+            for (size_t i = 0; i < sizeof shapes_wg / sizeof *shapes_wg; i++)
+                ADD(ker, QV_KV_RANDOM, shapes_wg[i][0], shapes_wg[i][1], shapes_wg[i][2]);
         }
         for (int v = 1; v < QV_KV_COUNT; v++)
             for (size_t i = 0; i < sizeof shapes_adv / sizeof *shapes_adv; i++)

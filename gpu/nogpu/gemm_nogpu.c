@@ -65,6 +65,12 @@ void qv_gpu_gemm_wgmma_stats(unsigned long *launches)
     if (launches) *launches = 0;
 }
 
+int qv_gpu_gemm_default_wgmma(int g128, int M, int N)
+{
+    (void)g128, (void)M, (void)N;
+    return 0;
+}
+
 qv_status qv_gpu_wgmma_probe(char *report, size_t n, int *chosen)
 {
     if (!report || !chosen) return qv_fail(QV_ERR_USAGE, "qv_gpu_wgmma_probe: NULL argument");

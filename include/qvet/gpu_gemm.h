@@ -66,6 +66,11 @@ void qv_gpu_gemm_decode_stats(unsigned long *launches, unsigned long *split);
  * uses on this device (-1: none passed, the path stays off; -2: not applicable here: no sm_90
  * device or not built; report says why). Without CUDA: 0 launches, *chosen = -2. */
 void qv_gpu_gemm_wgmma_stats(unsigned long *launches);
+/* 1 when the default launch rule (QV_GEMM_VARIANT unset) runs a W4 GEMM of this shape (g128: 1 for
+ * the progressive format, 0 for per-channel) on the wgmma kernel on this device: the shapes where
+ * it was measured faster (gpu/gemm_launch.cu, docs/gpu-gemm.md), an sm_90 device and a layout that
+ * passed its self-test. Tests check the path that ran against it. 0 without CUDA. */
+int qv_gpu_gemm_default_wgmma(int g128, int M, int N);
 qv_status qv_gpu_wgmma_probe(char *report, size_t n, int *chosen);
 
 /* Benchmarks (issue 7): every Llama-3-8B layer shape x M in {1,16,64,256,1024,4096,8192}: the

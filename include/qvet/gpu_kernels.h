@@ -103,10 +103,9 @@ typedef struct {
 /* prefill (a hint; results never depend on it): 1 when the rows come mostly as runs of consecutive
  * positions of one slot (row r + 1 is the same slot's next position), as a prefill's rows do. Rows
  * on the tensor-core KV4 kernel (qv_gpu_attention_uses_mma) then run on its tiled variant
- * (gpu/attn_kv4_tiled.cu: one block per 4 (or 2) consecutive rows; rows of one slot share each K/V
- * load and conversion) when QV_ATTN_PREFILL=tiled (default rows until it has run on a device)
- * and the device's shared memory allows
- * (QV_ATTN_TILE_ROWS=2 asks for tiles of 2: a test and bench knob). Every
+ * (gpu/attn_kv4_tiled.cu: one block per 2 (QV_ATTN_TILE_ROWS=4: 4) consecutive rows; rows of one
+ * slot share each K/V load and conversion) unless QV_ATTN_PREFILL=rows, where the device's shared
+ * memory allows (both knobs are for tests and benchmarks). Every
  * row's output is bit-identical to the one-row kernel's for any rows: only speed depends on the
  * hint (a tile of rows of 4 different slots runs them one after another). */
 size_t qv_gpu_attn_ws_bytes(int R, int nh, int head_dim, int max_ctx);
@@ -118,7 +117,7 @@ qv_status qv_gpu_attention(const qv_gpu_attn_args *a, const qv_gpu_kv_cache *cac
 int qv_gpu_attention_uses_mma(const qv_gpu_attn_args *a, const qv_gpu_kv_cache *cache);
 /* The rows per tile (2 or 4) when qv_gpu_attention runs these arguments on the tiled prefill variant
  * of that kernel, else 0: it uses the tensor-core kernel, a->prefill is set, QV_ATTN_PREFILL is
- * "tiled" and a tile size's shared memory fits the current device. Tests report it (the variants'
+ * not "rows" and a tile size's shared memory fits the current device. Tests report it (the variants'
  * outputs are bit-identical). 0 without CUDA. */
 int qv_gpu_attention_uses_tiled(const qv_gpu_attn_args *a, const qv_gpu_kv_cache *cache);
 
