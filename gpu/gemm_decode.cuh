@@ -46,7 +46,12 @@
 //    order-free, so the sum is bit-identical.
 //  * cut-off M <= 16 (kDecodeMaxM): one m16 tile. At M = 32 the padded mma work per weight byte
 //    doubles (~600 TOP/s at H200 bandwidth), at the mma.sync rate reached: no longer a pure
-//    stream; the tiled kernel's 64-row tiles take over from M = 17.
+//    stream; the tiled kernel's 64-row tiles take over from M = 17 by default.
+//    MT = 32 and 64 (QV_GEMM_VARIANT=decode64, M <= 64; stop 17): 2 or 4 m16 tiles share each
+//    weight batch (each unpacked B fragment feeds MT/16 mma), for the M = 17..64 shapes where the
+//    tiled kernels are latency-bound (ncu: docs/gpu-gemm.md; qkv/o/down at M = 64 reach 0.2-0.35
+//    of what mma.sync reaches at large M). The staged fragment of a k32 step is then MT/4 words
+//    per lane: m16 tile i's {a0, a1, a2, a3} at words 4i..4i+3.
 //  * reduction, all exact INT32: the two K warps of a column add through shared memory (then
 //    a linear [MT][128] tile, 2 or 1 int4 items per thread); K slices across blocks (gridDim.z,
 //    chosen by the host to fill the resident block slots in ONE wave) use the same protocol as
@@ -74,6 +79,9 @@
 namespace qvg {
 
 constexpr int kDecodeMaxM = 16;
+constexpr int kDecodeWideMaxM = 64; // QV_GEMM_VARIANT=decode64 (MT 32 / 64)
+// m16 tiles per staged k32 step (MT 8 pads one tile)
+template <int MT> __host__ __device__ constexpr int dec_tiles() { return MT <= 16 ? 1 : MT / 16; }
 constexpr int kDecWN = 4, kDecWK = 2;
 constexpr int kDecThreads = 32 * kDecWN * kDecWK;
 constexpr int kDecBN = 32 * kDecWN;     // channels per block
@@ -103,11 +111,11 @@ __device__ __forceinline__ uint4 ldg_stream(const void *p)
 // at MT 16, 2-way for W8A8 and at MT 8).
 __device__ __forceinline__ int dec_slot(int L) { return L ^ ((L >> 3) & 3); }
 
-// The A fragment of one k32 step from the staged x (MT 8: rows 8-15 are zero padding).
-template <int MT> __device__ __forceinline__ void dec_load_a(uint32_t (&a)[4], const uint32_t *xs)
+// The A fragment of m16 tile i of one k32 step from the staged x (MT 8: rows 8-15 are zero padding).
+template <int MT> __device__ __forceinline__ void dec_load_a(uint32_t (&a)[4], const uint32_t *xs, int i = 0)
 {
-    if constexpr (MT == 16) {
-        const uint4 v = *reinterpret_cast<const uint4 *>(xs);
+    if constexpr (MT >= 16) {
+        const uint4 v = *reinterpret_cast<const uint4 *>(xs + 4 * i);
         a[0] = v.x, a[1] = v.y, a[2] = v.z, a[3] = v.w;
     } else {
         const uint2 v = *reinterpret_cast<const uint2 *>(xs);
@@ -141,15 +149,13 @@ template <bool G128> struct DecW4 {
         }
     }
     template <int MT>
-    static __device__ __forceinline__ void compute(const Batch &b, const uint32_t *xs, int32_t (&acc)[4][4], const Params &p,
-                                                   int nb, int kg, int lane)
+    static __device__ __forceinline__ void compute(const Batch &b, const uint32_t *xs, int32_t (&acc)[dec_tiles<MT>()][4][4],
+                                                   const Params &p, int nb, int kg, int lane)
     {
         constexpr int REGS = MT / 4;
         uint32_t s1w = b.s1, szw = b.sz1; // byte j: channel c + 8j = n8 tile j
 #pragma unroll
         for (int st = 0; st < STEPS; st++) {
-            uint32_t a[4];
-            dec_load_a<MT>(a, xs + (st * 32 + dec_slot(lane)) * REGS);
             uint32_t bb[4][2];
             unpack_w4(b.w[st], bb);
             if constexpr (G128) {
@@ -171,7 +177,12 @@ template <bool G128> struct DecW4 {
                 }
             }
 #pragma unroll
-            for (int j = 0; j < 4; j++) mma_s8(acc[j], a, bb[j][0], bb[j][1]);
+            for (int i = 0; i < dec_tiles<MT>(); i++) {
+                uint32_t a[4];
+                dec_load_a<MT>(a, xs + (st * 32 + dec_slot(lane)) * REGS, i);
+#pragma unroll
+                for (int j = 0; j < 4; j++) mma_s8(acc[i][j], a, bb[j][0], bb[j][1]);
+            }
         }
         (void)p, (void)nb, (void)kg;
     }
@@ -195,17 +206,20 @@ struct DecW8 {
         }
     }
     template <int MT>
-    static __device__ __forceinline__ void compute(const Batch &b, const uint32_t *xs, int32_t (&acc)[4][4], const Params &,
-                                                   int, int, int lane)
+    static __device__ __forceinline__ void compute(const Batch &b, const uint32_t *xs, int32_t (&acc)[dec_tiles<MT>()][4][4],
+                                                   const Params &, int, int, int lane)
     {
         constexpr int REGS = MT / 4;
 #pragma unroll
         for (int st = 0; st < STEPS; st++) {
-            uint32_t a[4];
-            dec_load_a<MT>(a, xs + (st * 32 + dec_slot(lane)) * REGS);
 #pragma unroll
-            for (int j = 0; j < 4; j++)
-                mma_s8(acc[j], a, st ? b.w[j].z : b.w[j].x, st ? b.w[j].w : b.w[j].y);
+            for (int i = 0; i < dec_tiles<MT>(); i++) {
+                uint32_t a[4];
+                dec_load_a<MT>(a, xs + (st * 32 + dec_slot(lane)) * REGS, i);
+#pragma unroll
+                for (int j = 0; j < 4; j++)
+                    mma_s8(acc[i][j], a, st ? b.w[j].z : b.w[j].x, st ? b.w[j].w : b.w[j].y);
+            }
         }
     }
 };
@@ -246,7 +260,8 @@ __device__ __forceinline__ void dec_stage_x(uint32_t *xs, const Params &p, int k
                 int step, t, hi;
                 if constexpr (D::kPermutedK) step = 2 * (c >> 2) + (j >> 1), t = c & 3, hi = j & 1;
                 else step = c >> 1, t = j, hi = c & 1;
-                const int idx = MT == 16 ? 2 * hi + (m >> 3) : hi; // a0, a1 (row + 8), a2 (k + 16), a3
+                // m16 tile m >> 4: a0, a1 (row + 8), a2 (k + 16), a3 at words 4 (m >> 4) + 0..3
+                const int idx = MT >= 16 ? 4 * (m >> 4) + 2 * hi + ((m >> 3) & 1) : hi;
                 xs[(step * 32 + dec_slot((m & 7) * 4 + t)) * REGS + idx] = w[j];
             }
         }
@@ -262,10 +277,14 @@ template <class P, int MT> struct DecSmem {
     static constexpr int bytes(int ktps) { return ktps * BATCH > RED ? ktps * BATCH : RED; }
 };
 
+// Blocks per SM for __launch_bounds__: MT 32 / 64 hold 32 / 64 accumulators per thread, so 2
+// (<= 128 registers) for every format there.
+template <class P, int MT> constexpr int dec_minb() { return MT <= 16 ? Dec<P>::MINB : 2; }
+
 // OUT_ACC: store the INT32 accumulators (debug entry) instead of the FP16 epilogue.
-// MT: staged rows, 8 (M <= 8) or 16 (M <= 16).
+// MT: staged rows, 8 (M <= 8), 16 (M <= 16), or 32 / 64 (QV_GEMM_VARIANT=decode64).
 template <class P, int MT, bool OUT_ACC>
-__global__ void __launch_bounds__(kDecThreads, Dec<P>::MINB) gemm_decode_kernel(const Params p)
+__global__ void __launch_bounds__(kDecThreads, (dec_minb<P, MT>())) gemm_decode_kernel(const Params p)
 {
     using D = Dec<P>;
     constexpr int REGS = MT / 4;
@@ -291,11 +310,14 @@ __global__ void __launch_bounds__(kDecThreads, Dec<P>::MINB) gemm_decode_kernel(
     dec_stage_x<D, MT>(xs, p, kg0 * D::KG, nkg * D::KG, kx);
     __syncthreads();
 
-    int32_t acc[4][4];
+    constexpr int TI = dec_tiles<MT>();
+    int32_t acc[TI][4][4];
 #pragma unroll
-    for (int j = 0; j < 4; j++)
+    for (int i = 0; i < TI; i++)
 #pragma unroll
-        for (int e = 0; e < 4; e++) acc[j][e] = 0;
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[i][j][e] = 0;
     for (int b = wb0; b < wb1; b += kDecDepth) {
 #pragma unroll
         for (int d = 0; d < kDecDepth; d++) {
@@ -306,18 +328,20 @@ __global__ void __launch_bounds__(kDecThreads, Dec<P>::MINB) gemm_decode_kernel(
         }
     }
 
-    // the K warps' partial tiles -> red[wk][MT][kDecRRow]; accumulator (j, e): row g + 8*(e>>1),
-    // column 8j + 2t + (e&1) of the warp's 32 channels
+    // the K warps' partial tiles -> red[wk][MT][kDecRRow]; accumulator (i, j, e): row 16i + g +
+    // 8*(e>>1), column 8j + 2t + (e&1) of the warp's 32 channels
     __syncthreads(); // every warp is done with the staged x
     int32_t *red = reinterpret_cast<int32_t *>(smem);
     {
         const int g = lane >> 2, t = lane & 3;
 #pragma unroll
-        for (int j = 0; j < 4; j++)
+        for (int i = 0; i < TI; i++)
 #pragma unroll
-            for (int h = 0; h < MT / 8; h++)
-                *reinterpret_cast<int2 *>(red + (wk * MT + g + 8 * h) * kDecRRow + wn * 32 + 8 * j + 2 * t) =
-                    make_int2(acc[j][2 * h], acc[j][2 * h + 1]);
+            for (int j = 0; j < 4; j++)
+#pragma unroll
+                for (int h = 0; h < (MT < 16 ? MT : 16) / 8; h++)
+                    *reinterpret_cast<int2 *>(red + (wk * MT + 16 * i + g + 8 * h) * kDecRRow + wn * 32 + 8 * j + 2 * t) =
+                        make_int2(acc[i][j][2 * h], acc[i][j][2 * h + 1]);
     }
     __syncthreads();
 

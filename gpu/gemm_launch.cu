@@ -34,6 +34,8 @@
 //  wide       = the wide family for every shape (so small test shapes exercise split-K);
 //  narrowsplit= the narrow family for every shape, split with no slice limit (tests);
 //  nosplit    = the shape rule without split-K on narrow layers (the first call's default);
+//  decode64   = the shape rule with the decode kernel up to M = 64 (MT 32 / 64 for M = 17..64:
+//               several m16 tiles per weight batch; gemm_decode.cuh), every format;
 //  wgmma      = the shape rule with the sm_90a warpgroup-MMA kernel (gpu/sm90a/gemm_wgmma.cu) for
 //               the W4 formats at M >= 64 where it applies (sm_90 device, image loads, a shared-
 //               memory layout passed its self-test), else exactly the shape rule. The default
@@ -95,7 +97,7 @@ bool wgmma_by_default(bool g128, int M, int N)
     return M >= qvg::kWgMinM && 5 * tiles >= 4L * sm_count() && (g128 || M >= qvg::kWgBT);
 }
 
-enum Variant { V_DEFAULT = 0, V_LEGACY, V_WIDE, V_NARROWSPLIT, V_NOSPLIT, V_NODECODE, V_DECODESPLIT, V_WGMMA };
+enum Variant { V_DEFAULT = 0, V_LEGACY, V_WIDE, V_NARROWSPLIT, V_NOSPLIT, V_NODECODE, V_DECODESPLIT, V_WGMMA, V_DECODE64 };
 Variant variant()
 {
     const char *e = getenv("QV_GEMM_VARIANT");
@@ -105,7 +107,7 @@ Variant variant()
         Variant v;
     } names[] = {{"legacy", V_LEGACY},     {"wide", V_WIDE},         {"narrowsplit", V_NARROWSPLIT},
                  {"nosplit", V_NOSPLIT},   {"nodecode", V_NODECODE}, {"decodesplit", V_DECODESPLIT},
-                 {"wgmma", V_WGMMA}};
+                 {"wgmma", V_WGMMA},       {"decode64", V_DECODE64}};
     for (const auto &n : names)
         if (!strcmp(e, n.name)) return n.v;
     return V_DEFAULT;
@@ -310,6 +312,14 @@ template <class P, bool ACC> qv_status launch(const qvg::Params &p, void *stream
         if (p.M <= 8) QV_TRY((launch_decode<P, 8, ACC>(p, st, v == V_DECODESPLIT, &done)));
         else QV_TRY((launch_decode<P, 16, ACC>(p, st, v == V_DECODESPLIT, &done)));
         if (done) return QV_OK; // else (workspace cap) the tiled kernels below
+    }
+    if (v == V_DECODE64 && p.M <= qvg::kDecodeWideMaxM) {
+        bool done = false;
+        if (p.M <= 8) QV_TRY((launch_decode<P, 8, ACC>(p, st, false, &done)));
+        else if (p.M <= 16) QV_TRY((launch_decode<P, 16, ACC>(p, st, false, &done)));
+        else if (p.M <= 32) QV_TRY((launch_decode<P, 32, ACC>(p, st, false, &done)));
+        else QV_TRY((launch_decode<P, 64, ACC>(p, st, false, &done)));
+        if (done) return QV_OK;
     }
     if (v == V_LEGACY) {
         if (p.M <= 16) return launch_cfg<LegDecode, P, ACC>(p, st, false);

@@ -11,7 +11,8 @@
  * every tile, M <= 16 included; "legacy" = the first configurations; "wgmma" = the shape rule
  * with the sm_90a wgmma kernel for the W4 formats at M >= 64, checked to have run for each such
  * case where its self-test chose a layout; the default family uses it exactly where
- * qv_gpu_gemm_default_wgmma says, and no other family ever does). QV_GPU_GEMM_FAMILIES
+ * qv_gpu_gemm_default_wgmma says, and no other family ever does; "decode64" = the decode
+ * kernel for every M <= 64, MT 32 / 64 from M = 17, checked to have run there). QV_GPU_GEMM_FAMILIES
  * (a comma list of those names, "default" for the shape rule) runs a subset, for device-time
  * budgets; unset: all.
  * Without a GPU: prints "SKIP gpu: no device" and exits 77. */
@@ -37,8 +38,8 @@ static int family_listed(const char *list, const char *name)
 START_TEST(gpu_gemm_matches_reference_bit_exact)
 {
     const char *e = getenv("QV_GPU_GEMM_SMALL");
-    static const char *variants[] = {NULL, "decodesplit", "wide", "narrowsplit", "legacy", "wgmma"};
-    const size_t v_wgmma = 5;
+    static const char *variants[] = {NULL, "decodesplit", "wide", "narrowsplit", "legacy", "wgmma", "decode64"};
+    const size_t v_wgmma = 5, v_dec64 = 6;
     qv_kcase *c;
     int n, exact = 0, failed = 0, path_bad = 0;
     /* whether the wgmma family can run its kernel here (sm_90 device, a layout passed its
@@ -76,7 +77,7 @@ START_TEST(gpu_gemm_matches_reference_bit_exact)
             /* the path that ran: the decode kernel for every M <= 16 case of the default,
              * decodesplit and wgmma families (both entries, _acc and FP16), never elsewhere; the
              * wgmma kernel for every W4 case with M >= 64 of the wgmma family (where usable) */
-            const int want_dec = (v < 2 || v == v_wgmma) && c[i].M <= 16;
+            const int want_dec = ((v < 2 || v == v_wgmma) && c[i].M <= 16) || (v == v_dec64 && c[i].M <= 64);
             if (want_dec ? d1 - d0 < 2 : d1 != d0) {
                 printf("%-44s PATH: %lu decode launches, expected %s\n", name, d1 - d0, want_dec ? ">= 2" : "0");
                 path_bad++;

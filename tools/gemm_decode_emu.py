@@ -75,14 +75,15 @@ def run(kind, M, N, K, MT, ktps_override=None, slots=396):
                 for j in range(4):
                     if perm: step, t, hi = 2*(c >> 2) + (j >> 1), c & 3, j & 1
                     else: step, t, hi = c >> 1, j, c & 1
-                    idx = 2*hi + (m >> 3) if MT == 16 else hi
+                    idx = 4*(m >> 4) + 2*hi + ((m >> 3) & 1) if MT >= 16 else hi
                     xs[(step*32 + slot((m & 7)*4 + t))*REGS + idx] = v[j]
             red = np.zeros((WK, MT, BN + 8), np.int64)
             for warp in range(8):
                 wn, wk = warp % WN, warp // WN
                 nb = bx*WN + wn
                 per = (nkg + WK - 1)//WK; wb0 = min(nkg, wk*per); wb1 = min(nkg, wb0 + per)
-                accj = [[[0]*4 for _ in range(32)] for _ in range(4)]  # [n8 tile][lane][c0..c3]
+                TI = max(1, MT // 16)
+                accj = [[[[0]*4 for _ in range(32)] for _ in range(4)] for _ in range(TI)]  # [m16 tile][n8 tile][lane][c0..c3]
                 for b in range(wb0, wb1):
                     kg = kg0 + b
                     # load
@@ -103,10 +104,11 @@ def run(kind, M, N, K, MT, ktps_override=None, slots=396):
                                 else: W[l][i] = [0]*4
                     base = b*STEPS*32*REGS
                     for st in range(STEPS):
+                      for ti in range(TI):
                         a = []
                         for l in range(32):
                             o = base + (st*32 + slot(l))*REGS
-                            if MT == 16: a.append([int(xs[o+q]) for q in range(4)])
+                            if MT >= 16: a.append([int(xs[o+4*ti+q]) for q in range(4)])
                             else: a.append([int(xs[o]), 0, int(xs[o+1]), 0])
                         for j in range(4):
                             bb = []
@@ -119,13 +121,14 @@ def run(kind, M, N, K, MT, ktps_override=None, slots=396):
                                     if j == 1: bb.append([w[1] & msk, w[3] & msk])
                                     if j == 2: bb.append([(w[0] >> 4) & msk, (w[2] >> 4) & msk])
                                     if j == 3: bb.append([(w[1] >> 4) & msk, (w[3] >> 4) & msk])
-                            mma(accj[j], a, bb)
+                            mma(accj[ti][j], a, bb)
                 for l in range(32):
                     g, t = l >> 2, l & 3
-                    for j in range(4):
-                        for h in range(MT//8):
-                            col = wn*32 + 8*j + 2*t
-                            red[wk, g + 8*h, col] = accj[j][l][2*h]; red[wk, g + 8*h, col+1] = accj[j][l][2*h+1]
+                    for ti in range(TI):
+                      for j in range(4):
+                        for h in range(min(MT, 16)//8):
+                            col = wn*32 + 8*j + 2*t; r = 16*ti + g + 8*h
+                            red[wk, r, col] = accj[ti][j][l][2*h]; red[wk, r, col+1] = accj[ti][j][l][2*h+1]
             part = red.sum(axis=0)[:, :BN]
             ws[(bx, z)] = part
         tot = sum(ws[(bx, z)] for z in range(s))
@@ -139,7 +142,8 @@ def run(kind, M, N, K, MT, ktps_override=None, slots=396):
 
 allok = True
 for args in [('w8', 1, 40, 96, 8), ('w8', 13, 72, 224, 16), ('w8', 5, 64, 96, 8), ('w8', 16, 136, 288, 16),
-             ('w4', 1, 64, 128, 8), ('w4', 3, 160, 256, 8), ('w4', 16, 96, 384, 16), ('w4', 9, 64, 160, 16), ('w4', 2, 32, 96, 8)]:
+             ('w4', 1, 64, 128, 8), ('w4', 3, 160, 256, 8), ('w4', 16, 96, 384, 16), ('w4', 9, 64, 160, 16), ('w4', 2, 32, 96, 8),
+             ('w8', 17, 40, 96, 32), ('w8', 64, 136, 288, 64), ('w4', 33, 96, 384, 64), ('w4', 30, 64, 160, 32)]:
     allok &= run(*args)
     allok &= run(*args, ktps_override=True)
 print('ALL OK' if allok else 'FAIL')
