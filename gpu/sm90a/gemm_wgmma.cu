@@ -1,9 +1,10 @@
 // The sm_90a W4A8 GEMM path (issue 7): warpgroup MMA (wgmma.mma_async m64n128k32 .s32.s8.s8) with
 // the dequantized weights as the register operand A and the activations as the shared-memory
 // operand B. Built for sm_90a only (CMakeLists.txt: its own object library); gemm_launch.cu
-// calls it through gemm_wgmma.h for M >= kWgMinM when QV_GEMM_VARIANT=wgmma (or the default rule
-// once switched: kWgmmaDefault in gemm_launch.cu), and falls back to the mma.sync kernels when it
-// does not apply (other device, image does not load, no layout passed the self-test).
+// calls it through gemm_wgmma.h for M >= kWgMinM when QV_GEMM_VARIANT=wgmma, and under the default
+// rule on the shapes where it was measured faster (wgmma_by_default in gemm_launch.cu), and falls
+// back to the mma.sync kernels when it does not apply (other device, image does not load, no
+// layout passed the self-test).
 //
 // Computes exactly what gemm_kernel (gemm_mma_core.cuh) computes for the two W4 policies:
 // acc[m][n] = sum_k x[m][k] * b[n][k] in INT32 (chn: b = u, the code 0..15; g128: b = u*s1 - sz1
