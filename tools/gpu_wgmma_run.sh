@@ -16,7 +16,7 @@
 #   wsbench = `qvet bench` with QV_GEMM_VARIANT=wgmma_ws QV_BENCH_GEMM_W4ONLY=1 (the table then
 #             compares wgmma_ws to the default when bench ran too).
 # A hang of the ws kernel (a wrong barrier phase) is killed by the timeouts below; its barrier
-# waits also trap after 2^22 polls, which ends the process with a launch failure. If one call would pass the
+# waits also trap after 10 s, which ends the process with a launch failure. If one call would pass the
 # 10-minute limit, split it, e.g. "build,wgtest,test" then "bench,wgbench" (build-gpu/ stays
 # between calls on a warm machine). QV_WGMMA_BENCH_FILTER overrides the bench filter (a POSIX
 # extended regex on "layer M=..."; gpu/bench_filter.h).

@@ -89,18 +89,20 @@
 //    those rows (each_acc). Channel blocks beyond N are dequantized from zero words (zero rows)
 //    and skipped by the epilogue. No thread leaves before its last arrival; the producer returns
 //    after it, the consumers' later barrier (split-K fix-up) is a named barrier of 256 threads.
-//  * a wait that spins for more than 2^22 polls traps (the launch fails with an error instead of
-//    hanging the device call): every legal wait ends in microseconds.
+//  * a wait that lasts more than 10 s (%globaltimer) traps (the launch fails with an error
+//    instead of hanging the device call): every legal wait ends in microseconds.
 //
 // Registers: __launch_bounds__(384, 1) gives every thread 168 at launch; the producer drops to
 // kProdRegs = 104, the consumers take kConsRegs = 200: 128 * 104 + 256 * 200 = 64512 = 384 * 168
 // (setmaxnreg only redistributes the CTA's own registers: the sum may not exceed the launch
 // allocation, or the consumers' increase waits forever). ptxas -v (CUDA 13.0): 168 registers,
-// no C7513/C7519 (wgmma not serialized; one warpgroup.arrive per stage: ours), 32-56 bytes of
-// stack; the consumers' main loop has no local memory traffic, their split-K / epilogue code after
-// it spills a few words; the producer spills 2 (chn) / 14 (g128) local loads+stores per stage
-// pass. 56 / 224 (the sizes first tried) spilled the producer heavily: its w[2][4] prefetch is 32
-// registers and its x copies 16 more of addresses.
+// no C7512/C7513/C7519 (wgmma not serialized; one warpgroup.arrive per stage: ours), 24-56
+// bytes of stack; in the SASS the consumers' main loop has no local memory traffic (their split-K
+// / epilogue code after it spills a few words), the producer none for chn and 14 local loads +
+// stores per stage for g128. 56 / 224 (the sizes first tried) spilled the producer heavily: its
+// w[2][4] prefetch is 32 registers and its x copies 16 more of addresses. No out-of-line calls in
+// either role: a __noinline__ helper made ptxas fail register allocation at 200 (C7600) and
+// serialize the wgmma (C7512).
 // Reference and tests: as gemm_wgmma.cu (tests/test_gpu_wgmma.c runs its _acc and FP16 shapes
 // through this kernel too; tests/test_gpu_gemm.c family "wgmma_ws").
 #include <atomic>
@@ -151,19 +153,38 @@ __device__ __forceinline__ void mbar_arrive(uint32_t a)
 {
     asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared::cta.b64 st, [%0];\n}\n" ::"r"(a) : "memory");
 }
-// waits (acquire, CTA scope) until the phase with this parity has completed; traps after 2^22
-// polls (a wrong phase would otherwise hang the device call; every legal wait is short)
-__device__ __forceinline__ void mbar_wait(uint32_t a, uint32_t parity)
+// waits (acquire, CTA scope) until the phase with this parity has completed. Watchdog: after
+// kWaitTrapNs of waiting it traps, so a wrong phase fails the launch (an error the test reports)
+// instead of hanging the device call. Time, not a poll count: try_wait may suspend the thread for
+// a system-dependent time per poll, and sanitizers slow the other warps down.
+constexpr unsigned long long kWaitTrapNs = 10ull * 1000 * 1000 * 1000; // 10 s; legal waits: microseconds
+__device__ __forceinline__ unsigned long long globaltimer_ns()
 {
-    uint32_t done = 0;
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;\n" : "=l"(t));
+    return t;
+}
+__device__ __forceinline__ void mbar_wait_slow(uint32_t a, uint32_t parity)
+{
+    const unsigned long long t0 = globaltimer_ns();
     for (uint32_t polls = 0;; polls++) {
+        uint32_t done;
         asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
                      : "=r"(done)
                      : "r"(a), "r"(parity)
                      : "memory");
         if (done) return;
-        if (polls == (1u << 22)) __trap();
+        if ((polls & 255u) == 255u && globaltimer_ns() - t0 > kWaitTrapNs) __trap();
     }
+}
+__device__ __forceinline__ void mbar_wait(uint32_t a, uint32_t parity)
+{
+    uint32_t done;
+    asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+                 : "=r"(done)
+                 : "r"(a), "r"(parity)
+                 : "memory");
+    if (!done) mbar_wait_slow(a, parity); // (the timer only once the first poll failed)
 }
 // the consumers' own barrier (named barrier 1, 256 threads): the producer has returned by then
 __device__ __forceinline__ void bar_consumers() { asm volatile("bar.sync 1, %0;\n" ::"n"(32 * kConsWarps) : "memory"); }
