@@ -40,6 +40,12 @@
 //               the W4 formats at M >= 64 where it applies (sm_90 device, image loads, a shared-
 //               memory layout passed its self-test), else exactly the shape rule. The default
 //               uses it on the shapes where it was measured faster (wgmma_by_default below).
+//  wgmma_ws   = the same with the warp-specialized sm_90a kernel (gpu/sm90a/gemm_wgmma_ws.cu:
+//               a producer warpgroup dequantizes into a shared-memory ring, two consumer
+//               warpgroups issue wgmma with both operands in shared memory) where it applies (as
+//               wgmma, and the self-test chose the 128-byte-swizzle layout it hard-codes), else
+//               exactly the shape rule (never the register-A wgmma kernel). Opt-in only: never
+//               run on a device yet (docs/gpu-gemm.md).
 // wide, narrowsplit, nosplit and legacy keep the tiled kernels at M <= 16 too (their split-K
 // paths stay tested).
 #include <algorithm>
@@ -97,7 +103,9 @@ bool wgmma_by_default(bool g128, int M, int N)
     return M >= qvg::kWgMinM && 5 * tiles >= 4L * sm_count() && (g128 || M >= qvg::kWgBT);
 }
 
-enum Variant { V_DEFAULT = 0, V_LEGACY, V_WIDE, V_NARROWSPLIT, V_NOSPLIT, V_NODECODE, V_DECODESPLIT, V_WGMMA, V_DECODE64 };
+enum Variant {
+    V_DEFAULT = 0, V_LEGACY, V_WIDE, V_NARROWSPLIT, V_NOSPLIT, V_NODECODE, V_DECODESPLIT, V_WGMMA, V_DECODE64, V_WGMMA_WS
+};
 Variant variant()
 {
     const char *e = getenv("QV_GEMM_VARIANT");
@@ -107,7 +115,7 @@ Variant variant()
         Variant v;
     } names[] = {{"legacy", V_LEGACY},     {"wide", V_WIDE},         {"narrowsplit", V_NARROWSPLIT},
                  {"nosplit", V_NOSPLIT},   {"nodecode", V_NODECODE}, {"decodesplit", V_DECODESPLIT},
-                 {"wgmma", V_WGMMA},       {"decode64", V_DECODE64}};
+                 {"wgmma", V_WGMMA},       {"decode64", V_DECODE64}, {"wgmma_ws", V_WGMMA_WS}};
     for (const auto &n : names)
         if (!strcmp(e, n.name)) return n.v;
     return V_DEFAULT;
@@ -305,9 +313,20 @@ template <class P, bool ACC> qv_status launch(const qvg::Params &p, void *stream
                 if (done) return QV_OK;
             }
         }
+        if (v == V_WGMMA_WS && p.M >= qvg::kWgMinM) { // opt-in only: the default rule never comes here
+            const qvg::WgFormat fmt = g128 ? qvg::kWgG128 : qvg::kWgChn;
+            bool ok = false, done = false;
+            QV_TRY(qvg::wgmma_ws_ready(&ok)); // else (not applicable here) the rule below
+            if (ok) {
+                qvg::Params q = p;
+                QV_TRY(wgmma_split(q, st)); // one block per SM, same tile and stage: same split rule
+                QV_TRY(qvg::wgmma_ws_gemm(q, fmt, ACC, st, &done));
+                if (done) return QV_OK;
+            }
+        }
     }
 #endif
-    if ((v == V_DEFAULT || v == V_DECODESPLIT || v == V_WGMMA) && p.M <= qvg::kDecodeMaxM) {
+    if ((v == V_DEFAULT || v == V_DECODESPLIT || v == V_WGMMA || v == V_WGMMA_WS) && p.M <= qvg::kDecodeMaxM) {
         bool done = false;
         if (p.M <= 8) QV_TRY((launch_decode<P, 8, ACC>(p, st, v == V_DECODESPLIT, &done)));
         else QV_TRY((launch_decode<P, 16, ACC>(p, st, v == V_DECODESPLIT, &done)));
@@ -489,6 +508,26 @@ extern "C" void qv_gpu_gemm_wgmma_stats(unsigned long *launches)
     if (launches) *launches = qvg::wgmma_launches();
 #else
     if (launches) *launches = 0;
+#endif
+}
+
+extern "C" void qv_gpu_gemm_wgmma_ws_stats(unsigned long *launches)
+{
+#ifdef QV_HAVE_WGMMA
+    if (launches) *launches = qvg::wgmma_ws_launches();
+#else
+    if (launches) *launches = 0;
+#endif
+}
+
+extern "C" int qv_gpu_gemm_wgmma_ws_usable(void)
+{
+#ifdef QV_HAVE_WGMMA
+    bool ok = false;
+    if (qvg::wgmma_ws_ready(&ok) != QV_OK) return (void)qv_clear_error(), 0;
+    return ok;
+#else
+    return 0;
 #endif
 }
 

@@ -50,6 +50,21 @@ qv_status wgmma_probe_report(char *report, size_t n, int *chosen);
 // Launches of the wgmma kernel so far (this process): tests check which path ran.
 unsigned long wgmma_launches();
 
+// *ok = true when the layout the wgmma path uses on the current device (the self-test's choice,
+// or QV_WGMMA_LAYOUT) is the 128-byte swizzle with SBO 1024 and a +32-byte k32 step (candidates 0
+// and 1 of gemm_wgmma.cu): the one the warp-specialized kernel hard-codes for both of its
+// shared-memory operands. false (no error) when the path does not apply or no candidate passed.
+qv_status wgmma_sw128_layout(bool *ok);
+
+// The warp-specialized variant (gpu/sm90a/gemm_wgmma_ws.cu, QV_GEMM_VARIANT=wgmma_ws; never the
+// default): same contract as wgmma_gemm (same results bit for bit, same split-K protocol and
+// p.ktps meaning), launched only where wgmma_sw128_layout says yes; *done = false otherwise.
+qv_status wgmma_ws_gemm(const Params &p, WgFormat fmt, bool out_acc, cudaStream_t st, bool *done);
+// Whether wgmma_ws_gemm would launch on the current device (runs the wgmma self-test on first use).
+qv_status wgmma_ws_ready(bool *ok);
+// Launches of the warp-specialized kernel so far (this process).
+unsigned long wgmma_ws_launches();
+
 } // namespace qvg
 
 #endif

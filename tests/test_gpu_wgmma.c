@@ -15,6 +15,10 @@
  * Every case is printed (and flushed; stdout is line-buffered) before its launch, and the probe
  * traces its launches on stderr (QV_WGMMA_TRACE=1): a run killed by a timeout or a fault shows
  * where it was.
+ *  4. the warp-specialized kernel (gpu/sm90a/gemm_wgmma_ws.cu, QV_GEMM_VARIANT=wgmma_ws) on the
+ *     same _acc shapes (split-K off and by the rule) and FP16 cases, reported the same way, where
+ *     it is usable (the self-test chose the 128-byte-swizzle layout it hard-codes); its launch
+ *     counter is checked, and the register-A kernel's must not move.
  * Skips with exit 77: no GPU ("SKIP gpu: no device"), or a GPU where the path does not apply
  * ("SKIP wgmma: ..."; not sm_90, or not built). */
 #include <stdlib.h>
@@ -38,9 +42,11 @@ static const int nshapes = (int)(sizeof shapes / sizeof *shapes);
 static int g_chosen = -2; /* the self-test's choice (main) */
 static int g_pipe = 1;     /* the pipeline the path uses (main: "pipelined: yes|no"; forced layout: 1) */
 
-/* one shape of one format: 0 ok, 1 mismatch or wrong path. pipe: the QV_WGMMA_PIPE in force (printed) */
+/* one shape of one format: 0 ok, 1 mismatch or wrong path. pipe: the QV_WGMMA_PIPE in force
+ * (printed), or -1: the warp-specialized kernel (QV_GEMM_VARIANT=wgmma_ws set by the caller) */
 static int check_acc(int g128, int M, int N, int K, uint64_t seed, int pipe)
 {
+    const int ws = pipe < 0;
     qv_test_rng rng = {seed};
     const size_t MK = (size_t)M * K, NK = (size_t)N * K, MN = (size_t)M * N, NG = (size_t)N * (K / 128);
     int8_t *x = malloc(MK), *w8 = malloc(NK);
@@ -80,20 +86,24 @@ static int check_acc(int g128, int M, int N, int K, uint64_t seed, int pipe)
     const char *fmt = g128 ? "g128" : "chn";
     /* the case is named before its launch (and flushed): a run killed by a timeout or ended by a
      * fault still shows which launch it was in */
-    printf("%-4s M=%-4d N=%-5d K=%-5d PIPE %d: ", fmt, M, N, K, pipe);
+    if (ws) printf("%-4s M=%-4d N=%-5d K=%-5d WS: ", fmt, M, N, K);
+    else printf("%-4s M=%-4d N=%-5d K=%-5d PIPE %d: ", fmt, M, N, K, pipe);
     fflush(stdout);
-    qv_gpu_gemm_wgmma_stats(&l0);
+    unsigned long o0, o1; /* the other kernel's counter: must not move */
+    if (ws) qv_gpu_gemm_wgmma_ws_stats(&l0), qv_gpu_gemm_wgmma_stats(&o0);
+    else qv_gpu_gemm_wgmma_stats(&l0), qv_gpu_gemm_wgmma_ws_stats(&o0);
     qv_status st = g128 ? qv_gpu_w4a8_g128_gemm_acc(dx, dw, ds1, dsz1, dacc, M, N, K, 128, NULL)
                         : qv_gpu_w4a8_chn_gemm_acc(dx, dw, dacc, M, N, K, NULL);
     ck_assert_msg(st == QV_OK, "launch: %s", qv_last_error());
     ck_assert_msg(qv_gpu_sync() == QV_OK, "kernel: %s", qv_last_error());
-    qv_gpu_gemm_wgmma_stats(&l1);
+    if (ws) qv_gpu_gemm_wgmma_ws_stats(&l1), qv_gpu_gemm_wgmma_stats(&o1);
+    else qv_gpu_gemm_wgmma_stats(&l1), qv_gpu_gemm_wgmma_ws_stats(&o1);
     ck_assert_int_eq(qv_gpu_download(got, dacc, MN * 4), QV_OK);
 
     long bad = 0;
     uint32_t nres = 0, mres = 0; /* bit r: some mismatch at n % 32 == r / m % 16 == r */
     int shown = 0;
-    printf("wgmma launches %lu: ", l1 - l0);
+    printf("%s launches %lu: ", ws ? "wgmma_ws" : "wgmma", l1 - l0);
     for (size_t i = 0; i < MN; i++)
         if (got[i] != want[i]) bad++;
     printf("%s (%ld of %zu accumulators wrong)\n", bad ? "MISMATCH" : "bit-exact", bad, MN);
@@ -105,10 +115,11 @@ static int check_acc(int g128, int M, int N, int K, uint64_t seed, int pipe)
             if (shown++ < 6) printf("    m=%ld n=%ld (tile row %ld, col %ld): got %d want %d\n", m, n, m % 128, n % 256, got[i], want[i]);
         }
     if (bad) printf("    wrong residues: n %% 32 mask 0x%08x, m %% 16 mask 0x%04x\n", nres, mres);
-    if (l1 - l0 != 1) printf("    PATH: expected 1 wgmma launch, saw %lu\n", l1 - l0);
+    if (l1 - l0 != 1) printf("    PATH: expected 1 %s launch, saw %lu\n", ws ? "wgmma_ws" : "wgmma", l1 - l0);
+    if (o1 != o0) printf("    PATH: %lu launches of the %s kernel\n", o1 - o0, ws ? "register-A wgmma" : "wgmma_ws");
     qv_gpu_free(dx), qv_gpu_free(dw), qv_gpu_free(ds1), qv_gpu_free(dsz1), qv_gpu_free(dacc);
     free(x), free(w8), free(u), free(pk), free(s1), free(sz1), free(s1p), free(sz1p), free(want), free(got);
-    return bad || l1 - l0 != 1;
+    return bad || l1 - l0 != 1 || o1 != o0;
 }
 
 START_TEST(wgmma_self_test)
@@ -186,6 +197,60 @@ START_TEST(wgmma_fp16_bit_exact)
 }
 END_TEST
 
+/* the warp-specialized kernel on the same shapes: INT32 (split-K off, then by the rule) */
+START_TEST(wgmma_ws_acc_bit_exact)
+{
+    if (!qv_gpu_gemm_wgmma_ws_usable()) {
+        printf("wgmma_ws: not usable on this device (the self-test chose no 128-byte-swizzle layout): not run\n");
+        return;
+    }
+    setenv("QV_GEMM_VARIANT", "wgmma_ws", 1);
+    int failed = 0;
+    for (int sp = 0; sp < 2; sp++) {
+        if (sp == 0) setenv("QV_WGMMA_SPLIT", "0", 1);
+        else unsetenv("QV_WGMMA_SPLIT");
+        printf("-- wgmma_ws, split-K %s\n", sp ? "by the rule" : "off");
+        for (int g = 0; g < 2; g++)
+            for (int i = 0; i < nshapes; i++)
+                failed += check_acc(g, shapes[i][0], shapes[i][1], shapes[i][2], 7001 + (uint64_t)i, -1);
+    }
+    unsetenv("QV_GEMM_VARIANT");
+    printf("wgmma_ws _acc cases: %d failed of %d\n", failed, 4 * nshapes);
+    ck_assert_int_eq(failed, 0);
+}
+END_TEST
+
+START_TEST(wgmma_ws_fp16_bit_exact)
+{
+    if (!qv_gpu_gemm_wgmma_ws_usable()) return; /* said once above */
+    setenv("QV_GEMM_VARIANT", "wgmma_ws", 1);
+    int failed = 0;
+    for (int g = 0; g < 2; g++)
+        for (int i = 0; i < nshapes; i++) {
+            qv_kcase c = {g ? QV_KK_W4A8_G128 : QV_KK_W4A8_CHN, QV_KV_RANDOM, shapes[i][0], shapes[i][1], shapes[i][2]};
+            char name[160];
+            qv_kcase_name(&c, name, sizeof name);
+            qv_kresult r;
+            unsigned long l0, l1;
+            qv_gpu_gemm_wgmma_ws_stats(&l0);
+            printf("ws %-41s ", name); /* named before its launches (see check_acc) */
+            fflush(stdout);
+            ck_assert_msg(qv_kcase_run(&c, QV_KB_GPU, 9001 + (uint64_t)i, &r) == QV_OK, "%s: %s", name, qv_last_error());
+            qv_gpu_gemm_wgmma_ws_stats(&l1);
+            printf("wgmma_ws launches %lu  acc: %s  out: %s  sat %ld/%ld  %s\n", l1 - l0,
+                   r.acc_mismatch ? "MISMATCH" : "bit-exact", r.out_mismatch ? "MISMATCH" : "bit-exact", r.sat_got,
+                   r.sat_ref, r.ok ? "OK" : "FAIL");
+            if (!r.ok && r.first >= 0)
+                printf("    first mismatch m=%ld n=%ld: acc gpu %d ref %d, y gpu 0x%04x ref 0x%04x\n", r.first / c.N,
+                       r.first % c.N, r.first_acc_got, r.first_acc_ref, r.first_out_got, r.first_out_ref);
+            if (!r.ok || l1 - l0 < 2) failed++; /* _acc and FP16 entries: both on the ws kernel */
+        }
+    unsetenv("QV_GEMM_VARIANT");
+    printf("wgmma_ws fp16 cases: %d failed of %d\n", failed, 2 * nshapes);
+    ck_assert_int_eq(failed, 0);
+}
+END_TEST
+
 int main(void)
 {
     /* line-buffered even into a file (the run script redirects it): a run killed by `timeout`
@@ -217,6 +282,8 @@ int main(void)
     tcase_add_test(tc, wgmma_self_test);
     tcase_add_test(tc, wgmma_acc_bit_exact);
     tcase_add_test(tc, wgmma_fp16_bit_exact);
+    tcase_add_test(tc, wgmma_ws_acc_bit_exact);
+    tcase_add_test(tc, wgmma_ws_fp16_bit_exact);
     suite_add_tcase(s, tc);
     return qv_test_main(s);
 }

@@ -214,27 +214,32 @@ def run(fmt, M, N, K, cand, pipe=1, split=False):
     return int((out != ref).sum())
 
 
-ok = True
-cases = [('chn', 128, 256, 1024), ('chn', 70, 288, 1056), ('g128', 130, 96, 1024), ('chn', 260, 3328, 256)]
-for fmt, M, N, K in cases:
-    for pipe, split in ((0, False), (1, False), (1, True)):
-        bad = run(fmt, M, N, K, CANDS[0], pipe, split)
-        sl = (K + BK - 1) // BK // split_rule(M, N, K) if split else 1
-        print(f"{fmt:4} M={M} N={N} K={K} candidate 0, PIPE {pipe}, split {'rule' if split else 'off'}: {'OK' if bad == 0 else f'FAIL ({bad} wrong)'}")
-        ok &= bad == 0
-# the raster alone on big grids (more channel tiles than one group, partial last group)
-for M, N in ((8192, 28672), (1024, 4096), (300, 1056), (64, 6144)):
-    CT, TT = (N + BC - 1) // BC, (M + BT - 1) // BT
-    ok_r = sorted(block_tile(b, M, N) for b in range(CT * TT)) == [(c, t) for c in range(CT) for t in range(TT)]
-    print(f"raster M={M} N={N}: {'OK' if ok_r else 'FAIL'}")
-    ok &= ok_r
-# the other candidates under the SAME assumed hardware reading: the self-test must be able to
-# tell them apart (each wrong one must give wrong numbers on its data, not pass by accident)
-for ci in range(1, len(CANDS)):
-    # hardware reads as candidate 0 describes; the kernel writes/describes as candidate ci
-    swz, lbo, sbo, kstep, swap_a = CANDS[ci]
-    print(f"candidate {ci} {CANDS[ci]} under the same reading: ", end="")
-    bad = run('chn', 128, 256, 256, CANDS[ci], 0)
-    print("also consistent" if bad == 0 else (f"{bad} wrong" if bad is not None else "reads out of bounds"))
-print("ALL OK" if ok else "FAIL")
-sys.exit(0 if ok else 1)
+def main():
+    ok = True
+    cases = [('chn', 128, 256, 1024), ('chn', 70, 288, 1056), ('g128', 130, 96, 1024), ('chn', 260, 3328, 256)]
+    for fmt, M, N, K in cases:
+        for pipe, split in ((0, False), (1, False), (1, True)):
+            bad = run(fmt, M, N, K, CANDS[0], pipe, split)
+            sl = (K + BK - 1) // BK // split_rule(M, N, K) if split else 1
+            print(f"{fmt:4} M={M} N={N} K={K} candidate 0, PIPE {pipe}, split {'rule' if split else 'off'}: {'OK' if bad == 0 else f'FAIL ({bad} wrong)'}")
+            ok &= bad == 0
+    # the raster alone on big grids (more channel tiles than one group, partial last group)
+    for M, N in ((8192, 28672), (1024, 4096), (300, 1056), (64, 6144)):
+        CT, TT = (N + BC - 1) // BC, (M + BT - 1) // BT
+        ok_r = sorted(block_tile(b, M, N) for b in range(CT * TT)) == [(c, t) for c in range(CT) for t in range(TT)]
+        print(f"raster M={M} N={N}: {'OK' if ok_r else 'FAIL'}")
+        ok &= ok_r
+    # the other candidates under the SAME assumed hardware reading: the self-test must be able to
+    # tell them apart (each wrong one must give wrong numbers on its data, not pass by accident)
+    for ci in range(1, len(CANDS)):
+        # hardware reads as candidate 0 describes; the kernel writes/describes as candidate ci
+        swz, lbo, sbo, kstep, swap_a = CANDS[ci]
+        print(f"candidate {ci} {CANDS[ci]} under the same reading: ", end="")
+        bad = run('chn', 128, 256, 256, CANDS[ci], 0)
+        print("also consistent" if bad == 0 else (f"{bad} wrong" if bad is not None else "reads out of bounds"))
+    print("ALL OK" if ok else "FAIL")
+    return ok
+
+
+if __name__ == '__main__':  # (tools/gemm_wgmma_ws_emu.py imports the helpers above)
+    sys.exit(0 if main() else 1)

@@ -8,7 +8,15 @@
 # QV_GEMM_VARIANT=wgmma (W4 kernels only), and a summary table last.
 # From the source root on the GPU machine, with $OUT set:
 #   bash tools/gpu_wgmma_run.sh .gpu-debs [steps]
-# steps: comma list of build,wgtest,test,bench,wgbench (default: all). If one call would pass the
+# steps: comma list of build,wgtest,test,bench,wgbench,wstest,wsbench (default: the first five; the
+# warp-specialized kernel's steps, never run on a device before, only when named):
+#   wstest  = test_gpu_wgmma (its wgmma_ws cases run after the register-A kernel's) and
+#             test_gpu_gemm under QV_GPU_GEMM_FAMILIES=wgmma_ws (every W4 case with M >= 64 checked
+#             to have run gpu/sm90a/gemm_wgmma_ws.cu);
+#   wsbench = `qvet bench` with QV_GEMM_VARIANT=wgmma_ws QV_BENCH_GEMM_W4ONLY=1 (the table then
+#             compares wgmma_ws to the default when bench ran too).
+# A hang of the ws kernel (a wrong barrier phase) is killed by the timeouts below; its barrier
+# waits also trap after 10 s, which ends the process with a launch failure. If one call would pass the
 # 10-minute limit, split it, e.g. "build,wgtest,test" then "bench,wgbench" (build-gpu/ stays
 # between calls on a warm machine). QV_WGMMA_BENCH_FILTER overrides the bench filter (a POSIX
 # extended regex on "layer M=..."; gpu/bench_filter.h).
@@ -59,6 +67,16 @@ if has test; then
   grep -E "FAIL|first mismatch|PATH:" "$OUT/gpu_gemm.log" | head -20
   stamp "test_gpu_gemm done"
 fi
+if has wstest; then
+  timeout -k 10 180 build-gpu/test_gpu_wgmma > "$OUT/gpu_wgmma_ws.log" 2>&1; rc=$?
+  echo "==== test_gpu_wgmma (with the wgmma_ws cases) rc=$rc"
+  grep -E "chosen:|wgmma_ws|WS:|MISMATCH|PATH|residues|m=[0-9]+ n=" "$OUT/gpu_wgmma_ws.log" | grep -vE 'WS: wgmma_ws launches 1: bit-exact' | head -60
+  summary+=("test_gpu_wgmma (ws) rc=$rc: $(grep -E 'wgmma_ws _acc cases|wgmma_ws fp16 cases|not usable' "$OUT/gpu_wgmma_ws.log" | tr '\n' ';')")
+  QV_GPU_GEMM_FAMILIES=wgmma_ws timeout -k 10 400 build-gpu/test_gpu_gemm > "$OUT/gpu_gemm_ws.log" 2>&1; rc=$?
+  summary+=("test_gpu_gemm (wgmma_ws) rc=$rc: $(grep 'gpu gemm cases' "$OUT/gpu_gemm_ws.log")")
+  grep -E "FAIL|first mismatch|PATH:|wgmma_ws kernel" "$OUT/gpu_gemm_ws.log" | head -20
+  stamp "wgmma_ws tests done"
+fi
 if has bench; then
   timeout -k 10 300 build-gpu/qvet bench --filter "$filter" --json "$OUT/bench_default.json" > "$OUT/bench_default.txt" 2>&1
   echo "default bench rc=$?"
@@ -70,11 +88,18 @@ if has wgbench; then
   echo "wgmma bench rc=$?"
   stamp "wgmma bench done"
 fi
+if has wsbench; then
+  QV_GEMM_VARIANT=wgmma_ws QV_BENCH_GEMM_W4ONLY=1 timeout -k 10 180 build-gpu/qvet bench --filter "$filter" \
+    --json "$OUT/bench_wgmma_ws.json" > "$OUT/bench_wgmma_ws.txt" 2>&1
+  echo "wgmma_ws bench rc=$?"
+  stamp "wgmma_ws bench done"
+fi
 echo "==== summary"
 cat "$OUT/gpu.txt"
 printf '%s\n' "${summary[@]}"
-if [ -f "$OUT/bench_default.json" ] || [ -f "$OUT/bench_wgmma.json" ]; then
-  python3 - "$OUT/bench_default.json" "$OUT/bench_wgmma.json" <<'PY'
+if [ -f "$OUT/bench_default.json" ] || [ -f "$OUT/bench_wgmma.json" ] || [ -f "$OUT/bench_wgmma_ws.json" ]; then
+  newj="$OUT/bench_wgmma.json"; has wsbench && ! has wgbench && newj="$OUT/bench_wgmma_ws.json"
+  python3 - "$OUT/bench_default.json" "$newj" <<'PY'
 import json, os, sys
 def load(p):
     if not os.path.exists(p): return {}
@@ -94,7 +119,7 @@ def t(r, k):
     return v.get("TOPs") if v else None
 f = lambda v: f"{v:7.1f}" if v is not None else "      -"
 q = lambda a, b: f"{a / b:5.2f}" if a is not None and b else "    -"
-print("\nTOP/s. def = default rule (mma.sync), wg = QV_GEMM_VARIANT=wgmma, same call; /QS = wg / QServe H100; /i8 = wg / cuBLASLt INT8")
+print(f"\nTOP/s. def = default rule, wg = {os.path.basename(sys.argv[2])} (QV_GEMM_VARIANT=wgmma or wgmma_ws), same call; /QS = wg / QServe H100; /i8 = wg / cuBLASLt INT8")
 print(f"{'layer':8} {'M':>5} | {'i8':>7} | {'chn def':>7} {'chn wg':>7} {'x':>5} {'/QS':>5} {'/i8':>5} | {'g128 def':>8} {'g128 wg':>7} {'x':>5} {'/QS':>5} {'/i8':>5}")
 for key in sorted(set(old) | set(new), key=lambda k: (["qkv", "o", "gate_up", "down"].index(k[0]) if k[0] in ["qkv", "o", "gate_up", "down"] else 9, k[1])):
     o, n = old.get(key), new.get(key)

@@ -65,6 +65,13 @@ void qv_gpu_gemm_wgmma_stats(unsigned long *launches)
     if (launches) *launches = 0;
 }
 
+void qv_gpu_gemm_wgmma_ws_stats(unsigned long *launches)
+{
+    if (launches) *launches = 0;
+}
+
+int qv_gpu_gemm_wgmma_ws_usable(void) { return 0; }
+
 int qv_gpu_gemm_default_wgmma(int g128, int M, int N)
 {
     (void)g128, (void)M, (void)N;

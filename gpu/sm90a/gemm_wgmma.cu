@@ -71,6 +71,7 @@
 #include "../gemm_w4a8_chn.cuh"
 #include "../gemm_w4a8_g128.cuh"
 #include "../gemm_wgmma.h"
+#include "wgmma_common.cuh"
 
 extern "C" {
 #include "qvet/qoq.h"
@@ -79,11 +80,8 @@ extern "C" {
 namespace qvg {
 namespace {
 
-constexpr int kBT = kWgBT;            // tokens per block (wgmma N)
 constexpr int kWGs = 2;               // warpgroups per block
-constexpr int kBC = 128 * kWGs;       // channels per block
-constexpr int kBK = kWgBK;            // k per stage: one 128-byte swizzle row per token; one g128 group
-static_assert(kBC == kWgBC && kBT == 128 && kBK == 128, "the tile the host and the layouts assume");
+static_assert(128 * kWGs == kBC && kBT == 128 && kBK == 128, "the tile the host and the layouts assume");
 constexpr int kStages = 5;                 // 80 KB: one block of 8 warps per SM
 constexpr int kThreads = 128 * kWGs;
 constexpr int kStageBytes = kBT * kBK; // 16 KB
@@ -138,10 +136,6 @@ __device__ __forceinline__ uint64_t make_desc(const WgLayout &L, uint32_t saddr)
            (uint64_t)((L.sbo & 0x3FFFFu) >> 4) << 32 | (uint64_t)(L.swz ? 1u : 0u) << 62;
 }
 
-__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-template <int N> __device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
-__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 // A real use of a retired A buffer (folded into `sink`, stored only under a never-true
 // condition): an empty asm would vanish before ptxas, which then gives both buffers the same
 // registers and serializes every wgmma (ptxas C7513).
@@ -153,13 +147,6 @@ __device__ __forceinline__ void use_a(const uint32_t (&a)[4][2][4], uint32_t &si
         for (int h = 0; h < 2; h++)
 #pragma unroll
             for (int r = 0; r < 4; r++) sink ^= a[i][h][r];
-}
-// Ties the accumulators to this point of the program (the compiler must not move their uses
-// across the wgmma wait).
-__device__ __forceinline__ void fence_acc(int32_t (&d)[64])
-{
-#pragma unroll
-    for (int i = 0; i < 64; i++) asm volatile("" : "+r"(d[i])::"memory");
 }
 
 // D (64 INT32 per thread) += A (4 registers: this warp's 16 rows x k32) * B (k32 x 128 tokens,
@@ -185,20 +172,6 @@ __device__ __forceinline__ void wgmma_m64n128k32_s8(int32_t (&d)[64], const uint
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1));
 }
 
-template <bool G128> struct WgFmt;
-template <> struct WgFmt<false> { using P = PolicyW4Chn; };
-template <> struct WgFmt<true> { using P = PolicyW4G128; };
-
-// The four k32 steps' weights of stage kt for this warp's channel block (zero past K or N: the
-// zero-filled x makes their products 0 anyway; the guard keeps the loads in bounds).
-__device__ __forceinline__ void load_w(uint4 (&w)[4], const uint4 *wp, bool nvalid, int kt, int kt32)
-{
-#pragma unroll
-    for (int ks = 0; ks < 4; ks++) {
-        const int j = kt * 4 + ks;
-        w[ks] = nvalid && j < kt32 ? __ldg(wp + (long)j * 32) : make_uint4(0, 0, 0, 0);
-    }
-}
 
 __device__ __forceinline__ void load_x(const Params &p, const WgLayout &L, uint8_t *stage, int m0, int kt)
 {
@@ -211,32 +184,6 @@ __device__ __forceinline__ void load_x(const Params &p, const WgLayout &L, uint8
     }
 }
 
-// Calls f(d[i], m, o = m * N + n) for every accumulator of one m64 tile whose token is < M:
-// thread (warp w, g, e) holds channel nrow + 8h (h = 0, 1) for tokens m0 + 8j + 2e + e'.
-template <class F>
-__device__ __forceinline__ void each_acc(const Params &p, int32_t (&d)[64], int nrow, int m0, int lane, F &&f)
-{
-#pragma unroll
-    for (int j = 0; j < 16; j++)
-#pragma unroll
-        for (int h = 0; h < 2; h++)
-#pragma unroll
-            for (int e = 0; e < 2; e++) {
-                const int m = m0 + 8 * j + 2 * (lane & 3) + e;
-                if (m < p.M) f(d[4 * j + 2 * h + e], m, (long)m * p.N + nrow + 8 * h);
-            }
-}
-
-// Epilogue of one m64 accumulator tile: per element the Policy's epilogue, as the mma.sync
-// kernels (or the accumulator itself for the _acc entries).
-template <class P, bool OUT_ACC>
-__device__ __forceinline__ void store_tile(const Params &p, int32_t (&d)[64], int nrow, int m0, int lane, unsigned int &nsat)
-{
-    each_acc(p, d, nrow, m0, lane, [&](int32_t &v, int m, long o) {
-        if constexpr (OUT_ACC) p.acc[o] = v;
-        else p.y[o] = sat_half(P::epilogue(p, v, m, (int)(o - (long)m * p.N)), nsat);
-    });
-}
 
 // Dequantizes the four k32 steps of one stage into the two wgmma A fragments per step.
 template <bool G128>
@@ -245,15 +192,7 @@ __device__ __forceinline__ void make_a(uint32_t (&a)[4][2][4], const uint4 (&w)[
 #pragma unroll
     for (int ks = 0; ks < 4; ks++) {
         uint32_t b[4][2];
-        unpack_w4(w[ks], b);
-        if constexpr (G128) {
-#pragma unroll
-            for (int i = 0; i < 4; i++) { // byte i of the group words: channel c0 + 8i + g
-                const uint32_t s = (s1w >> (8 * i)) & 255u, z = ((szw >> (8 * i)) & 255u) * 0x01010101u;
-                b[i][0] = __vsub4(b[i][0] * s, z);
-                b[i][1] = __vsub4(b[i][1] * s, z);
-            }
-        }
+        dequant_w4<G128>(b, w[ks], s1w, szw);
 #pragma unroll
         for (int h = 0; h < 2; h++) {
             a[ks][h][0] = b[2 * h][0];
@@ -264,19 +203,6 @@ __device__ __forceinline__ void make_a(uint32_t (&a)[4][2][4], const uint4 (&w)[
     }
 }
 
-// Block -> (channel tile, token tile), grouped: kGroup channel tiles side by side, token tiles
-// down, so one wave of ~132 blocks covers about 12 x 11 tiles: the unique weights and x it reads
-// are ~minimal (12*256 channels + 11*128 tokens per k), and whichever operand fits in L2 is
-// re-read from L2, not HBM (gate_up: x, 32 MB at M = 8192; down: its 29 MB of weights).
-constexpr int kGroup = 12;
-__device__ __forceinline__ void block_tile(int M, int N, int &ct, int &tt)
-{
-    const int CT = (N + kBC - 1) / kBC, TT = (M + kBT - 1) / kBT;
-    const int b = blockIdx.x, per = kGroup * TT, g = b / per, r = b % per;
-    const int w = min(kGroup, CT - g * kGroup);
-    ct = g * kGroup + r % w;
-    tt = r / w;
-}
 
 // PIPE 0: each stage's 8 wgmma are waited for before the next stage (simplest; the other
 // warpgroup overlaps the gap). PIPE 1: double-buffered A fragments and wait_group 1: the next
@@ -619,6 +545,24 @@ qv_status wgmma_ready(bool *ok)
     DevState &d = g_dev[dev];
     if (d.state == 0) QV_TRY(dev_init(dev, d, nullptr));
     *ok = d.state == 1 || (d.hw && forced_cand() >= 0);
+    return QV_OK;
+}
+
+qv_status wgmma_sw128_layout(bool *ok)
+{
+    *ok = false;
+    int dev = 0;
+    QV_CUDA_TRY(cudaGetDevice(&dev));
+    if (dev < 0 || dev >= (int)(sizeof g_dev / sizeof *g_dev)) return QV_OK;
+    std::lock_guard<std::mutex> lock(g_mu);
+    DevState &d = g_dev[dev];
+    if (d.state == 0) QV_TRY(dev_init(dev, d, nullptr));
+    const int f = d.hw ? forced_cand() : -1;
+    if (f < 0 && d.state != 1) return QV_OK;
+    // the descriptor fields gemm_wgmma_ws.cu hard-codes for both operands (swap_a: a register-A
+    // detail, irrelevant to a shared-memory A)
+    const WgLayout &L = kCands[f >= 0 ? f : d.cand];
+    *ok = L.swz == 1 && L.lbo == 16 && L.sbo == 1024 && L.kstep == 32;
     return QV_OK;
 }
 

@@ -71,6 +71,13 @@ void qv_gpu_gemm_wgmma_stats(unsigned long *launches);
  * it was measured faster (gpu/gemm_launch.cu, docs/gpu-gemm.md), an sm_90 device and a layout that
  * passed its self-test. Tests check the path that ran against it. 0 without CUDA. */
 int qv_gpu_gemm_default_wgmma(int g128, int M, int N);
+/* Test hooks of the warp-specialized sm_90a kernel (gpu/sm90a/gemm_wgmma_ws.cu; opt-in
+ * QV_GEMM_VARIANT=wgmma_ws, W4 formats, M >= 64): launches of it so far (this process; not
+ * counted by qv_gpu_gemm_wgmma_stats), and 1 when that variant would run it on this device (an
+ * sm_90 device whose wgmma self-test chose the 128-byte-swizzle layout the kernel hard-codes;
+ * runs the self-test on first use). Without CUDA: 0 and 0. */
+void qv_gpu_gemm_wgmma_ws_stats(unsigned long *launches);
+int qv_gpu_gemm_wgmma_ws_usable(void);
 qv_status qv_gpu_wgmma_probe(char *report, size_t n, int *chosen);
 
 /* Benchmarks (issue 7): every Llama-3-8B layer shape x M in {1,16,64,256,1024,4096,8192}: the
