@@ -167,9 +167,12 @@ START_TEST(wgmma_acc_bit_exact)
 }
 END_TEST
 
-START_TEST(wgmma_fp16_bit_exact)
+/* The FP16 entries through the kernel-case runner for every shape and both W4 formats under
+ * QV_GEMM_VARIANT=variant; a case counts as failed unless bit-exact and the kernel counted by
+ * stats ran for both its entries (_acc and FP16). Returns the failures. */
+static int fp16_cases(const char *variant, const char *tag, void (*stats)(unsigned long *))
 {
-    setenv("QV_GEMM_VARIANT", "wgmma", 1);
+    setenv("QV_GEMM_VARIANT", variant, 1);
     int failed = 0;
     for (int g = 0; g < 2; g++)
         for (int i = 0; i < nshapes; i++) {
@@ -178,22 +181,27 @@ START_TEST(wgmma_fp16_bit_exact)
             qv_kcase_name(&c, name, sizeof name);
             qv_kresult r;
             unsigned long l0, l1;
-            qv_gpu_gemm_wgmma_stats(&l0);
-            printf("%-44s ", name); /* named before its launches (see check_acc) */
+            stats(&l0);
+            printf("%s%-*s ", tag, 44 - (int)strlen(tag), name); /* named before its launches (see check_acc) */
             fflush(stdout);
             ck_assert_msg(qv_kcase_run(&c, QV_KB_GPU, 9001 + (uint64_t)i, &r) == QV_OK, "%s: %s", name, qv_last_error());
-            qv_gpu_gemm_wgmma_stats(&l1);
-            printf("wgmma launches %lu  acc: %s  out: %s  sat %ld/%ld  %s\n", l1 - l0,
+            stats(&l1);
+            printf("%s launches %lu  acc: %s  out: %s  sat %ld/%ld  %s\n", variant, l1 - l0,
                    r.acc_mismatch ? "MISMATCH" : "bit-exact", r.out_mismatch ? "MISMATCH" : "bit-exact", r.sat_got,
                    r.sat_ref, r.ok ? "OK" : "FAIL");
             if (!r.ok && r.first >= 0)
                 printf("    first mismatch m=%ld n=%ld: acc gpu %d ref %d, y gpu 0x%04x ref 0x%04x\n", r.first / c.N,
                        r.first % c.N, r.first_acc_got, r.first_acc_ref, r.first_out_got, r.first_out_ref);
-            if (!r.ok || l1 - l0 < 2) failed++; /* _acc and FP16 entries: both on the wgmma kernel */
+            if (!r.ok || l1 - l0 < 2) failed++;
         }
     unsetenv("QV_GEMM_VARIANT");
-    printf("wgmma fp16 cases: %d failed of %d\n", failed, 2 * nshapes);
-    ck_assert_int_eq(failed, 0);
+    printf("%s fp16 cases: %d failed of %d\n", variant, failed, 2 * nshapes);
+    return failed;
+}
+
+START_TEST(wgmma_fp16_bit_exact)
+{
+    ck_assert_int_eq(fp16_cases("wgmma", "", qv_gpu_gemm_wgmma_stats), 0);
 }
 END_TEST
 
@@ -223,31 +231,7 @@ END_TEST
 START_TEST(wgmma_ws_fp16_bit_exact)
 {
     if (!qv_gpu_gemm_wgmma_ws_usable()) return; /* said once above */
-    setenv("QV_GEMM_VARIANT", "wgmma_ws", 1);
-    int failed = 0;
-    for (int g = 0; g < 2; g++)
-        for (int i = 0; i < nshapes; i++) {
-            qv_kcase c = {g ? QV_KK_W4A8_G128 : QV_KK_W4A8_CHN, QV_KV_RANDOM, shapes[i][0], shapes[i][1], shapes[i][2]};
-            char name[160];
-            qv_kcase_name(&c, name, sizeof name);
-            qv_kresult r;
-            unsigned long l0, l1;
-            qv_gpu_gemm_wgmma_ws_stats(&l0);
-            printf("ws %-41s ", name); /* named before its launches (see check_acc) */
-            fflush(stdout);
-            ck_assert_msg(qv_kcase_run(&c, QV_KB_GPU, 9001 + (uint64_t)i, &r) == QV_OK, "%s: %s", name, qv_last_error());
-            qv_gpu_gemm_wgmma_ws_stats(&l1);
-            printf("wgmma_ws launches %lu  acc: %s  out: %s  sat %ld/%ld  %s\n", l1 - l0,
-                   r.acc_mismatch ? "MISMATCH" : "bit-exact", r.out_mismatch ? "MISMATCH" : "bit-exact", r.sat_got,
-                   r.sat_ref, r.ok ? "OK" : "FAIL");
-            if (!r.ok && r.first >= 0)
-                printf("    first mismatch m=%ld n=%ld: acc gpu %d ref %d, y gpu 0x%04x ref 0x%04x\n", r.first / c.N,
-                       r.first % c.N, r.first_acc_got, r.first_acc_ref, r.first_out_got, r.first_out_ref);
-            if (!r.ok || l1 - l0 < 2) failed++; /* _acc and FP16 entries: both on the ws kernel */
-        }
-    unsetenv("QV_GEMM_VARIANT");
-    printf("wgmma_ws fp16 cases: %d failed of %d\n", failed, 2 * nshapes);
-    ck_assert_int_eq(failed, 0);
+    ck_assert_int_eq(fp16_cases("wgmma_ws", "ws ", qv_gpu_gemm_wgmma_ws_stats), 0);
 }
 END_TEST
 

@@ -314,42 +314,8 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_kernel(const Params p, cons
     cp_async_wait<0>();
 
     const int nrow = nb * 32 + (lane >> 2);
-    if (gridDim.y > 1) {
-        // Split-K fix-up, the tiled kernel's protocol (gemm_mma_core.cuh): every block stores its
-        // INT32 partial tile to ws[z][M][N], fence, count; the last block to arrive at the tile adds
-        // the other slices' partials to its own and runs the epilogue. Integer addition is exact
-        // and associative: the result equals the unsplit sum bit for bit in any arrival order.
-        __shared__ int s_last;
-        const int z = blockIdx.y;
-        int32_t *const wz = p.ws + (long)z * p.M * p.N;
-        if (nvalid) {
-            each_acc(p, acc0, nrow, m0, lane, [&](int32_t &v, int, long o) { wz[o] = v; });
-            each_acc(p, acc1, nrow + 16, m0, lane, [&](int32_t &v, int, long o) { wz[o] = v; });
-        }
-        __threadfence();
-        __syncthreads(); // every warp, valid or not: no early return above
-        if (threadIdx.x == 0) {
-            const unsigned int tile = (unsigned int)(ct * ((p.M + kBT - 1) / kBT) + tt);
-            const unsigned int old = atomicAdd(p.cnt + tile, 1u);
-            s_last = old == gridDim.y - 1;
-            if (s_last) p.cnt[tile] = 0; // every other slice of this tile has counted already
-        }
-        __syncthreads();
-        if (!s_last) return;
-        __threadfence();
-        if (!nvalid) return;
-        for (int q = 0; q < (int)gridDim.y; q++) {
-            if (q == z) continue;
-            const int32_t *const wq = p.ws + (long)q * p.M * p.N;
-            each_acc(p, acc0, nrow, m0, lane, [&](int32_t &v, int, long o) { v += __ldcg(wq + o); });
-            each_acc(p, acc1, nrow + 16, m0, lane, [&](int32_t &v, int, long o) { v += __ldcg(wq + o); });
-        }
-    }
-    if (!nvalid) return;
-    unsigned int nsat = 0;
-    store_tile<P, OUT_ACC>(p, acc0, nrow, m0, lane, nsat);
-    store_tile<P, OUT_ACC>(p, acc1, nrow + 16, m0, lane, nsat);
-    if (!OUT_ACC && nsat) atomicAdd(p.sat, nsat);
+    // split-K fix-up and epilogue (wgmma_common.cuh); all 256 threads hold this tile
+    finish_block<P, OUT_ACC>(p, acc0, acc1, nrow, m0, lane, nvalid, ct, tt, threadIdx.x == 0, [] { __syncthreads(); });
 }
 
 // ---- host ----
@@ -533,58 +499,66 @@ qv_status dev_init(int dev, DevState &d, std::vector<ProbeOut> *res)
     return QV_OK;
 }
 
+// Runs f(state) for the calling device, under g_mu, its self-test run on first use; nothing
+// (QV_OK) for a device index beyond g_dev.
+template <class F> qv_status with_dev(F &&f)
+{
+    int dev = 0;
+    QV_CUDA_TRY(cudaGetDevice(&dev));
+    if (dev < 0 || dev >= (int)(sizeof g_dev / sizeof *g_dev)) return QV_OK;
+    std::lock_guard<std::mutex> lock(g_mu);
+    DevState &d = g_dev[dev];
+    if (d.state == 0) QV_TRY(dev_init(dev, d, nullptr));
+    f(d);
+    return QV_OK;
+}
+
+// The layout the path uses on a device (QV_WGMMA_LAYOUT where the device can run the kernel,
+// else the self-test's choice), or nullptr: the path does not apply. *forced: QV_WGMMA_LAYOUT.
+const WgLayout *path_layout(const DevState &d, bool *forced)
+{
+    const int f = d.hw ? forced_cand() : -1;
+    *forced = f >= 0;
+    return f >= 0 ? &kCands[f] : d.state == 1 ? &kCands[d.cand] : nullptr;
+}
+
 } // namespace
 
 qv_status wgmma_ready(bool *ok)
 {
     *ok = false;
-    int dev = 0;
-    QV_CUDA_TRY(cudaGetDevice(&dev));
-    if (dev < 0 || dev >= (int)(sizeof g_dev / sizeof *g_dev)) return QV_OK;
-    std::lock_guard<std::mutex> lock(g_mu);
-    DevState &d = g_dev[dev];
-    if (d.state == 0) QV_TRY(dev_init(dev, d, nullptr));
-    *ok = d.state == 1 || (d.hw && forced_cand() >= 0);
-    return QV_OK;
+    bool forced;
+    return with_dev([&](const DevState &d) { *ok = path_layout(d, &forced) != nullptr; });
 }
 
 qv_status wgmma_sw128_layout(bool *ok)
 {
     *ok = false;
-    int dev = 0;
-    QV_CUDA_TRY(cudaGetDevice(&dev));
-    if (dev < 0 || dev >= (int)(sizeof g_dev / sizeof *g_dev)) return QV_OK;
-    std::lock_guard<std::mutex> lock(g_mu);
-    DevState &d = g_dev[dev];
-    if (d.state == 0) QV_TRY(dev_init(dev, d, nullptr));
-    const int f = d.hw ? forced_cand() : -1;
-    if (f < 0 && d.state != 1) return QV_OK;
-    // the descriptor fields gemm_wgmma_ws.cu hard-codes for both operands (swap_a: a register-A
-    // detail, irrelevant to a shared-memory A)
-    const WgLayout &L = kCands[f >= 0 ? f : d.cand];
-    *ok = L.swz == 1 && L.lbo == 16 && L.sbo == 1024 && L.kstep == 32;
-    return QV_OK;
+    bool forced;
+    return with_dev([&](const DevState &d) {
+        // the descriptor fields gemm_wgmma_ws.cu hard-codes for both operands (swap_a: a
+        // register-A detail, irrelevant to a shared-memory A)
+        const WgLayout *L = path_layout(d, &forced);
+        *ok = L && L->swz == 1 && L->lbo == 16 && L->sbo == 1024 && L->kstep == 32;
+    });
 }
 
 qv_status wgmma_gemm(const Params &p, WgFormat fmt, bool out_acc, cudaStream_t st, bool *done)
 {
     *done = false;
     if (p.M < kWgMinM) return QV_OK;
-    int dev = 0;
-    QV_CUDA_TRY(cudaGetDevice(&dev));
-    if (dev < 0 || dev >= (int)(sizeof g_dev / sizeof *g_dev)) return QV_OK;
     WgLayout L;
     int pipe = 0;
-    {
-        std::lock_guard<std::mutex> lock(g_mu);
-        DevState &d = g_dev[dev];
-        if (d.state == 0) QV_TRY(dev_init(dev, d, nullptr));
-        const int f = d.hw ? forced_cand() : -1;
-        if (f < 0 && d.state != 1) return QV_OK;
-        L = kCands[f >= 0 ? f : d.cand];
+    bool usable = false;
+    QV_TRY(with_dev([&](const DevState &d) {
+        bool forced;
+        const WgLayout *l = path_layout(d, &forced);
+        if (!l) return;
+        usable = true, L = *l;
         const char *pe = getenv("QV_WGMMA_PIPE"); // debugging: 0 or 1 forces the pipeline
-        pipe = pe && *pe ? *pe == '1' : f >= 0 ? 1 : d.pipe;
-    }
+        pipe = pe && *pe ? *pe == '1' : forced ? 1 : d.pipe;
+    }));
+    if (!usable) return QV_OK;
     QV_DMUT_SYNC(); // QV_MUTANTS builds: this file's copy of the planted-bug selection (only now:
                     // the sm_90a module loads on this device)
     const bool g = fmt == kWgG128;

@@ -368,40 +368,9 @@ __global__ void __launch_bounds__(kWsThreads, 1) wgmma_ws_kernel(const Params p)
     const int nb = ct * (kBC / 32) + 4 * c + warp; // the 32-channel block this warp's rows hold
     const bool nvalid = nb < p.N / 32;
     const int nrow = nb * 32 + (lane >> 2);
-    if (gridDim.y > 1) {
-        // Split-K fix-up: gemm_wgmma.cu's protocol (gemm_mma_core.cuh), among the 256 consumer
-        // threads (named barrier; the producer has returned), thread 128 counting for the block
-        __shared__ int s_last;
-        const int z = blockIdx.y;
-        int32_t *const wz = p.ws + (long)z * p.M * p.N;
-        if (nvalid) {
-            each_acc(p, acc0, nrow, m0, lane, [&](int32_t &v, int, long o) { wz[o] = v; });
-            each_acc(p, acc1, nrow + 16, m0, lane, [&](int32_t &v, int, long o) { wz[o] = v; });
-        }
-        __threadfence();
-        bar_consumers(); // every consumer warp, valid or not: no early return above
-        if (threadIdx.x == kProdThreads) {
-            const unsigned int tile = (unsigned int)(ct * ((p.M + kBT - 1) / kBT) + tt);
-            const unsigned int old = atomicAdd(p.cnt + tile, 1u);
-            s_last = old == gridDim.y - 1;
-            if (s_last) p.cnt[tile] = 0; // every other slice of this tile has counted already
-        }
-        bar_consumers();
-        if (!s_last) return;
-        __threadfence();
-        if (!nvalid) return;
-        for (int q = 0; q < (int)gridDim.y; q++) {
-            if (q == z) continue;
-            const int32_t *const wq = p.ws + (long)q * p.M * p.N;
-            each_acc(p, acc0, nrow, m0, lane, [&](int32_t &v, int, long o) { v += __ldcg(wq + o); });
-            each_acc(p, acc1, nrow + 16, m0, lane, [&](int32_t &v, int, long o) { v += __ldcg(wq + o); });
-        }
-    }
-    if (!nvalid) return;
-    unsigned int nsat = 0;
-    store_tile<P, OUT_ACC>(p, acc0, nrow, m0, lane, nsat);
-    store_tile<P, OUT_ACC>(p, acc1, nrow + 16, m0, lane, nsat);
-    if (!OUT_ACC && nsat) atomicAdd(p.sat, nsat);
+    // split-K fix-up and epilogue (wgmma_common.cuh) among the 256 consumer threads (named
+    // barrier; the producer has returned), thread 128 counting for the block
+    finish_block<P, OUT_ACC>(p, acc0, acc1, nrow, m0, lane, nvalid, ct, tt, threadIdx.x == kProdThreads, [] { bar_consumers(); });
 }
 
 // ---- host ----

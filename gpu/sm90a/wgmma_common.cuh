@@ -91,6 +91,52 @@ __device__ __forceinline__ void store_tile(const Params &p, int32_t (&d)[64], in
     });
 }
 
+// The end of a block, shared by both wgmma kernels: the split-K fix-up (gridDim.y > 1), the
+// tiled kernel's protocol (gemm_mma_core.cuh): every block stores its INT32 partial tiles to
+// ws[z][M][N], fence, count; the last block to arrive at the tile adds the other slices'
+// partials to its own and runs the epilogue. Integer addition is exact and associative: the
+// result equals the unsplit sum bit for bit in any arrival order. Then the epilogue of the
+// thread's two m64 tiles (acc0: channels nrow + 8h, acc1: nrow + 16 + 8h). sync() is a barrier
+// over every thread holding this tile's accumulators (none of them returns before it), and the
+// thread with `counter` set counts for the block.
+template <class P, bool OUT_ACC, class Sync>
+__device__ __forceinline__ void finish_block(const Params &p, int32_t (&acc0)[64], int32_t (&acc1)[64], int nrow, int m0,
+                                             int lane, bool nvalid, int ct, int tt, bool counter, Sync &&sync)
+{
+    if (gridDim.y > 1) {
+        __shared__ int s_last;
+        const int z = blockIdx.y;
+        int32_t *const wz = p.ws + (long)z * p.M * p.N;
+        if (nvalid) {
+            each_acc(p, acc0, nrow, m0, lane, [&](int32_t &v, int, long o) { wz[o] = v; });
+            each_acc(p, acc1, nrow + 16, m0, lane, [&](int32_t &v, int, long o) { wz[o] = v; });
+        }
+        __threadfence();
+        sync(); // every warp, valid or not: no early return above
+        if (counter) {
+            const unsigned int tile = (unsigned int)(ct * ((p.M + kBT - 1) / kBT) + tt);
+            const unsigned int old = atomicAdd(p.cnt + tile, 1u);
+            s_last = old == gridDim.y - 1;
+            if (s_last) p.cnt[tile] = 0; // every other slice of this tile has counted already
+        }
+        sync();
+        if (!s_last) return;
+        __threadfence();
+        if (!nvalid) return;
+        for (int q = 0; q < (int)gridDim.y; q++) {
+            if (q == z) continue;
+            const int32_t *const wq = p.ws + (long)q * p.M * p.N;
+            each_acc(p, acc0, nrow, m0, lane, [&](int32_t &v, int, long o) { v += __ldcg(wq + o); });
+            each_acc(p, acc1, nrow + 16, m0, lane, [&](int32_t &v, int, long o) { v += __ldcg(wq + o); });
+        }
+    }
+    if (!nvalid) return;
+    unsigned int nsat = 0;
+    store_tile<P, OUT_ACC>(p, acc0, nrow, m0, lane, nsat);
+    store_tile<P, OUT_ACC>(p, acc1, nrow + 16, m0, lane, nsat);
+    if (!OUT_ACC && nsat) atomicAdd(p.sat, nsat);
+}
+
 // Block -> (channel tile, token tile), grouped: kGroup channel tiles side by side, token tiles
 // down, so one wave of ~132 blocks covers about 12 x 11 tiles: the unique weights and x it reads
 // are ~minimal (12*256 channels + 11*128 tokens per k), and whichever operand fits in L2 is
